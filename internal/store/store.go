@@ -1,0 +1,126 @@
+// Package store declares the persistence contract of Flotilla: small
+// interfaces per aggregate, composed into Store. The SQL implementation is in
+// sqlstore (used by both the sqlite and postgres packages) and every
+// implementation passes the conformance suite in storetest.
+//
+// Methods return *flotilla.Error values with code ENotFound for missing
+// records and EConflict for uniqueness or in-use violations; any other error
+// is an internal failure.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/label"
+)
+
+// Tenants stores tenants.
+type Tenants interface {
+	// CreateTenant inserts t; EConflict if the name is taken.
+	CreateTenant(ctx context.Context, t flotilla.Tenant) error
+	// GetTenant returns the tenant or ENotFound.
+	GetTenant(ctx context.Context, name string) (flotilla.Tenant, error)
+	ListTenants(ctx context.Context) ([]flotilla.Tenant, error)
+	// SetTenantAnonymousDDI toggles anonymous device access; ENotFound.
+	SetTenantAnonymousDDI(ctx context.Context, name string, on bool) error
+}
+
+// Tokens stores API tokens by the hash of their secret.
+type Tokens interface {
+	// CreateToken inserts t; EConflict on a duplicate id or hash.
+	CreateToken(ctx context.Context, t flotilla.Token) error
+	// TokenByHash returns the token with this secret hash, or ENotFound.
+	TokenByHash(ctx context.Context, hash string) (flotilla.Token, error)
+	// ListTokens lists a tenant's tokens, newest first.
+	ListTokens(ctx context.Context, tenant string) ([]flotilla.Token, error)
+	// RevokeToken marks the token revoked at at; ENotFound if the tenant has
+	// no such token.
+	RevokeToken(ctx context.Context, tenant, id string, at time.Time) error
+}
+
+// ArtifactFilter narrows ListArtifacts.
+type ArtifactFilter struct {
+	Name     string         // exact name, or all
+	Selector label.Selector // on artifact labels
+}
+
+// ArtifactPatch changes the mutable fields of an artifact; nil leaves a
+// field alone.
+type ArtifactPatch struct {
+	Labels      *map[string]string
+	Description *string
+}
+
+// Artifacts stores artifact metadata; the bytes are in a blob.Store.
+type Artifacts interface {
+	// CreateArtifact inserts a and sets a.ID; EConflict if (tenant, name,
+	// version) exists.
+	CreateArtifact(ctx context.Context, a *flotilla.Artifact) error
+	// GetArtifact returns the artifact or ENotFound.
+	GetArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, error)
+	// GetArtifactByID returns the artifact or ENotFound.
+	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
+	// ListArtifacts returns matching artifacts ordered by name, then id.
+	ListArtifacts(ctx context.Context, tenant string, f ArtifactFilter) ([]flotilla.Artifact, error)
+	// UpdateArtifact applies p and returns the result; ENotFound.
+	UpdateArtifact(ctx context.Context, tenant, name, version string, p ArtifactPatch) (flotilla.Artifact, error)
+	// DeleteArtifact removes the metadata; ENotFound, or EConflict while an
+	// active deployment or rollout uses it. orphan reports whether no
+	// artifact of any tenant still references the blob.
+	DeleteArtifact(ctx context.Context, tenant, name, version string) (deleted flotilla.Artifact, orphan bool, err error)
+	// BlobReferenced reports whether any artifact uses the blob.
+	BlobReferenced(ctx context.Context, sha256 string) (bool, error)
+}
+
+// DeviceQuery selects devices in id order, a page at a time.
+type DeviceQuery struct {
+	Selector label.Selector
+	AfterID  string // exclusive cursor
+	Limit    int    // 0 means no limit
+}
+
+// DevicePatch changes device fields; nil leaves a field alone.
+type DevicePatch struct {
+	Labels     *map[string]string
+	Attributes *map[string]string
+	Address    *string
+	Version    *string
+}
+
+// Devices stores the fleet.
+type Devices interface {
+	// CreateDevice inserts d; EConflict if the id exists in the tenant.
+	CreateDevice(ctx context.Context, d flotilla.Device) error
+	// GetDevice returns the device or ENotFound.
+	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
+	// ListDevices returns devices matching q in id order.
+	ListDevices(ctx context.Context, tenant string, q DeviceQuery) ([]flotilla.Device, error)
+	// CountDevices counts the tenant's devices matching sel.
+	CountDevices(ctx context.Context, tenant string, sel label.Selector) (int, error)
+	// UpdateDevice applies p at now and returns the result; ENotFound.
+	UpdateDevice(ctx context.Context, tenant, id string, p DevicePatch, now time.Time) (flotilla.Device, error)
+	// DeleteDevice removes the device and its history; ENotFound.
+	DeleteDevice(ctx context.Context, tenant, id string) error
+	// TouchDevices records when devices were last seen, in one write.
+	TouchDevices(ctx context.Context, seen []DeviceSeen) error
+}
+
+// DeviceSeen is one entry for TouchDevices.
+type DeviceSeen struct {
+	Tenant string
+	ID     string
+	At     time.Time
+}
+
+// Store is everything Flotilla persists.
+type Store interface {
+	Tenants
+	Tokens
+	Artifacts
+	Devices
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}

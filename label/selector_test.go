@@ -1,0 +1,88 @@
+package label_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/flotilla-ota/flotilla/label"
+)
+
+func TestParseAndMatch(t *testing.T) {
+	labels := map[string]string{"app": "base", "role": "kiosk", "region": "eu"}
+	tests := []struct {
+		sel   string
+		match bool
+	}{
+		{"", true},
+		{"app=base", true},
+		{"app==base", true},
+		{"app=other", false},
+		{"role!=debug", true},
+		{"role!=kiosk", false},
+		{"missing!=x", true},
+		{"region in (eu,us)", true},
+		{"region in (us)", false},
+		{"region notin (us, ap)", true},
+		{"region notin (eu)", false},
+		{"app", true},
+		{"legacy", false},
+		{"!legacy", true},
+		{"!app", false},
+		{"app=base,role!=debug,region in (eu,us),!legacy", true},
+		{" app = base , region in ( eu ) ", true},
+		{"app=", false},
+		{"example.com/tier=gold", false},
+	}
+	for _, tt := range tests {
+		s, err := label.Parse(tt.sel)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tt.sel, err)
+			continue
+		}
+		if got := s.Matches(labels); got != tt.match {
+			t.Errorf("Parse(%q).Matches = %v, want %v", tt.sel, got, tt.match)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, s := range []string{
+		"app=base,", ",", "app in eu", "app in (eu", "app in (eu;us)", "=x", "app=ba se",
+		"app >= 3", "!", "app=-bad", "app notin ()x", "a b",
+	} {
+		if _, err := label.Parse(s); err == nil {
+			t.Errorf("Parse(%q) succeeded, want error", s)
+		}
+	}
+}
+
+func TestStringRoundTrip(t *testing.T) {
+	s := label.MustParse("app==base, role!=debug,region in (eu,us),!legacy,tier")
+	if got, want := s.String(), "app=base,role!=debug,region in (eu,us),!legacy,tier"; got != want {
+		t.Fatalf("String() = %q, want %q", got, want)
+	}
+	again := label.MustParse(s.String())
+	if !reflect.DeepEqual(s, again) {
+		t.Fatalf("round trip changed selector: %#v != %#v", s, again)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"app=base,role!=debug,region in (eu,us),!legacy", "a", "!b", "x notin (1,2)", "a==b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sel, err := label.Parse(s)
+		if err != nil {
+			return
+		}
+		again, err := label.Parse(sel.String())
+		if err != nil {
+			t.Fatalf("canonical form %q of %q does not parse: %v", sel.String(), s, err)
+		}
+		if sel.String() != again.String() {
+			t.Fatalf("round trip of %q: %q != %q", s, sel.String(), again.String())
+		}
+		sel.Matches(map[string]string{"app": "base"})
+	})
+}

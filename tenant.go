@@ -1,0 +1,116 @@
+package flotilla
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultTenant is created at first start and owns the bootstrap admin token.
+const DefaultTenant = "default"
+
+// Tenant isolates devices, artifacts, rollouts and tokens from every other
+// tenant.
+type Tenant struct {
+	Name string
+	// AnonymousDDI lets devices poll the DDI API without credentials.
+	AnonymousDDI bool
+	CreatedAt    time.Time
+}
+
+// Scope is a permission carried by a token.
+type Scope string
+
+// The scopes. A write scope implies the read scope of the same resource.
+const (
+	ScopeArtifactsRead  Scope = "artifacts:read"
+	ScopeArtifactsWrite Scope = "artifacts:write"
+	ScopeDevicesRead    Scope = "devices:read"
+	ScopeDevicesWrite   Scope = "devices:write"
+	ScopeRolloutsRead   Scope = "rollouts:read"
+	ScopeRolloutsWrite  Scope = "rollouts:write"
+	ScopeTokensWrite    Scope = "tokens:write"
+	ScopeTenantsWrite   Scope = "tenants:write"
+	ScopeAdmin          Scope = "admin"
+	// ScopeGateway authenticates DDI devices of the tenant (hawkBit's
+	// GatewayToken); it grants nothing on the management API.
+	ScopeGateway Scope = "gateway"
+)
+
+// AllScopes lists every known scope.
+var AllScopes = []Scope{
+	ScopeArtifactsRead, ScopeArtifactsWrite, ScopeDevicesRead, ScopeDevicesWrite,
+	ScopeRolloutsRead, ScopeRolloutsWrite, ScopeTokensWrite, ScopeTenantsWrite,
+	ScopeAdmin, ScopeGateway,
+}
+
+// ParseScopes validates a list of scope names.
+func ParseScopes(names []string) ([]Scope, error) {
+	if len(names) == 0 {
+		return nil, Errorf(EInvalid, "scopes must not be empty; known scopes: %s", scopeList())
+	}
+	out := make([]Scope, 0, len(names))
+	for _, n := range names {
+		s := Scope(n)
+		if !slices.Contains(AllScopes, s) {
+			return nil, Errorf(EInvalid, "unknown scope %q; known scopes: %s", n, scopeList())
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func scopeList() string {
+	parts := make([]string, len(AllScopes))
+	for i, s := range AllScopes {
+		parts[i] = string(s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Token is an API credential. Only a hash of its secret is stored.
+type Token struct {
+	ID        string
+	Tenant    string
+	Name      string
+	Hash      string
+	Scopes    []Scope
+	CreatedAt time.Time
+	ExpiresAt *time.Time
+	RevokedAt *time.Time
+}
+
+// Active reports whether the token may be used at now.
+func (t Token) Active(now time.Time) bool {
+	if t.RevokedAt != nil {
+		return false
+	}
+	return t.ExpiresAt == nil || now.Before(*t.ExpiresAt)
+}
+
+// Has reports whether the token grants scope s. admin grants everything in
+// its tenant except gateway, which is only ever explicit; a write scope grants
+// the matching read scope.
+func (t Token) Has(s Scope) bool {
+	for _, have := range t.Scopes {
+		if have == s {
+			return true
+		}
+		if have == ScopeAdmin && s != ScopeGateway {
+			return true
+		}
+		if strings.HasSuffix(string(have), ":write") && strings.HasSuffix(string(s), ":read") &&
+			strings.TrimSuffix(string(have), ":write") == strings.TrimSuffix(string(s), ":read") {
+			return true
+		}
+	}
+	return false
+}
+
+// SuperAdmin reports whether the token may act on every tenant: the admin
+// scope in the default tenant.
+func (t Token) SuperAdmin() bool {
+	return t.Tenant == DefaultTenant && slices.Contains(t.Scopes, ScopeAdmin)
+}
