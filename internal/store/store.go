@@ -36,7 +36,7 @@ type Tokens interface {
 	// ListTokens lists a tenant's tokens, newest first.
 	ListTokens(ctx context.Context, tenant string) ([]flotilla.Token, error)
 	// RevokeToken marks the token revoked at at; ENotFound if the tenant has
-	// no such token.
+	// no such token. An empty tenant matches any tenant.
 	RevokeToken(ctx context.Context, tenant, id string, at time.Time) error
 }
 

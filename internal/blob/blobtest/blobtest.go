@@ -17,7 +17,7 @@ import (
 )
 
 // Run runs the suite against the store returned by open. Each subtest gets a
-// fresh store from open. listKeys, if not nil, lists every key physically
+// fresh store from open. leftovers, if not nil, counts the objects physically
 // present, to prove failed puts leave nothing behind.
 func Run(t *testing.T, open func(t *testing.T) blob.Store, leftovers func(t *testing.T, s blob.Store) int) {
 	ctx := context.Background()

@@ -160,7 +160,12 @@ type object struct {
 	info blob.Info
 }
 
+var _ interface{ OSFile() *os.File } = (*object)(nil)
+
 func (o *object) Info() blob.Info { return o.info }
+
+// File exposes the underlying file so that HTTP downloads can use sendfile.
+func (o *object) OSFile() *os.File { return o.File }
 
 // ctxReader stops a copy when the context ends, so an aborted upload does not
 // keep writing.

@@ -1,0 +1,83 @@
+// Package core is Flotilla's application layer: the operations a management
+// API call, a DDI request or the scheduler performs, each validated,
+// authorized and carried out against the store, the blob store and the
+// event hub. The HTTP packages only translate between wire formats and
+// these calls, so the device and management protocols stay consistent.
+package core
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/flotilla-ota/flotilla/internal/blob"
+	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
+)
+
+// Config tunes the core.
+type Config struct {
+	// MaxArtifactSize bounds uploads; default 4 GiB.
+	MaxArtifactSize int64
+	// PollInterval is the DDI polling sleep devices are told; default 5m.
+	PollInterval time.Duration
+	// OfflineAfter marks a device offline when not seen for that long;
+	// default 2*PollInterval + 1m.
+	OfflineAfter time.Duration
+}
+
+// Core holds the dependencies every operation needs.
+type Core struct {
+	Store  store.Store
+	Blobs  blob.Store
+	Events events.Publisher
+	Log    *slog.Logger
+	Now    func() time.Time
+	Config Config
+
+	locks keyedMutex
+}
+
+// New returns a Core with defaults filled in.
+func New(st store.Store, blobs blob.Store, pub events.Publisher, log *slog.Logger, cfg Config) *Core {
+	if cfg.MaxArtifactSize <= 0 {
+		cfg.MaxArtifactSize = 4 << 30
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Minute
+	}
+	if cfg.OfflineAfter <= 0 {
+		cfg.OfflineAfter = 2*cfg.PollInterval + time.Minute
+	}
+	if pub == nil {
+		pub = events.Nop{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Core{Store: st, Blobs: blobs, Events: pub, Log: log, Now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, Config: cfg}
+}
+
+// NewSecret returns a random credential with the given prefix: 32 bytes of
+// entropy, URL-safe.
+func NewSecret(prefix string) string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// NewID returns a short random identifier with a prefix.
+func NewID(prefix string) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// HashSecret is how tokens are stored.
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}

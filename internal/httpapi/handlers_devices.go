@@ -1,0 +1,115 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+)
+
+type deviceJSON struct {
+	ID         string            `json:"id"`
+	Tenant     string            `json:"tenant"`
+	Labels     map[string]string `json:"labels"`
+	Attributes map[string]string `json:"attributes"`
+	Version    string            `json:"version"`
+	Address    string            `json:"address,omitempty"`
+	Status     string            `json:"status"`
+	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+	// Token is the DDI credential: in the creation response, and for
+	// auto-registered devices.
+	Token string `json:"token,omitempty"`
+}
+
+func (s *Server) toDeviceJSON(d flotilla.Device) deviceJSON {
+	return deviceJSON{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
+		Address: d.Address, Status: s.core.DeviceStatus(d), LastSeenAt: timePtr(d.LastSeenAt),
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Token: d.Token}
+}
+
+func (s *Server) handleCreateDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	var req struct {
+		Tenant     string            `json:"tenant"`
+		ID         string            `json:"id"`
+		Labels     map[string]string `json:"labels"`
+		Attributes map[string]string `json:"attributes"`
+		Address    string            `json:"address"`
+	}
+	if err := wire.Decode(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	d, secret, err := s.core.CreateDevice(r.Context(), p, core.NewDevice{Tenant: req.Tenant, ID: req.ID, Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := s.toDeviceJSON(d)
+	out.Token = secret
+	w.Header().Set("Location", s.baseURL(r)+"/api/v1/devices/"+d.ID)
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	limit, cursor, err := page(r)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	list, err := s.core.ListDevices(r.Context(), p, core.DeviceListQuery{Tenant: q.Get("tenant"), Selector: q.Get("selector"), After: cursor, Limit: limit + 1})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := listResponse[deviceJSON]{Items: []deviceJSON{}}
+	if len(list) > limit {
+		list = list[:limit]
+		out.NextCursor = list[limit-1].ID
+	}
+	for _, d := range list {
+		out.Items = append(out.Items, s.toDeviceJSON(d))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	d, err := s.core.GetDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toDeviceJSON(d))
+}
+
+func (s *Server) handlePatchDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	var req struct {
+		Labels     *map[string]string `json:"labels"`
+		Attributes *map[string]string `json:"attributes"`
+		Address    *string            `json:"address"`
+	}
+	if err := wire.Decode(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	d, err := s.core.UpdateDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"),
+		store.DevicePatch{Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.toDeviceJSON(d))
+}
+
+func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	if err := s.core.DeleteDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id")); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

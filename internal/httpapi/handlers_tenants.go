@@ -1,0 +1,74 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+)
+
+type tenantJSON struct {
+	Name         string    `json:"name"`
+	AnonymousDDI bool      `json:"anonymous_ddi"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func toTenantJSON(t flotilla.Tenant) tenantJSON {
+	return tenantJSON{Name: t.Name, AnonymousDDI: t.AnonymousDDI, CreatedAt: t.CreatedAt}
+}
+
+func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := wire.Decode(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	t, err := s.core.CreateTenant(r.Context(), p, req.Name)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toTenantJSON(t))
+}
+
+func (s *Server) handleListTenants(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	list, err := s.core.ListTenants(r.Context(), p)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := listResponse[tenantJSON]{Items: []tenantJSON{}}
+	for _, t := range list {
+		out.Items = append(out.Items, toTenantJSON(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleGetTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	t, err := s.core.GetTenant(r.Context(), p, r.PathValue("tenant"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toTenantJSON(t))
+}
+
+func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	var req struct {
+		AnonymousDDI *bool `json:"anonymous_ddi"`
+	}
+	if err := wire.Decode(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	t, err := s.core.UpdateTenant(r.Context(), p, r.PathValue("tenant"), core.TenantPatch{AnonymousDDI: req.AnonymousDDI})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toTenantJSON(t))
+}

@@ -1,0 +1,73 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+)
+
+type tokenJSON struct {
+	ID        string     `json:"id"`
+	Tenant    string     `json:"tenant"`
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Token is the secret, present only in the creation response.
+	Token string `json:"token,omitempty"`
+}
+
+func toTokenJSON(t flotilla.Token) tokenJSON {
+	out := tokenJSON{ID: t.ID, Tenant: t.Tenant, Name: t.Name, Scopes: []string{}, CreatedAt: t.CreatedAt,
+		ExpiresAt: timePtr(t.ExpiresAt), RevokedAt: timePtr(t.RevokedAt)}
+	for _, sc := range t.Scopes {
+		out.Scopes = append(out.Scopes, string(sc))
+	}
+	return out
+}
+
+func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	var req struct {
+		Tenant    string     `json:"tenant"`
+		Name      string     `json:"name"`
+		Scopes    []string   `json:"scopes"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	}
+	if err := wire.Decode(r, &req); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	t, secret, err := s.core.CreateToken(r.Context(), p, core.NewToken{Tenant: req.Tenant, Name: req.Name, Scopes: req.Scopes, ExpiresAt: req.ExpiresAt})
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := toTokenJSON(t)
+	out.Token = secret
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	list, err := s.core.ListTokens(r.Context(), p, r.URL.Query().Get("tenant"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := listResponse[tokenJSON]{Items: []tokenJSON{}}
+	for _, t := range list {
+		out.Items = append(out.Items, toTokenJSON(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	if err := s.core.RevokeToken(r.Context(), p, r.PathValue("id")); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,86 @@
+// Package httpapi serves Flotilla's management REST API under /api/v1:
+// tenants, tokens, artifacts, devices, deployments, rollouts and policies,
+// authenticated with bearer tokens and described by an OpenAPI document.
+//
+// Handlers translate HTTP to core calls and back; they hold no business
+// rules. Every route is registered in routes.go.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+)
+
+// Options configure the API.
+type Options struct {
+	// PublicURL is the externally visible base URL, used in links.
+	PublicURL string
+}
+
+// Server is the management API handler.
+type Server struct {
+	core   *core.Core
+	log    *slog.Logger
+	opts   Options
+	mux    *http.ServeMux
+	routes []string // every registered pattern, for the OpenAPI check
+}
+
+// NewServer returns the management API.
+func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
+	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux()}
+	s.addRoutes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Routes lists the registered patterns ("METHOD /path").
+func (s *Server) Routes() []string { return s.routes }
+
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.routes = append(s.routes, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+type principalKey struct{}
+
+// authed wraps h so it runs only for a valid bearer token; the principal is
+// in the request context.
+func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p core.Principal)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret := bearer(r)
+		p, err := s.core.Authenticate(r.Context(), secret)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
+		h(w, r, p)
+	})
+}
+
+// bearer extracts the token from the Authorization header, or from the
+// token query parameter (browsers cannot set headers on WebSockets or
+// EventSource).
+func bearer(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("token")
+}
+
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	wire.Error(w, r, s.log, err)
+}
+
+func (s *Server) baseURL(r *http.Request) string { return wire.BaseURL(s.opts.PublicURL, r) }

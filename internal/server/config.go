@@ -1,0 +1,71 @@
+// Package server assembles a running Flotilla control plane from a Config:
+// it opens the store and blob store, bootstraps the default tenant, mounts
+// the management API, the device API, the UI and the operational endpoints
+// on one handler, and serves until its context ends.
+package server
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is everything the server needs; cmd/flotilla fills it from flags
+// and environment.
+type Config struct {
+	Listen      string
+	DataDir     string
+	DatabaseURL string // sqlite://path or postgres://...
+	BlobDir     string
+	PublicURL   string
+	AdminToken  string
+	// MaxArtifactSize bounds uploads (bytes).
+	MaxArtifactSize int64
+	// PollInterval is the DDI polling sleep.
+	PollInterval time.Duration
+	// OfflineAfter is when an unseen device counts as offline.
+	OfflineAfter time.Duration
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// withDefaults fills in derived settings.
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "flotilla-data"
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "flotilla.db")
+	}
+	if c.BlobDir == "" {
+		c.BlobDir = filepath.Join(c.DataDir, "blobs")
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Database kinds.
+const (
+	DBSQLite   = "sqlite"
+	DBPostgres = "postgres"
+)
+
+// ParseDatabaseURL splits a database URL into its kind and the
+// driver-specific location: a file path for SQLite, the DSN for Postgres.
+func ParseDatabaseURL(u string) (kind, location string, err error) {
+	switch {
+	case strings.HasPrefix(u, "sqlite://"):
+		return DBSQLite, strings.TrimPrefix(u, "sqlite://"), nil
+	case strings.HasPrefix(u, "sqlite:"):
+		return DBSQLite, strings.TrimPrefix(u, "sqlite:"), nil
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return DBPostgres, u, nil
+	}
+	return "", "", fmt.Errorf("database URL %q: use sqlite://PATH or postgres://USER@HOST:PORT/DB", u)
+}

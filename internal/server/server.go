@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/blob"
+	"github.com/flotilla-ota/flotilla/internal/blob/disk"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/httpapi"
+	"github.com/flotilla-ota/flotilla/internal/postgres"
+	"github.com/flotilla-ota/flotilla/internal/sqlite"
+	"github.com/flotilla-ota/flotilla/internal/sqlstore"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+)
+
+// Server is an assembled control plane.
+type Server struct {
+	Config  Config
+	Core    *core.Core
+	Store   *sqlstore.Store
+	Blobs   blob.Store
+	API     *httpapi.Server
+	Log     *slog.Logger
+	metrics *metrics
+	handler http.Handler
+	// AdminToken is the bootstrap secret when it was generated at this
+	// start, "" otherwise.
+	AdminToken string
+}
+
+// OpenStore opens the database named by a database URL and migrates it.
+func OpenStore(ctx context.Context, dbURL string) (*sqlstore.Store, error) {
+	kind, loc, err := ParseDatabaseURL(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if kind == DBPostgres {
+		return postgres.Open(ctx, loc)
+	}
+	return sqlite.Open(ctx, loc)
+}
+
+// New opens everything cfg names and bootstraps the default tenant and admin
+// token. Close releases it.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	st, err := OpenStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := disk.Open(cfg.BlobDir)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	m := newMetrics()
+	st.Observe = m.observeStore
+	c := core.New(st, blobs, nil, log, core.Config{
+		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter,
+	})
+	secret, err := c.Bootstrap(ctx, cfg.AdminToken, filepath.Join(cfg.DataDir, "admin-token"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL})
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", s.API)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		wire.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "Flotilla control plane. API description: /api/v1/openapi.json")
+			return
+		}
+		wire.Error(w, r, s.Log, flotilla.Errorf(flotilla.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return s.metrics.instrument(mux)
+}
+
+// handleReady fails while the database or the blob store is unreachable, so
+// a load balancer stops sending traffic to this replica.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"store": "ok", "blobs": "ok"}
+	status := http.StatusOK
+	if err := s.Store.Ping(ctx); err != nil {
+		checks["store"] = err.Error()
+		status = http.StatusServiceUnavailable
+	}
+	if err := s.Blobs.Ping(ctx); err != nil {
+		checks["blobs"] = err.Error()
+		status = http.StatusServiceUnavailable
+	}
+	state := "ready"
+	if status != http.StatusOK {
+		state = "unavailable"
+	}
+	wire.JSON(w, status, map[string]any{"status": state, "checks": checks})
+}
+
+// Close releases the store.
+func (s *Server) Close() error { return s.Store.Close() }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.Config.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		hs.Close()
+		err = nil
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Banner writes the startup summary a newcomer sees.
+func (s *Server) Banner(w io.Writer, addr string) {
+	fmt.Fprintf(w, "Flotilla control plane\n")
+	fmt.Fprintf(w, "  data dir      %s\n", s.Config.DataDir)
+	fmt.Fprintf(w, "  database      %s\n", redactURL(s.Config.DatabaseURL))
+	fmt.Fprintf(w, "  blob store    %s\n", s.Config.BlobDir)
+	if s.AdminToken != "" {
+		fmt.Fprintf(w, "  admin token   %s\n", s.AdminToken)
+		fmt.Fprintf(w, "                (shown once; also saved to %s)\n", filepath.Join(s.Config.DataDir, "admin-token"))
+	} else if s.Config.AdminToken == "" {
+		fmt.Fprintf(w, "  admin token   in %s\n", filepath.Join(s.Config.DataDir, "admin-token"))
+	}
+	// Last, so that whoever waits for this line has seen everything above.
+	fmt.Fprintf(w, "  listening on  http://%s\n", addr)
+}
