@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -111,74 +109,4 @@ func (w *testWriter) Write(b []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(b), "\n"))
 	}
 	return len(b), nil
-}
-
-// api is a tiny JSON client for tests.
-type api struct {
-	t     *testing.T
-	base  string
-	token string
-}
-
-func (a api) do(method, path string, body any) (int, []byte) {
-	a.t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		r = bytes.NewReader(b)
-	case string:
-		r = strings.NewReader(b)
-	case io.Reader:
-		r = b
-	default:
-		js, _ := json.Marshal(b)
-		r = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, a.base+path, r)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
-	}
-	if _, ok := body.(io.Reader); !ok && body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
-}
-
-// must does the request and fails unless the status is want; it decodes
-// the body into v when v is not nil.
-func (a api) must(want int, method, path string, body, v any) []byte {
-	a.t.Helper()
-	code, out := a.do(method, path, body)
-	if code != want {
-		a.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, want, out)
-	}
-	if v != nil {
-		if err := json.Unmarshal(out, v); err != nil {
-			a.t.Fatalf("%s %s: decode %s: %v", method, path, out, err)
-		}
-	}
-	return out
-}
-
-// errorCode returns the code of an error envelope, failing if the body is
-// not one.
-func errorCode(t *testing.T, body []byte) string {
-	t.Helper()
-	var e struct {
-		Error struct{ Code, Message string }
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
-		t.Fatalf("not an error envelope: %s", body)
-	}
-	return e.Error.Code
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flotilla-ota/flotilla/internal/servertest"
 )
 
 const adminSecret = "flt_test_admin_secret_0123456789abcdefghijklmnop"
@@ -57,12 +59,12 @@ func blobFiles(t *testing.T, dir string) []string {
 func TestArtifactUploadDownload(t *testing.T) {
 	dir := t.TempDir()
 	srv := start(t, testEnv("FLOTILLA_ADMIN_TOKEN="+adminSecret), "server", "--listen", "127.0.0.1:0", "--data-dir", dir)
-	a := api{t: t, base: srv.URL, token: adminSecret}
+	a := &servertest.API{T: t, Base: srv.URL, Token: adminSecret}
 
 	data := randomBytes(64<<20, 1)
 	s256, s1, m5 := sha256.Sum256(data), sha1.Sum(data), md5.Sum(data)
 	var art artifactResp
-	a.must(201, "PUT", "/api/v1/artifacts/kiosk-fw/1.2.0?filename=kiosk.bin&type=binary&labels=app=base,tier=gold&sha256="+hex.EncodeToString(s256[:]),
+	a.Must(201, "PUT", "/api/v1/artifacts/kiosk-fw/1.2.0?filename=kiosk.bin&type=binary&labels=app=base,tier=gold&sha256="+hex.EncodeToString(s256[:]),
 		bytes.NewReader(data), &art)
 	if art.Size != int64(len(data)) || art.SHA256 != hex.EncodeToString(s256[:]) || art.SHA1 != hex.EncodeToString(s1[:]) ||
 		art.MD5 != hex.EncodeToString(m5[:]) || art.Filename != "kiosk.bin" || art.Labels["tier"] != "gold" {
@@ -125,9 +127,9 @@ func TestArtifactUploadDownload(t *testing.T) {
 	}
 
 	// The same bytes again are idempotent; different bytes are a conflict.
-	a.must(200, "PUT", "/api/v1/artifacts/kiosk-fw/1.2.0?filename=kiosk.bin", bytes.NewReader(data), nil)
-	code, body := a.do("PUT", "/api/v1/artifacts/kiosk-fw/1.2.0", bytes.NewReader([]byte("other bytes")))
-	if code != 409 || errorCode(t, body) != "conflict" {
+	a.Must(200, "PUT", "/api/v1/artifacts/kiosk-fw/1.2.0?filename=kiosk.bin", bytes.NewReader(data), nil)
+	code, body := a.Do("PUT", "/api/v1/artifacts/kiosk-fw/1.2.0", bytes.NewReader([]byte("other bytes")))
+	if code != 409 || servertest.ErrorCode(t, body) != "conflict" {
 		t.Fatalf("conflicting re-upload = %d %s", code, body)
 	}
 	if files := blobFiles(t, dir); len(files) != 1 {
@@ -158,13 +160,13 @@ func TestArtifactUploadDownload(t *testing.T) {
 
 	// Listing sorts versions semantically.
 	for _, v := range []string{"1.10.0", "1.9.0"} {
-		a.must(201, "PUT", "/api/v1/artifacts/kiosk-fw/"+v, []byte("v"+v), nil)
+		a.Must(201, "PUT", "/api/v1/artifacts/kiosk-fw/"+v, []byte("v"+v), nil)
 	}
 	var list struct {
 		Items []artifactResp `json:"items"`
 		Total int            `json:"total"`
 	}
-	a.must(200, "GET", "/api/v1/artifacts?name=kiosk-fw", nil, &list)
+	a.Must(200, "GET", "/api/v1/artifacts?name=kiosk-fw", nil, &list)
 	var versions []string
 	for _, it := range list.Items {
 		versions = append(versions, it.Version)
@@ -172,52 +174,52 @@ func TestArtifactUploadDownload(t *testing.T) {
 	if strings.Join(versions, " ") != "1.2.0 1.9.0 1.10.0" || list.Total != 3 {
 		t.Fatalf("versions = %v (total %d)", versions, list.Total)
 	}
-	a.must(200, "GET", "/api/v1/artifacts?selector=board=rev2", nil, &list)
+	a.Must(200, "GET", "/api/v1/artifacts?selector=board=rev2", nil, &list)
 	if len(list.Items) != 1 || list.Items[0].Name != "kiosk-os" {
 		t.Fatalf("selector listing = %+v", list.Items)
 	}
 
 	// PATCH and DELETE.
-	a.must(200, "PATCH", "/api/v1/artifacts/kiosk-fw/1.9.0", map[string]any{"description": "bad build", "labels": map[string]string{"status": "bad"}}, nil)
-	a.must(204, "DELETE", "/api/v1/artifacts/kiosk-fw/1.9.0", nil, nil)
-	a.must(404, "GET", "/api/v1/artifacts/kiosk-fw/1.9.0", nil, nil)
+	a.Must(200, "PATCH", "/api/v1/artifacts/kiosk-fw/1.9.0", map[string]any{"description": "bad build", "labels": map[string]string{"status": "bad"}}, nil)
+	a.Must(204, "DELETE", "/api/v1/artifacts/kiosk-fw/1.9.0", nil, nil)
+	a.Must(404, "GET", "/api/v1/artifacts/kiosk-fw/1.9.0", nil, nil)
 }
 
 func TestArtifactUploadFailuresLeaveNoTrace(t *testing.T) {
 	dir := t.TempDir()
 	srv := start(t, testEnv("FLOTILLA_ADMIN_TOKEN="+adminSecret), "server", "--listen", "127.0.0.1:0", "--data-dir", dir, "--max-artifact-size", "1048576")
-	a := api{t: t, base: srv.URL, token: adminSecret}
+	a := &servertest.API{T: t, Base: srv.URL, Token: adminSecret}
 	data := randomBytes(512<<10, 2)
 
 	// Hash mismatch: 400, and neither metadata nor bytes are kept.
-	code, body := a.do("PUT", "/api/v1/artifacts/fw/1.0.0?sha256="+strings.Repeat("ab", 32), bytes.NewReader(data))
-	if code != 400 || errorCode(t, body) != "invalid" || !strings.Contains(string(body), "sha256 mismatch") {
+	code, body := a.Do("PUT", "/api/v1/artifacts/fw/1.0.0?sha256="+strings.Repeat("ab", 32), bytes.NewReader(data))
+	if code != 400 || servertest.ErrorCode(t, body) != "invalid" || !strings.Contains(string(body), "sha256 mismatch") {
 		t.Fatalf("mismatch upload = %d %s", code, body)
 	}
-	a.must(404, "GET", "/api/v1/artifacts/fw/1.0.0", nil, nil)
+	a.Must(404, "GET", "/api/v1/artifacts/fw/1.0.0", nil, nil)
 	if files := blobFiles(t, dir); len(files) != 0 {
 		t.Fatalf("blob files after mismatch: %v", files)
 	}
 
 	// Oversize, declared up front and streamed without a length: 413 both.
 	big := randomBytes(1<<20+1, 3)
-	code, body = a.do("PUT", "/api/v1/artifacts/fw/2.0.0", bytes.NewReader(big))
-	if code != 413 || errorCode(t, body) != "too_large" {
+	code, body = a.Do("PUT", "/api/v1/artifacts/fw/2.0.0", bytes.NewReader(big))
+	if code != 413 || servertest.ErrorCode(t, body) != "too_large" {
 		t.Fatalf("oversize upload = %d %s", code, body)
 	}
-	code, body = a.do("PUT", "/api/v1/artifacts/fw/2.0.0", io.MultiReader(bytes.NewReader(big)))
-	if code != 413 || errorCode(t, body) != "too_large" {
+	code, body = a.Do("PUT", "/api/v1/artifacts/fw/2.0.0", io.MultiReader(bytes.NewReader(big)))
+	if code != 413 || servertest.ErrorCode(t, body) != "too_large" {
 		t.Fatalf("chunked oversize upload = %d %s", code, body)
 	}
-	a.must(404, "GET", "/api/v1/artifacts/fw/2.0.0", nil, nil)
+	a.Must(404, "GET", "/api/v1/artifacts/fw/2.0.0", nil, nil)
 	if files := blobFiles(t, dir); len(files) != 0 {
 		t.Fatalf("blob files after oversize: %v", files)
 	}
 
 	// Bad names are 400s that say what to fix.
 	for _, p := range []string{"/api/v1/artifacts/..%2F..%2Fetc/1", "/api/v1/artifacts/fw/-bad", "/api/v1/artifacts/fw/1.0?type=Bad%20Type", "/api/v1/artifacts/fw/1.0?labels=bad%20key=x"} {
-		code, body := a.do("PUT", p, []byte("x"))
-		if code != 400 || errorCode(t, body) != "invalid" {
+		code, body := a.Do("PUT", p, []byte("x"))
+		if code != 400 || servertest.ErrorCode(t, body) != "invalid" {
 			t.Errorf("PUT %s = %d %s, want 400", p, code, body)
 		}
 	}
@@ -225,7 +227,7 @@ func TestArtifactUploadFailuresLeaveNoTrace(t *testing.T) {
 
 func TestBadInputIsA400(t *testing.T) {
 	srv := start(t, testEnv("FLOTILLA_ADMIN_TOKEN="+adminSecret), "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
-	a := api{t: t, base: srv.URL, token: adminSecret}
+	a := &servertest.API{T: t, Base: srv.URL, Token: adminSecret}
 	for _, tc := range []struct {
 		method, path string
 		body         any
@@ -247,18 +249,18 @@ func TestBadInputIsA400(t *testing.T) {
 		{"POST", "/api/v1/tokens", `{"scopes": []}`, 400, "scopes must not be empty"},
 		{"GET", "/api/v1/nothing-here", nil, 404, "no such endpoint"},
 	} {
-		code, body := a.do(tc.method, tc.path, tc.body)
+		code, body := a.Do(tc.method, tc.path, tc.body)
 		var e struct{ Error struct{ Message string } }
 		json.Unmarshal(body, &e)
 		if code != tc.want || !strings.Contains(e.Error.Message, tc.mention) {
 			t.Errorf("%s %s %v = %d %s; want %d mentioning %q", tc.method, tc.path, tc.body, code, body, tc.want, tc.mention)
 			continue
 		}
-		errorCode(t, body)
+		servertest.ErrorCode(t, body)
 	}
 	// Nothing half-written: no device exists after the failures.
 	var list struct{ Items []any }
-	a.must(200, "GET", "/api/v1/devices", nil, &list)
+	a.Must(200, "GET", "/api/v1/devices", nil, &list)
 	if len(list.Items) != 0 {
 		t.Fatalf("devices after bad requests: %v", list.Items)
 	}
@@ -281,10 +283,10 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if !strings.Contains(srv.Output(), tok) {
 		t.Fatal("printed token differs from the saved one")
 	}
-	a := api{t: t, base: srv.URL, token: tok}
-	a.must(201, "PUT", "/api/v1/artifacts/fw/1.0.0", []byte("firmware"), nil)
-	a.must(201, "POST", "/api/v1/devices", map[string]any{"id": "kiosk-1", "labels": map[string]string{"app": "base"}}, nil)
-	a.must(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"}, nil)
+	a := &servertest.API{T: t, Base: srv.URL, Token: tok}
+	a.Must(201, "PUT", "/api/v1/artifacts/fw/1.0.0", []byte("firmware"), nil)
+	a.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "kiosk-1", "labels": map[string]string{"app": "base"}}, nil)
+	a.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"}, nil)
 	if err := srv.Stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
@@ -293,32 +295,32 @@ func TestRestartKeepsEverything(t *testing.T) {
 	if strings.Contains(srv2.Output(), tok) {
 		t.Fatal("restart printed the admin token again")
 	}
-	a.base = srv2.URL
-	got := a.must(200, "GET", "/api/v1/artifacts/fw/1.0.0/content", nil, nil)
+	a.Base = srv2.URL
+	got := a.Must(200, "GET", "/api/v1/artifacts/fw/1.0.0/content", nil, nil)
 	if string(got) != "firmware" {
 		t.Fatalf("content after restart = %q", got)
 	}
 	var d struct{ Labels map[string]string }
-	a.must(200, "GET", "/api/v1/devices/kiosk-1", nil, &d)
+	a.Must(200, "GET", "/api/v1/devices/kiosk-1", nil, &d)
 	if d.Labels["app"] != "base" {
 		t.Fatalf("device after restart = %+v", d)
 	}
-	a.must(200, "GET", "/api/v1/tenants/acme", nil, nil)
+	a.Must(200, "GET", "/api/v1/tenants/acme", nil, nil)
 }
 
 func TestOperationalEndpoints(t *testing.T) {
 	srv := start(t, testEnv("FLOTILLA_ADMIN_TOKEN="+adminSecret), "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
-	a := api{t: t, base: srv.URL}
-	a.must(200, "GET", "/healthz", nil, nil)
+	a := &servertest.API{T: t, Base: srv.URL}
+	a.Must(200, "GET", "/healthz", nil, nil)
 	var ready struct{ Status string }
-	a.must(200, "GET", "/readyz", nil, &ready)
+	a.Must(200, "GET", "/readyz", nil, &ready)
 	if ready.Status != "ready" {
 		t.Fatalf("readyz = %+v", ready)
 	}
-	a.token = adminSecret
-	a.must(200, "GET", "/api/v1/tenants", nil, nil)
-	a.token = ""
-	metrics := string(a.must(200, "GET", "/metrics", nil, nil))
+	a.Token = adminSecret
+	a.Must(200, "GET", "/api/v1/tenants", nil, nil)
+	a.Token = ""
+	metrics := string(a.Must(200, "GET", "/metrics", nil, nil))
 	for _, want := range []string{
 		`flotilla_http_requests_total{code="200",method="GET",route="GET /api/v1/tenants"} 1`,
 		`flotilla_http_request_duration_seconds_bucket{method="GET",route="GET /api/v1/tenants"`,
@@ -332,7 +334,7 @@ func TestOperationalEndpoints(t *testing.T) {
 		OpenAPI string         `json:"openapi"`
 		Paths   map[string]any `json:"paths"`
 	}
-	a.must(200, "GET", "/api/v1/openapi.json", nil, &doc)
+	a.Must(200, "GET", "/api/v1/openapi.json", nil, &doc)
 	if doc.OpenAPI != "3.1.0" || len(doc.Paths) == 0 {
 		t.Fatalf("openapi = %v", doc.OpenAPI)
 	}

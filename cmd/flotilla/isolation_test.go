@@ -8,13 +8,15 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/flotilla-ota/flotilla/internal/servertest"
 )
 
 // fixture is tenant A ("acme") with one of everything, plus tokens.
 type fixture struct {
 	srv     *proc
-	admin   api
-	a, b    api // admin-scoped tokens of tenant acme and tenant beta
+	admin   *servertest.API
+	a, b    *servertest.API // admin-scoped tokens of tenant acme and tenant beta
 	params  map[string]string
 	routes  []route
 	tokenID string
@@ -26,23 +28,23 @@ func (r route) String() string { return r.method + " " + r.path }
 
 func newFixture(t *testing.T) *fixture {
 	srv := start(t, testEnv("FLOTILLA_ADMIN_TOKEN="+adminSecret), "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
-	admin := api{t: t, base: srv.URL, token: adminSecret}
+	admin := &servertest.API{T: t, Base: srv.URL, Token: adminSecret}
 	f := &fixture{srv: srv, admin: admin}
 	for _, tn := range []string{"acme", "beta"} {
-		admin.must(201, "POST", "/api/v1/tenants", map[string]any{"name": tn}, nil)
+		admin.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": tn}, nil)
 	}
 	var tok struct{ ID, Token string }
-	admin.must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "acme", "scopes": []string{"admin"}}, &tok)
-	f.a = api{t: t, base: srv.URL, token: tok.Token}
+	admin.Must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "acme", "scopes": []string{"admin"}}, &tok)
+	f.a = &servertest.API{T: t, Base: srv.URL, Token: tok.Token}
 	f.tokenID = tok.ID
-	admin.must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "beta", "scopes": []string{"admin"}}, &tok)
-	f.b = api{t: t, base: srv.URL, token: tok.Token}
+	admin.Must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "beta", "scopes": []string{"admin"}}, &tok)
+	f.b = &servertest.API{T: t, Base: srv.URL, Token: tok.Token}
 	setupTenantResources(t, f)
 
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	admin.must(200, "GET", "/api/v1/openapi.json", nil, &doc)
+	admin.Must(200, "GET", "/api/v1/openapi.json", nil, &doc)
 	for p, ops := range doc.Paths {
 		for m := range ops {
 			if m == "parameters" {
@@ -58,8 +60,8 @@ func newFixture(t *testing.T) *fixture {
 // setupTenantResources gives tenant acme one resource of each kind and
 // records the path parameters that reach them.
 func setupTenantResources(t *testing.T, f *fixture) {
-	f.a.must(201, "PUT", "/api/v1/artifacts/fw/1.0.0", []byte("acme firmware"), nil)
-	f.a.must(201, "POST", "/api/v1/devices", map[string]any{"id": "acme-dev"}, nil)
+	f.a.Must(201, "PUT", "/api/v1/artifacts/fw/1.0.0", []byte("acme firmware"), nil)
+	f.a.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "acme-dev"}, nil)
 	f.params = map[string]string{"tenant": "acme", "name": "fw", "version": "1.0.0", "id": "acme-dev"}
 	extendFixture(t, f)
 }
@@ -67,25 +69,29 @@ func setupTenantResources(t *testing.T, f *fixture) {
 // routeBodies gives a valid request body per route, so that the walk tests
 // authorization rather than validation. Every route needs an entry.
 var routeBodies = map[string]any{
-	"POST /api/v1/tenants":                           map[string]any{"name": "stolen"},
-	"PATCH /api/v1/tenants/{tenant}":                 map[string]any{"anonymous_ddi": true},
-	"POST /api/v1/tokens":                            map[string]any{"tenant": "acme", "scopes": []string{"artifacts:read"}},
-	"PUT /api/v1/artifacts/{name}/{version}":         []byte("evil bytes"),
-	"PATCH /api/v1/artifacts/{name}/{version}":       map[string]any{"description": "pwned"},
-	"POST /api/v1/devices":                           map[string]any{"tenant": "acme", "id": "evil-dev"},
-	"PATCH /api/v1/devices/{id}":                     map[string]any{"labels": map[string]string{"pwned": "yes"}},
-	"GET /api/v1/openapi.json":                       nil,
-	"GET /api/v1/tenants":                            nil,
-	"GET /api/v1/tenants/{tenant}":                   nil,
-	"GET /api/v1/tokens":                             nil,
-	"DELETE /api/v1/tokens/{id}":                     nil,
-	"GET /api/v1/artifacts":                          nil,
-	"GET /api/v1/artifacts/{name}/{version}":         nil,
-	"DELETE /api/v1/artifacts/{name}/{version}":      nil,
-	"GET /api/v1/artifacts/{name}/{version}/content": nil,
-	"GET /api/v1/devices":                            nil,
-	"GET /api/v1/devices/{id}":                       nil,
-	"DELETE /api/v1/devices/{id}":                    nil,
+	"POST /api/v1/tenants":                               map[string]any{"name": "stolen"},
+	"PATCH /api/v1/tenants/{tenant}":                     map[string]any{"anonymous_ddi": true},
+	"POST /api/v1/tokens":                                map[string]any{"tenant": "acme", "scopes": []string{"artifacts:read"}},
+	"PUT /api/v1/artifacts/{name}/{version}":             []byte("evil bytes"),
+	"PATCH /api/v1/artifacts/{name}/{version}":           map[string]any{"description": "pwned"},
+	"POST /api/v1/devices":                               map[string]any{"tenant": "acme", "id": "evil-dev"},
+	"PATCH /api/v1/devices/{id}":                         map[string]any{"labels": map[string]string{"pwned": "yes"}},
+	"GET /api/v1/openapi.json":                           nil,
+	"GET /api/v1/tenants":                                nil,
+	"GET /api/v1/tenants/{tenant}":                       nil,
+	"GET /api/v1/tokens":                                 nil,
+	"DELETE /api/v1/tokens/{id}":                         nil,
+	"GET /api/v1/artifacts":                              nil,
+	"GET /api/v1/artifacts/{name}/{version}":             nil,
+	"DELETE /api/v1/artifacts/{name}/{version}":          nil,
+	"GET /api/v1/artifacts/{name}/{version}/content":     nil,
+	"GET /api/v1/devices":                                nil,
+	"GET /api/v1/devices/{id}":                           nil,
+	"DELETE /api/v1/devices/{id}":                        nil,
+	"POST /api/v1/devices/{id}/deployments":              map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}},
+	"GET /api/v1/devices/{id}/deployments":               nil,
+	"GET /api/v1/devices/{id}/deployments/{did}":         nil,
+	"POST /api/v1/devices/{id}/deployments/{did}/cancel": nil,
 }
 
 // public routes need no token.
@@ -136,7 +142,7 @@ func TestTenantIsolation(t *testing.T) {
 		}
 		p := f.expand(t, r)
 		// Addressing acme explicitly must fail.
-		code, out := f.b.do(r.method, addQuery(p, "tenant=acme"), body)
+		code, out := f.b.Do(r.method, addQuery(p, "tenant=acme"), body)
 		if r.String() == "GET /api/v1/tenants" {
 			if code != 200 || strings.Contains(string(out), "acme") {
 				t.Errorf("%s as beta = %d %s; must list only beta", p, code, out)
@@ -146,7 +152,7 @@ func TestTenantIsolation(t *testing.T) {
 		}
 		// Without the parameter the call targets beta's own tenant: it may
 		// succeed there, but must not reveal or reach acme's resources.
-		code, out = f.b.do(r.method, p, body)
+		code, out = f.b.Do(r.method, p, body)
 		if code < 300 && strings.Contains(string(out), "acme") {
 			t.Errorf("%s %s as beta = %d and mentions acme: %s", r.method, p, code, out)
 		}
@@ -155,15 +161,15 @@ func TestTenantIsolation(t *testing.T) {
 		}
 	}
 	// Acme's resources survived the walk untouched.
-	if got := f.a.must(200, "GET", "/api/v1/artifacts/fw/1.0.0/content", nil, nil); string(got) != "acme firmware" {
+	if got := f.a.Must(200, "GET", "/api/v1/artifacts/fw/1.0.0/content", nil, nil); string(got) != "acme firmware" {
 		t.Fatalf("acme artifact changed: %q", got)
 	}
 	var d struct{ Labels map[string]string }
-	f.a.must(200, "GET", "/api/v1/devices/acme-dev", nil, &d)
+	f.a.Must(200, "GET", "/api/v1/devices/acme-dev", nil, &d)
 	if d.Labels["pwned"] != "" {
 		t.Fatal("beta changed acme's device")
 	}
-	f.a.must(200, "GET", "/api/v1/tokens", nil, nil)
+	f.a.Must(200, "GET", "/api/v1/tokens", nil, nil)
 	checkFixtureIntact(t, f)
 }
 
@@ -179,14 +185,14 @@ func addQuery(p, q string) string {
 func TestReadOnlyTokenCannotWrite(t *testing.T) {
 	f := newFixture(t)
 	var tok struct{ Token string }
-	f.a.must(201, "POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:read", "devices:read", "rollouts:read"}}, &tok)
-	ro := api{t: t, base: f.srv.URL, token: tok.Token}
+	f.a.Must(201, "POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:read", "devices:read", "rollouts:read"}}, &tok)
+	ro := &servertest.API{T: t, Base: f.srv.URL, Token: tok.Token}
 	for _, r := range f.routes {
 		if slices.Contains(publicRoutes, r.String()) {
 			continue
 		}
 		p := f.expand(t, r)
-		code, out := ro.do(r.method, p, routeBodies[r.String()])
+		code, out := ro.Do(r.method, p, routeBodies[r.String()])
 		switch {
 		case r.method == "GET" && !strings.HasPrefix(r.path, "/api/v1/tokens"):
 			if code != 200 {
@@ -199,25 +205,25 @@ func TestReadOnlyTokenCannotWrite(t *testing.T) {
 		}
 	}
 	// A token cannot grant scopes it lacks.
-	code, _ := ro.do("POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:write"}})
+	code, _ := ro.Do("POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:write"}})
 	if code != 403 {
 		t.Fatalf("escalation = %d, want 403", code)
 	}
 	// No token, a bad token and a revoked token are 401s.
 	for _, secret := range []string{"", "flt_nope"} {
-		c, body := api{t: t, base: f.srv.URL, token: secret}.do("GET", "/api/v1/artifacts", nil)
-		if c != 401 || errorCode(t, body) != "unauthorized" {
+		c, body := (&servertest.API{T: t, Base: f.srv.URL, Token: secret}).Do("GET", "/api/v1/artifacts", nil)
+		if c != 401 || servertest.ErrorCode(t, body) != "unauthorized" {
 			t.Fatalf("token %q = %d %s", secret, c, body)
 		}
 	}
 	var list struct {
 		Items []struct{ ID string }
 	}
-	f.a.must(200, "GET", "/api/v1/tokens", nil, &list)
+	f.a.Must(200, "GET", "/api/v1/tokens", nil, &list)
 	for _, it := range list.Items {
-		f.a.must(204, "DELETE", "/api/v1/tokens/"+it.ID, nil, nil)
+		f.a.Must(204, "DELETE", "/api/v1/tokens/"+it.ID, nil, nil)
 	}
-	if c, _ := ro.do("GET", "/api/v1/artifacts", nil); c != 401 {
+	if c, _ := ro.Do("GET", "/api/v1/artifacts", nil); c != 401 {
 		t.Fatalf("revoked token = %d, want 401", c)
 	}
 }

@@ -248,5 +248,9 @@ func (c *Core) RevokeToken(ctx context.Context, p Principal, id string) error {
 	if p.Token.SuperAdmin() {
 		tenant = ""
 	}
-	return c.Store.RevokeToken(ctx, tenant, id, c.Now())
+	if err := c.Store.RevokeToken(ctx, tenant, id, c.Now()); err != nil {
+		return err
+	}
+	c.ForgetDeviceAuth() // a revoked gateway token must stop working at once
+	return nil
 }

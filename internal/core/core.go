@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/store"
@@ -38,7 +39,25 @@ type Core struct {
 	Now    func() time.Time
 	Config Config
 
-	locks keyedMutex
+	locks           keyedMutex
+	deviceAuth      deviceAuth
+	deploymentHooks []func(flotilla.Deployment)
+	invalidators    []func(tenant, deviceID string)
+	seen            seenBatch
+}
+
+// OnInvalidate registers fn to run when what a device should be told
+// changes (its poll answer must be recomputed). deviceID "" means every
+// device of the tenant.
+func (c *Core) OnInvalidate(fn func(tenant, deviceID string)) {
+	c.invalidators = append(c.invalidators, fn)
+}
+
+// InvalidateDevice runs the invalidation hooks for one device.
+func (c *Core) InvalidateDevice(tenant, deviceID string) {
+	for _, fn := range c.invalidators {
+		fn(tenant, deviceID)
+	}
 }
 
 // New returns a Core with defaults filled in.

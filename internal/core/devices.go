@@ -171,6 +171,8 @@ func (c *Core) DeleteDevice(ctx context.Context, p Principal, tenant, id string)
 	if err := c.Store.DeleteDevice(ctx, tenant, id); err != nil {
 		return err
 	}
+	c.ForgetDeviceAuth()
+	c.InvalidateDevice(tenant, id)
 	c.publishDevice(events.TypeDeviceDeleted, flotilla.Device{Tenant: tenant, ID: id})
 	return nil
 }

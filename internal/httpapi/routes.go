@@ -28,6 +28,10 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/devices/{id}", s.authed(s.handleGetDevice))
 	s.handle("PATCH /api/v1/devices/{id}", s.authed(s.handlePatchDevice))
 	s.handle("DELETE /api/v1/devices/{id}", s.authed(s.handleDeleteDevice))
+	s.handle("POST /api/v1/devices/{id}/deployments", s.authed(s.handleAssignDeployment))
+	s.handle("GET /api/v1/devices/{id}/deployments", s.authed(s.handleListDeployments))
+	s.handle("GET /api/v1/devices/{id}/deployments/{did}", s.authed(s.handleGetDeployment))
+	s.handle("POST /api/v1/devices/{id}/deployments/{did}/cancel", s.authed(s.handleCancelDeployment))
 
 	s.handle("/api/", http.HandlerFunc(s.handleNotFound))
 }

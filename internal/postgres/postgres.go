@@ -34,6 +34,7 @@ const migrationLockID = 0x466c6f74
 var Dialect = sqlstore.Dialect{
 	Name:      "postgres",
 	Numbered:  true,
+	ForUpdate: " FOR UPDATE",
 	MaxParams: 65000,
 	IsUniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError

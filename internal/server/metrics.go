@@ -17,6 +17,7 @@ type metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	storeTime *prometheus.HistogramVec
+	downloads *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -32,7 +33,10 @@ func newMetrics() *metrics {
 		Name: "flotilla_store_operation_duration_seconds", Help: "Store operation latency by operation.",
 		Buckets: []float64{.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 	}, []string{"op"})
-	m.reg.MustRegister(m.requests, m.latency, m.storeTime,
+	m.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flotilla_ddi_downloads_total", Help: "Artifact download requests from devices, by whether they asked for a byte range (a resumed download).",
+	}, []string{"kind"})
+	m.reg.MustRegister(m.requests, m.latency, m.storeTime, m.downloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -84,4 +88,12 @@ func (m *metrics) instrument(next http.Handler) http.Handler {
 		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
 		m.latency.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 	})
+}
+
+func (m *metrics) countDownload(ranged bool) {
+	kind := "full"
+	if ranged {
+		kind = "range"
+	}
+	m.downloads.WithLabelValues(kind).Inc()
 }

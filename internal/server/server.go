@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 	"github.com/flotilla-ota/flotilla/internal/blob/disk"
 	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/deviceapi"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
@@ -29,6 +32,7 @@ type Server struct {
 	Store   *sqlstore.Store
 	Blobs   blob.Store
 	API     *httpapi.Server
+	DDI     *deviceapi.Server
 	Log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -77,6 +81,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL})
+	s.DDI = deviceapi.NewServer(c, log, deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload})
 	s.handler = s.routes()
 	return s, nil
 }
@@ -86,7 +91,6 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", s.API)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		wire.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -100,7 +104,19 @@ func (s *Server) routes() http.Handler {
 		}
 		wire.Error(w, r, s.Log, flotilla.Errorf(flotilla.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return s.metrics.instrument(mux)
+	// The management API, the device API and the rest are separate muxes;
+	// their path spaces overlap ("/api/controller/v1/x" is a tenant named
+	// "api"), so dispatch by prefix here rather than in one mux.
+	return s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case strings.HasPrefix(p, "/api/"):
+			s.API.ServeHTTP(w, r)
+		case deviceapi.IsDDIPath(p):
+			s.DDI.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	}))
 }
 
 // handleReady fails while the database or the blob store is unreachable, so
@@ -137,6 +153,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.Core.RunSeenFlusher(bg, 2*time.Second) }()
+	defer func() { stopBackground(); wg.Wait() }()
+
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -139,6 +139,13 @@ func (s *Store) DeleteArtifact(ctx context.Context, tenant, name, version string
 
 // artifactInUse returns EConflict while something still needs the artifact.
 func (s *Store) artifactInUse(ctx context.Context, q querier, a flotilla.Artifact) error {
+	var n int
+	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM deployments WHERE artifact_id = ? AND state IN `+openStates), a.ID).Scan(&n); err != nil {
+		return s.wrap("artifact in use", err)
+	}
+	if n > 0 {
+		return flotilla.Errorf(flotilla.EConflict, "artifact %s %s is used by %d open deployments; cancel them first", a.Name, a.Version, n)
+	}
 	return nil
 }
 

@@ -149,14 +149,10 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p store.Dev
 	return out, err
 }
 
-// DeleteDevice implements store.Devices.
+// DeleteDevice implements store.Devices. Deployments and their history go
+// with the device (ON DELETE CASCADE).
 func (s *Store) DeleteDevice(ctx context.Context, tenant, id string) error {
 	return s.inTx(ctx, "delete device", func(tx *sql.Tx) error {
-		for _, stmt := range deviceDependents {
-			if _, err := tx.ExecContext(ctx, s.q(stmt), tenant, id); err != nil {
-				return s.wrap("delete device", err)
-			}
-		}
 		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM devices WHERE tenant = ? AND id = ?`), tenant, id)
 		if err != nil {
 			return s.wrap("delete device", err)
@@ -167,10 +163,6 @@ func (s *Store) DeleteDevice(ctx context.Context, tenant, id string) error {
 		return nil
 	})
 }
-
-// deviceDependents delete what references a device, parameterized by
-// (tenant, id), before the device itself goes.
-var deviceDependents = []string{}
 
 // TouchDevices implements store.Devices.
 func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen) error {

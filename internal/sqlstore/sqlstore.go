@@ -29,6 +29,10 @@ type Dialect struct {
 	IsUniqueViolation func(error) bool
 	// MaxParams bounds the placeholders of one statement.
 	MaxParams int
+	// ForUpdate is appended to a SELECT that is about to be updated in the
+	// same transaction (" FOR UPDATE"); empty where transactions are
+	// serialized anyway (SQLite).
+	ForUpdate string
 	// LockMigrations serializes migrations across processes; nil if the
 	// database does that itself.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)

@@ -114,12 +114,60 @@ type DeviceSeen struct {
 	At     time.Time
 }
 
+// Superseded is a deployment that a new assignment canceled or asked to
+// cancel.
+type Superseded struct {
+	ID        int64
+	DeviceID  string
+	RolloutID string
+	State     flotilla.DeploymentState // the state it moved to
+}
+
+// DeploymentChange is what UpdateDeployment's function returns: the
+// deployment as it should be stored and the history entry to append (nil
+// for none).
+type DeploymentChange struct {
+	Deployment flotilla.Deployment
+	Event      *flotilla.DeploymentEvent
+}
+
+// Deployments stores deployments and their history.
+type Deployments interface {
+	// CreateDeployment inserts d (setting its ID) with a first history
+	// entry. Other open deployments of the device are superseded in the
+	// same transaction: those not yet delivered are canceled, running ones
+	// move to cancel_requested. ENotFound if the device does not exist.
+	CreateDeployment(ctx context.Context, d *flotilla.Deployment, ev flotilla.DeploymentEvent) ([]Superseded, error)
+	// GetDeployment returns a deployment of the tenant with its history.
+	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
+	// ListDeviceDeployments returns a device's deployments newest first,
+	// each with its history.
+	ListDeviceDeployments(ctx context.Context, tenant, deviceID string, limit int) ([]flotilla.Deployment, error)
+	// DeviceActions returns the device's open deployments (oldest first)
+	// and its last succeeded deployment, if any; no history.
+	DeviceActions(ctx context.Context, tenant, deviceID string) (open []flotilla.Deployment, installed *flotilla.Deployment, err error)
+	// UpdateDeployment reads the deployment and applies fn's change in one
+	// transaction. fn sees the current row (without history) and may
+	// return an error to abort. ENotFound if the tenant has no such
+	// deployment for deviceID (any device when deviceID is "").
+	UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(d flotilla.Deployment) (DeploymentChange, error)) (flotilla.Deployment, error)
+	// ArtifactAssigned reports whether the device has a deployment of the
+	// artifact, which is what allows it to download the artifact.
+	ArtifactAssigned(ctx context.Context, tenant, deviceID string, artifactID int64) (bool, error)
+	// SetAttributesRequested sets whether the device should upload its
+	// attributes at its next poll.
+	SetAttributesRequested(ctx context.Context, tenant, deviceID string, on bool) error
+	// AttributesRequested reads that flag.
+	AttributesRequested(ctx context.Context, tenant, deviceID string) (bool, error)
+}
+
 // Store is everything Flotilla persists.
 type Store interface {
 	Tenants
 	Tokens
 	Artifacts
 	Devices
+	Deployments
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error

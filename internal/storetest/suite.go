@@ -118,6 +118,11 @@ func testTokens(t *testing.T, s store.Store) {
 	}
 	wantCode(t, s.RevokeToken(ctx, "beta", "tok1", t0), flotilla.ENotFound)
 	must(t, s.RevokeToken(ctx, "acme", "tok1", t0.Add(time.Minute)))
+	// An empty tenant reaches any tenant's token (the super admin's view).
+	must(t, s.RevokeToken(ctx, "", "tok3", t0))
+	if b, _ := s.TokenByHash(ctx, "h3"); b.RevokedAt == nil {
+		t.Fatal("RevokeToken with empty tenant did not revoke")
+	}
 	got, _ = s.TokenByHash(ctx, "h1")
 	if got.RevokedAt == nil || !got.RevokedAt.Equal(t0.Add(time.Minute)) || got.Active(t0.Add(2*time.Minute)) {
 		t.Fatalf("revoked token = %+v", got)

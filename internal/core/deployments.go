@@ -1,0 +1,182 @@
+package core
+
+import (
+	"context"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/maintenance"
+)
+
+// AssignRequest is a direct assignment of an artifact to one device.
+type AssignRequest struct {
+	Tenant          string
+	DeviceID        string
+	ArtifactName    string
+	ArtifactVersion string
+	Type            string
+	ForceAt         *time.Time
+	Window          *flotilla.MaintenanceWindow
+}
+
+// AssignDeployment assigns an artifact to a device, superseding whatever the
+// device was doing (hawkBit's semantics).
+func (c *Core) AssignDeployment(ctx context.Context, p Principal, req AssignRequest) (flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(req.Tenant)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	typ, err := flotilla.ParseDeploymentType(req.Type)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if typ == flotilla.TypeTimeForced && req.ForceAt == nil {
+		return flotilla.Deployment{}, flotilla.Errorf(flotilla.EInvalid, "a timeforced deployment needs force_at, the time it becomes forced")
+	}
+	if req.Window != nil {
+		if err := maintenance.Validate(*req.Window); err != nil {
+			return flotilla.Deployment{}, err
+		}
+	}
+	if req.ArtifactName == "" || req.ArtifactVersion == "" {
+		return flotilla.Deployment{}, flotilla.Errorf(flotilla.EInvalid, "artifact.name and artifact.version are required")
+	}
+	a, err := c.Store.GetArtifact(ctx, tenant, req.ArtifactName, req.ArtifactVersion)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if _, err := c.Store.GetDevice(ctx, tenant, req.DeviceID); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	now := c.Now()
+	d := flotilla.Deployment{
+		Tenant: tenant, DeviceID: req.DeviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Attempt: 1, Type: typ, ForceAt: req.ForceAt, Window: req.Window, Delivery: flotilla.DeliveryPull,
+		State: flotilla.StatePending, CreatedAt: now, UpdatedAt: now, StartedAt: &now,
+	}
+	sup, err := c.Store.CreateDeployment(ctx, &d, flotilla.DeploymentEvent{At: now, Source: "server",
+		Details: []string{"assigned " + a.Name + " " + a.Version + " (" + string(typ) + ")"}})
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	c.afterSupersede(tenant, sup)
+	c.DeploymentChanged(d)
+	return c.Store.GetDeployment(ctx, tenant, d.ID)
+}
+
+// afterSupersede tells watchers about deployments a new assignment moved.
+func (c *Core) afterSupersede(tenant string, sup []store.Superseded) {
+	for _, s := range sup {
+		c.DeploymentChanged(flotilla.Deployment{ID: s.ID, Tenant: tenant, DeviceID: s.DeviceID, RolloutID: s.RolloutID, State: s.State})
+	}
+}
+
+// DeploymentChanged invalidates cached device answers and publishes the
+// change. Every write that touches a deployment ends here.
+func (c *Core) DeploymentChanged(d flotilla.Deployment) {
+	c.InvalidateDevice(d.Tenant, d.DeviceID)
+	c.Events.Publish(events.Event{Type: events.TypeDeployment, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+		Time: c.Now(), Key: "deployment/" + d.DeviceID,
+		Data: events.Message(DeploymentMessage(d))})
+	for _, fn := range c.deploymentHooks {
+		fn(d)
+	}
+}
+
+// OnDeploymentChange registers fn to run after every deployment change,
+// e.g. to wake the rollout scheduler. fn must not block.
+func (c *Core) OnDeploymentChange(fn func(flotilla.Deployment)) {
+	c.deploymentHooks = append(c.deploymentHooks, fn)
+}
+
+// DeploymentMessage is the event payload of a deployment change.
+func DeploymentMessage(d flotilla.Deployment) map[string]any {
+	m := map[string]any{
+		"type": events.TypeDeployment, "deploymentId": d.ID, "deviceId": d.DeviceID, "state": d.State,
+	}
+	if d.RolloutID != "" {
+		m["rolloutId"] = d.RolloutID
+		m["wave"] = d.Wave
+	}
+	if d.ProgressOf > 0 {
+		m["progress"] = d.ProgressCnt * 100 / d.ProgressOf
+	}
+	if d.ArtifactName != "" {
+		m["artifact"] = map[string]string{"name": d.ArtifactName, "version": d.ArtifactVersion}
+	}
+	return m
+}
+
+// ListDeviceDeployments returns a device's deployments, newest first, each
+// with its history.
+func (c *Core) ListDeviceDeployments(ctx context.Context, p Principal, tenant, deviceID string, limit int) ([]flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
+		return nil, err
+	}
+	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); err != nil {
+		return nil, err
+	}
+	return c.Store.ListDeviceDeployments(ctx, tenant, deviceID, limit)
+}
+
+// GetDeviceDeployment returns one deployment of a device.
+func (c *Core) GetDeviceDeployment(ctx context.Context, p Principal, tenant, deviceID string, id int64) (flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	d, err := c.Store.GetDeployment(ctx, tenant, id)
+	if err != nil || d.DeviceID != deviceID {
+		return flotilla.Deployment{}, flotilla.Errorf(flotilla.ENotFound, "deployment %d of device %q not found", id, deviceID)
+	}
+	return d, nil
+}
+
+// CancelDeployment cancels a deployment: on the server if the device never
+// fetched it, otherwise by asking the device through DDI's cancelAction.
+func (c *Core) CancelDeployment(ctx context.Context, p Principal, tenant, deviceID string, id int64) (flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	d, err := c.Store.UpdateDeployment(ctx, tenant, deviceID, id, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+		return CancelChange(d, c.Now(), "canceled by an operator")
+	})
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	c.DeploymentChanged(d)
+	return d, nil
+}
+
+// CancelChange computes a server-initiated cancel: deployments the device
+// never fetched end at once, others wait for the device.
+func CancelChange(d flotilla.Deployment, now time.Time, why string) (store.DeploymentChange, error) {
+	switch {
+	case d.State.Terminal():
+		return store.DeploymentChange{}, flotilla.Errorf(flotilla.EConflict, "deployment %d is already %s", d.ID, d.State)
+	case d.State == flotilla.StateCancelRequested:
+		return store.DeploymentChange{Deployment: d}, nil
+	case d.State == flotilla.StateScheduled || (d.State == flotilla.StatePending && d.RetrievedAt == nil):
+		d.State, d.FinishedAt = flotilla.StateCanceled, &now
+	default:
+		d.PrevState, d.State = d.State, flotilla.StateCancelRequested
+	}
+	d.UpdatedAt, d.Message = now, why
+	return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{why}}}, nil
+}

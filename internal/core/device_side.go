@@ -1,0 +1,420 @@
+package core
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
+)
+
+// DeviceIdentity is an authenticated DDI caller.
+type DeviceIdentity struct {
+	Tenant   string
+	DeviceID string
+	// Via says how it authenticated: target, gateway or anonymous.
+	Via string
+}
+
+// Auth schemes of the DDI Authorization header.
+const (
+	viaTarget    = "target"
+	viaGateway   = "gateway"
+	viaAnonymous = "anonymous"
+)
+
+// authCacheTTL bounds how long a revoked gateway token or a deleted device
+// keeps working on a replica that did not see the change.
+const authCacheTTL = 30 * time.Second
+
+type authEntry struct {
+	id      DeviceIdentity
+	expires time.Time
+}
+
+// deviceAuth caches successful authentications so that a poll does not
+// read the database.
+type deviceAuth struct {
+	mu      sync.RWMutex
+	entries map[string]authEntry
+}
+
+func (a *deviceAuth) get(key string, now time.Time) (DeviceIdentity, bool) {
+	a.mu.RLock()
+	e, ok := a.entries[key]
+	a.mu.RUnlock()
+	if !ok || now.After(e.expires) {
+		return DeviceIdentity{}, false
+	}
+	return e.id, true
+}
+
+func (a *deviceAuth) put(key string, id DeviceIdentity, now time.Time) {
+	a.mu.Lock()
+	if a.entries == nil || len(a.entries) > 1_000_000 {
+		a.entries = map[string]authEntry{}
+	}
+	a.entries[key] = authEntry{id: id, expires: now.Add(authCacheTTL)}
+	a.mu.Unlock()
+}
+
+func (a *deviceAuth) flush() {
+	a.mu.Lock()
+	a.entries = nil
+	a.mu.Unlock()
+}
+
+// AuthenticateDevice checks a DDI request's credentials. A device that
+// polls for the first time with the tenant's gateway token (or anonymously,
+// where the tenant allows it) is registered when register is true.
+func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (DeviceIdentity, error) {
+	tenant = strings.ToLower(tenant)
+	now := c.Now()
+	key := tenant + "\x00" + deviceID + "\x00" + HashSecret(authorization)
+	if id, ok := c.deviceAuth.get(key, now); ok {
+		return id, nil
+	}
+	id, err := c.authenticateDevice(ctx, tenant, deviceID, authorization, register)
+	if err != nil {
+		return id, err
+	}
+	c.deviceAuth.put(key, id, now)
+	return id, nil
+}
+
+func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (DeviceIdentity, error) {
+	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
+	if err := flotilla.ValidateDeviceID(deviceID); err != nil {
+		return DeviceIdentity{}, err
+	}
+	t, err := c.Store.GetTenant(ctx, tenant)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
+		return DeviceIdentity{}, unauthorized
+	}
+	if err != nil {
+		return DeviceIdentity{}, err
+	}
+	scheme, secret, _ := strings.Cut(strings.TrimSpace(authorization), " ")
+	secret = strings.TrimSpace(secret)
+	id := DeviceIdentity{Tenant: tenant, DeviceID: deviceID}
+	switch {
+	case strings.EqualFold(scheme, "TargetToken") && secret != "":
+		d, err := c.Store.GetDevice(ctx, tenant, deviceID)
+		if flotilla.IsCode(err, flotilla.ENotFound) {
+			return DeviceIdentity{}, unauthorized
+		}
+		if err != nil {
+			return DeviceIdentity{}, err
+		}
+		if d.TokenHash == "" || !SecretsEqual(d.TokenHash, HashSecret(secret)) {
+			return DeviceIdentity{}, unauthorized
+		}
+		id.Via = viaTarget
+		return id, nil
+	case strings.EqualFold(scheme, "GatewayToken") && secret != "":
+		tok, err := c.Store.TokenByHash(ctx, HashSecret(secret))
+		if err != nil || tok.Tenant != tenant || !tok.Active(c.Now()) || !tok.Has(flotilla.ScopeGateway) {
+			if err != nil && !flotilla.IsCode(err, flotilla.ENotFound) {
+				return DeviceIdentity{}, err
+			}
+			return DeviceIdentity{}, unauthorized
+		}
+		id.Via = viaGateway
+	case authorization == "" && t.AnonymousDDI:
+		id.Via = viaAnonymous
+	default:
+		return DeviceIdentity{}, unauthorized
+	}
+	// Gateway and anonymous access may register the device.
+	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
+		if !register {
+			return DeviceIdentity{}, flotilla.Errorf(flotilla.ENotFound, "device %q is not registered; it registers itself with its first poll", deviceID)
+		}
+		if err := c.registerDevice(ctx, tenant, deviceID); err != nil {
+			return DeviceIdentity{}, err
+		}
+	} else if err != nil {
+		return DeviceIdentity{}, err
+	}
+	return id, nil
+}
+
+func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) error {
+	secret := NewSecret("fdt_")
+	now := c.Now()
+	d := flotilla.Device{Tenant: tenant, ID: deviceID, Labels: map[string]string{}, Attributes: map[string]string{},
+		TokenHash: HashSecret(secret), Token: secret, CreatedAt: now, UpdatedAt: now}
+	err := c.Store.CreateDevice(ctx, d)
+	if flotilla.IsCode(err, flotilla.EConflict) {
+		return nil // registered concurrently
+	}
+	if err != nil {
+		return err
+	}
+	c.Log.Info("device registered itself", "tenant", tenant, "device", deviceID)
+	c.publishDevice(events.TypeDeviceRegistered, d)
+	return nil
+}
+
+// ForgetDeviceAuth drops cached authentications, after a token was revoked
+// or a device deleted.
+func (c *Core) ForgetDeviceAuth() { c.deviceAuth.flush() }
+
+// DeviceView is what a device's poll answer is computed from.
+type DeviceView struct {
+	// Action is the deployment the device should act on: a pending cancel
+	// first, then the oldest running deployment. Nil when idle.
+	Action *flotilla.Deployment
+	// Installed is the last deployment that succeeded.
+	Installed *flotilla.Deployment
+	// AttributesRequested asks the device to upload its configData.
+	AttributesRequested bool
+}
+
+// DeviceView reads what a device has to do.
+func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, error) {
+	open, installed, err := c.Store.DeviceActions(ctx, id.Tenant, id.DeviceID)
+	if err != nil {
+		return DeviceView{}, err
+	}
+	attrs, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
+	if err != nil {
+		return DeviceView{}, err
+	}
+	v := DeviceView{Installed: installed, AttributesRequested: attrs}
+	for i := range open {
+		if open[i].State == flotilla.StateCancelRequested {
+			v.Action = &open[i]
+			return v, nil
+		}
+	}
+	for i := range open {
+		if open[i].State != flotilla.StateScheduled {
+			v.Action = &open[i]
+			break
+		}
+	}
+	return v, nil
+}
+
+// deviceDeployment loads a deployment of this device or ENotFound.
+func (c *Core) deviceDeployment(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, error) {
+	d, err := c.Store.GetDeployment(ctx, id.Tenant, actionID)
+	if err != nil || d.DeviceID != id.DeviceID {
+		return flotilla.Deployment{}, flotilla.Errorf(flotilla.ENotFound, "action %d not found for device %q", actionID, id.DeviceID)
+	}
+	return d, nil
+}
+
+// DeploymentBase returns a deployment the device should run, with its
+// artifact, and records that the device fetched it. Canceled or finished
+// deployments are ENotFound, as in hawkBit.
+func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, flotilla.Artifact, error) {
+	d, err := c.deviceDeployment(ctx, id, actionID)
+	if err != nil {
+		return d, flotilla.Artifact{}, err
+	}
+	if !d.State.Active() || d.State == flotilla.StateCancelRequested {
+		return d, flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "action %d is %s", actionID, d.State)
+	}
+	a, err := c.Store.GetArtifactByID(ctx, id.Tenant, d.ArtifactID)
+	if err != nil {
+		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
+	}
+	if d.RetrievedAt == nil {
+		d, err = c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+			if d.RetrievedAt != nil {
+				return store.DeploymentChange{Deployment: d}, nil
+			}
+			now := c.Now()
+			d.RetrievedAt, d.UpdatedAt = &now, now
+			return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{"retrieved by the device"}}}, nil
+		})
+		if err != nil {
+			return d, a, err
+		}
+	}
+	return d, a, nil
+}
+
+// InstalledBase returns the device's installed (succeeded) deployment.
+func (c *Core) InstalledBase(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, flotilla.Artifact, error) {
+	d, err := c.deviceDeployment(ctx, id, actionID)
+	if err != nil {
+		return d, flotilla.Artifact{}, err
+	}
+	if d.State != flotilla.StateSucceeded {
+		return d, flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "action %d is not installed", actionID)
+	}
+	a, err := c.Store.GetArtifactByID(ctx, id.Tenant, d.ArtifactID)
+	if err != nil {
+		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
+	}
+	return d, a, nil
+}
+
+// CancelAction returns a deployment the server asked the device to cancel.
+func (c *Core) CancelAction(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, error) {
+	d, err := c.deviceDeployment(ctx, id, actionID)
+	if err != nil {
+		return d, err
+	}
+	if d.State != flotilla.StateCancelRequested {
+		return d, flotilla.Errorf(flotilla.ENotFound, "no cancel is pending for action %d", actionID)
+	}
+	return d, nil
+}
+
+// DeploymentFeedback applies a device's report to its deployment.
+func (c *Core) DeploymentFeedback(ctx context.Context, id DeviceIdentity, actionID int64, f flotilla.Feedback) (flotilla.Deployment, error) {
+	return c.feedback(ctx, id, actionID, f, false)
+}
+
+// CancelFeedback applies a device's answer to a cancel request.
+func (c *Core) CancelFeedback(ctx context.Context, id DeviceIdentity, actionID int64, f flotilla.Feedback) (flotilla.Deployment, error) {
+	return c.feedback(ctx, id, actionID, f, true)
+}
+
+func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, f flotilla.Feedback, cancel bool) (flotilla.Deployment, error) {
+	if err := flotilla.ValidateFeedback(f); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	d, err := c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+		return FeedbackChange(d, f, cancel, c.Now())
+	})
+	if err != nil {
+		if flotilla.IsCode(err, flotilla.ENotFound) {
+			return d, flotilla.Errorf(flotilla.ENotFound, "action %d not found for device %q", actionID, id.DeviceID)
+		}
+		return d, err
+	}
+	c.DeploymentChanged(d)
+	return d, nil
+}
+
+// FeedbackChange computes the effect of a device's feedback on a
+// deployment: pure, so the same rules serve DDI and push delivery.
+func FeedbackChange(d flotilla.Deployment, f flotilla.Feedback, cancel bool, now time.Time) (store.DeploymentChange, error) {
+	var next flotilla.DeploymentState
+	var err error
+	if cancel {
+		next, err = flotilla.NextCancelState(d.State, d.PrevState, f)
+	} else {
+		next, err = flotilla.NextState(d.State, d.Type, f)
+	}
+	if err != nil {
+		return store.DeploymentChange{}, err
+	}
+	if d.State == flotilla.StateCancelRequested && !next.Terminal() && next != flotilla.StateCancelRequested {
+		d.PrevState = ""
+	}
+	d.State, d.UpdatedAt = next, now
+	if f.Of > 0 {
+		d.ProgressCnt, d.ProgressOf = f.Cnt, f.Of
+	}
+	if h := flotilla.ReportedHealth(f.Details); h != nil {
+		d.Healthy = h
+	}
+	if len(f.Details) > 0 {
+		d.Message = f.Details[len(f.Details)-1]
+	}
+	if next.Terminal() && d.FinishedAt == nil {
+		d.FinishedAt = &now
+		if next == flotilla.StateSucceeded && d.ProgressOf > 0 {
+			d.ProgressCnt = d.ProgressOf
+		}
+	}
+	ev := &flotilla.DeploymentEvent{At: now, Execution: f.Execution, Finished: f.Finished, Cnt: f.Cnt, Of: f.Of,
+		Code: f.Code, Details: f.Details, Source: "device"}
+	if cancel {
+		ev.Details = append([]string{"cancel feedback"}, f.Details...)
+	}
+	return store.DeploymentChange{Deployment: d, Event: ev}, nil
+}
+
+// ConfigData updates a device's attributes from DDI's configData. Keys
+// "label.NAME" set labels; "version" sets the reported version.
+func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, data map[string]string) error {
+	if len(data) > 256 {
+		return flotilla.Errorf(flotilla.EInvalid, "at most 256 attributes are allowed")
+	}
+	d, err := c.Store.GetDevice(ctx, id.Tenant, id.DeviceID)
+	if err != nil {
+		return err
+	}
+	attrs := map[string]string{}
+	switch mode {
+	case "", "merge":
+		for k, v := range d.Attributes {
+			attrs[k] = v
+		}
+		for k, v := range data {
+			attrs[k] = v
+		}
+	case "replace":
+		for k, v := range data {
+			attrs[k] = v
+		}
+	case "remove":
+		for k, v := range d.Attributes {
+			if _, drop := data[k]; !drop {
+				attrs[k] = v
+			}
+		}
+	default:
+		return flotilla.Errorf(flotilla.EInvalid, "mode %q is invalid: use merge, replace or remove", mode)
+	}
+	if err := validateAttributes(attrs); err != nil {
+		return err
+	}
+	labels := map[string]string{}
+	for k, v := range d.Labels {
+		labels[k] = v
+	}
+	for k, v := range data {
+		if name, ok := strings.CutPrefix(k, "label."); ok {
+			if mode == "remove" {
+				delete(labels, name)
+			} else {
+				labels[name] = v
+			}
+		}
+	}
+	if err := flotilla.ValidateLabels(labels); err != nil {
+		return err
+	}
+	patch := store.DevicePatch{Attributes: &attrs, Labels: &labels}
+	if v, ok := data["version"]; ok && mode != "remove" {
+		patch.Version = &v
+	}
+	nd, err := c.Store.UpdateDevice(ctx, id.Tenant, id.DeviceID, patch, c.Now())
+	if err != nil {
+		return err
+	}
+	if err := c.Store.SetAttributesRequested(ctx, id.Tenant, id.DeviceID, false); err != nil {
+		return err
+	}
+	c.InvalidateDevice(id.Tenant, id.DeviceID)
+	c.publishDevice(events.TypeDeviceUpdated, nd)
+	return nil
+}
+
+// DeviceArtifact returns an artifact the device may download: one of the
+// tenant's, under the file name it was given, and assigned to the device.
+func (c *Core) DeviceArtifact(ctx context.Context, id DeviceIdentity, moduleID int64, filename string) (flotilla.Artifact, error) {
+	a, err := c.Store.GetArtifactByID(ctx, id.Tenant, moduleID)
+	if err != nil || a.Filename != filename {
+		return flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "software module %d has no artifact %q", moduleID, filename)
+	}
+	ok, err := c.Store.ArtifactAssigned(ctx, id.Tenant, id.DeviceID, a.ID)
+	if err != nil {
+		return flotilla.Artifact{}, err
+	}
+	if !ok {
+		return flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "software module %d is not assigned to device %q", moduleID, id.DeviceID)
+	}
+	return a, nil
+}

@@ -1,0 +1,92 @@
+package deviceapi
+
+import (
+	"hash/maphash"
+	"strings"
+	"sync"
+	"time"
+)
+
+// pollCache holds each device's rendered poll answer. A per-key version
+// guards against storing an answer computed before an invalidation that
+// raced with it.
+type pollCache struct {
+	shards [64]cacheShard
+	seed   maphash.Seed
+}
+
+type cacheShard struct {
+	mu       sync.RWMutex
+	entries  map[string]*pollEntry
+	versions map[string]uint64
+}
+
+type pollEntry struct {
+	body  []byte
+	etag  string
+	base  string
+	until time.Time // zero: valid until invalidated
+}
+
+func newPollCache() *pollCache {
+	c := &pollCache{seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].entries = map[string]*pollEntry{}
+		c.shards[i].versions = map[string]uint64{}
+	}
+	return c
+}
+
+func cacheKey(tenant, device string) string { return tenant + "\x00" + device }
+
+func (c *pollCache) shard(key string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+}
+
+// get returns a usable entry and the key's version for a later put.
+func (c *pollCache) get(key, base string, now time.Time) (*pollEntry, uint64) {
+	sh := c.shard(key)
+	sh.mu.RLock()
+	e, v := sh.entries[key], sh.versions[key]
+	sh.mu.RUnlock()
+	if e == nil || e.base != base || (!e.until.IsZero() && !now.Before(e.until)) {
+		return nil, v
+	}
+	return e, v
+}
+
+// put stores e unless the key was invalidated since version v was read.
+func (c *pollCache) put(key string, v uint64, e *pollEntry) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	if sh.versions[key] == v {
+		sh.entries[key] = e
+	}
+	sh.mu.Unlock()
+}
+
+// invalidate drops a device's answer, or every answer of a tenant when
+// device is "".
+func (c *pollCache) invalidate(tenant, device string) {
+	if device != "" {
+		key := cacheKey(tenant, device)
+		sh := c.shard(key)
+		sh.mu.Lock()
+		delete(sh.entries, key)
+		sh.versions[key]++
+		sh.mu.Unlock()
+		return
+	}
+	prefix := tenant + "\x00"
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		for k := range sh.entries {
+			if strings.HasPrefix(k, prefix) {
+				delete(sh.entries, k)
+				sh.versions[k]++
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

@@ -1,0 +1,120 @@
+// Package deviceapi serves hawkBit's Direct Device Integration API (DDI v1)
+// under /{tenant}/controller/v1/{controllerId}, so that SWUpdate, RAUC,
+// Zephyr and Flotilla's own SDK can pull updates.
+//
+// It has its own mux and its own authentication (TargetToken, GatewayToken
+// or anonymous), separate from the management API. Poll answers are cached
+// per device and invalidated by the core whenever what a device should be
+// told changes, so a device with nothing to do costs no database read.
+package deviceapi
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/wire"
+	"github.com/flotilla-ota/flotilla/maintenance"
+)
+
+// Options configure the device API.
+type Options struct {
+	// PublicURL is the base URL devices reach the server at; links in
+	// answers use it, or the request's host when empty.
+	PublicURL string
+	// Backoff shortens polling ahead of a maintenance window.
+	Backoff maintenance.Backoff
+	// OnDownload, if set, is told about every artifact download request
+	// (ranged or not), for metrics.
+	OnDownload func(ranged bool)
+}
+
+// Server is the DDI handler.
+type Server struct {
+	core  *core.Core
+	log   *slog.Logger
+	opts  Options
+	mux   *http.ServeMux
+	cache *pollCache
+}
+
+// NewServer returns the DDI API and registers its cache with the core.
+func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
+	if opts.Backoff.Polling == 0 {
+		opts.Backoff = maintenance.DefaultBackoff
+		opts.Backoff.Polling = c.Config.PollInterval
+		if opts.Backoff.MinPolling > opts.Backoff.Polling {
+			opts.Backoff.MinPolling = opts.Backoff.Polling
+		}
+	}
+	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux(), cache: newPollCache()}
+	c.OnInvalidate(s.cache.invalidate)
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// IsDDIPath reports whether a request path belongs to the DDI API.
+func IsDDIPath(p string) bool {
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, "/")
+	return ok && strings.HasPrefix(rest, "controller/")
+}
+
+func (s *Server) routes() {
+	const base = "/{tenant}/controller/v1/{controllerId}"
+	s.mux.HandleFunc("GET "+base, s.handlePoll)
+	s.mux.HandleFunc("GET "+base+"/deploymentBase/{actionId}", s.handleDeploymentBase)
+	s.mux.HandleFunc("POST "+base+"/deploymentBase/{actionId}/feedback", s.handleDeploymentFeedback)
+	s.mux.HandleFunc("GET "+base+"/cancelAction/{actionId}", s.handleCancelAction)
+	s.mux.HandleFunc("POST "+base+"/cancelAction/{actionId}/feedback", s.handleCancelFeedback)
+	s.mux.HandleFunc("GET "+base+"/installedBase/{actionId}", s.handleInstalledBase)
+	s.mux.HandleFunc("PUT "+base+"/configData", s.handleConfigData)
+	s.mux.HandleFunc("GET "+base+"/softwaremodules/{moduleId}/artifacts", s.handleListArtifacts)
+	s.mux.HandleFunc("GET "+base+"/softwaremodules/{moduleId}/artifacts/{fileName}", s.handleDownload)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "no such DDI resource: %s %s", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
+	if flotilla.IsCode(err, flotilla.EUnauthorized) {
+		w.Header().Set("WWW-Authenticate", `TargetToken realm="flotilla", GatewayToken realm="flotilla"`)
+	}
+	wire.Error(w, r, s.log, err)
+}
+
+// identify authenticates the request; register allows a first poll to
+// register the device.
+func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool) (core.DeviceIdentity, bool) {
+	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), register)
+	if err != nil {
+		s.error(w, r, err)
+		return id, false
+	}
+	s.core.MarkSeen(id.Tenant, id.DeviceID)
+	return id, true
+}
+
+// deviceBase is the URL prefix of this device's resources, with the tenant
+// as the device spelled it.
+func (s *Server) deviceBase(r *http.Request) string {
+	return wire.BaseURL(s.opts.PublicURL, r) + "/" + r.PathValue("tenant") + "/controller/v1/" + r.PathValue("controllerId")
+}
+
+func actionID(w http.ResponseWriter, r *http.Request, s *Server) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("actionId"), 10, 64)
+	if err != nil || id <= 0 {
+		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "action %q not found", r.PathValue("actionId")))
+		return 0, false
+	}
+	return id, true
+}

@@ -1,0 +1,285 @@
+// Package updater is Flotilla's device SDK: it keeps a device up to date
+// with a Flotilla (or any hawkBit DDI) server, so that device software needs
+// only the server's address, its current version and a function that
+// applies an update.
+//
+// The client polls on jittered timers, downloads artifacts with resume and
+// checksum verification (or pulls OCI images by digest), reports every step
+// and every error to the server as DDI feedback, honours maintenance
+// windows ("update: skip") and cancel requests, and keeps a small journal so
+// that a crash at any point is recovered from on the next start.
+//
+// A minimal device:
+//
+//	type installer struct{ updater.DefaultFetcher }
+//
+//	func (installer) Apply(ctx context.Context, u *updater.Update, p *updater.Payload) error {
+//		return os.Rename(p.Path, "/opt/app/app.bin")
+//	}
+//
+//	c, _ := updater.New(updater.Config{
+//		Server: "https://ota.example.com", ControllerID: "kiosk-17",
+//		Token: os.Getenv("DEVICE_TOKEN"), CurrentVersion: "1.4.0",
+//		Handler: installer{},
+//	})
+//	c.Start(ctx)
+//	defer c.Stop()
+//
+// The package depends only on the DDI wire types in package ddi and on
+// go-containerregistry for OCI images.
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Interval is a range a timer is drawn from uniformly, so that a fleet does
+// not poll in lockstep.
+type Interval struct {
+	Min, Max time.Duration
+}
+
+func (i Interval) draw() time.Duration {
+	if i.Max <= i.Min {
+		return i.Min
+	}
+	return i.Min + rand.N(i.Max-i.Min)
+}
+
+// Config configures a Client. Server, ControllerID and Handler are required.
+type Config struct {
+	// Server is the base URL, e.g. https://ota.example.com.
+	Server string
+	// Tenant defaults to "default".
+	Tenant string
+	// ControllerID identifies the device.
+	ControllerID string
+	// Token is the device's own DDI token (TargetToken).
+	Token string
+	// GatewayToken authenticates with a tenant-wide token instead; the
+	// device registers itself on its first poll.
+	GatewayToken string
+	// CurrentVersion is the version running now; reported as the "version"
+	// attribute and updated after each successful install.
+	CurrentVersion string
+	// Channel, if set, is reported as the label "channel", which is how a
+	// device joins a release channel.
+	Channel string
+	// Attributes and Labels are reported to the server when it asks.
+	Attributes map[string]string
+	Labels     map[string]string
+	// Handler fetches and applies updates.
+	Handler Handler
+	// HTTPClient defaults to a client with sensible timeouts.
+	HTTPClient *http.Client
+	// StateDir holds partial downloads and the journal; it must survive a
+	// restart for downloads to resume. Default: a directory under
+	// os.TempDir() named after the device.
+	StateDir string
+	// FirstCheck is when the first poll happens after Start (default 5-15
+	// minutes).
+	FirstCheck Interval
+	// FallbackInterval is used when the server gives no polling sleep or
+	// cannot be reached (default 45-90 minutes).
+	FallbackInterval Interval
+	// ActiveInterval bounds the polling interval while an update runs, so
+	// cancel requests and window changes are noticed (default 10s).
+	ActiveInterval time.Duration
+	// ProgressInterval throttles progress feedback (default 2s).
+	ProgressInterval time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Client keeps one device up to date.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *slog.Logger
+	auth string
+
+	mu         sync.Mutex
+	version    string
+	job        *job
+	lastSleep  time.Duration
+	journal    journal
+	checkMu    sync.Mutex // one check at a time
+	running    bool
+	stop       context.CancelFunc
+	stopped    chan struct{}
+	wake       chan struct{}
+	unreported []pendingReport
+}
+
+// ErrNoAction is returned by SendEvent when no update is in progress and no
+// action id was given.
+var ErrNoAction = errors.New("updater: no update in progress")
+
+// New validates cfg and returns a Client. It reads the journal of a
+// previous run, so that interrupted work resumes on the first check.
+func New(cfg Config) (*Client, error) {
+	if cfg.Server == "" || cfg.ControllerID == "" {
+		return nil, errors.New("updater: Config.Server and Config.ControllerID are required")
+	}
+	if cfg.Handler == nil {
+		return nil, errors.New("updater: Config.Handler is required")
+	}
+	cfg.Server = strings.TrimRight(cfg.Server, "/")
+	if cfg.Tenant == "" {
+		cfg.Tenant = "default"
+	}
+	if cfg.FirstCheck == (Interval{}) {
+		cfg.FirstCheck = Interval{5 * time.Minute, 15 * time.Minute}
+	}
+	if cfg.FallbackInterval == (Interval{}) {
+		cfg.FallbackInterval = Interval{45 * time.Minute, 90 * time.Minute}
+	}
+	if cfg.ActiveInterval <= 0 {
+		cfg.ActiveInterval = 10 * time.Second
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 2 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 0, Transport: http.DefaultTransport}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(os.TempDir(), "flotilla-updater-"+sanitize(cfg.ControllerID))
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("updater: state dir: %w", err)
+	}
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, version: cfg.CurrentVersion, wake: make(chan struct{}, 1),
+		log: cfg.Logger.With("device", cfg.ControllerID)}
+	switch {
+	case cfg.Token != "":
+		c.auth = "TargetToken " + cfg.Token
+	case cfg.GatewayToken != "":
+		c.auth = "GatewayToken " + cfg.GatewayToken
+	}
+	if err := c.journal.load(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if c.journal.Version != "" && c.journal.Phase == phaseDone && c.journal.Result == resultSuccess {
+		c.version = c.journal.Version
+	}
+	return c, nil
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// Version is the version the device runs, as far as the client knows.
+func (c *Client) Version() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
+}
+
+// Start polls in the background until Stop or until ctx ends. The first
+// check happens after Config.FirstCheck.
+func (c *Client) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		return errors.New("updater: already started")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c.running, c.stop, c.stopped = true, cancel, make(chan struct{})
+	go c.loop(ctx)
+	return nil
+}
+
+// Stop ends polling and waits for a running update to stop at a safe point:
+// a download is interrupted (it resumes on the next start); an install is
+// left to finish.
+func (c *Client) Stop() {
+	c.mu.Lock()
+	if !c.running {
+		c.mu.Unlock()
+		return
+	}
+	stop, stopped := c.stop, c.stopped
+	c.running = false
+	c.mu.Unlock()
+	stop()
+	<-stopped
+}
+
+func (c *Client) loop(ctx context.Context) {
+	defer close(c.stopped)
+	wait := c.cfg.FirstCheck.draw()
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			c.waitJob()
+			return
+		case <-t.C:
+		case <-c.wake:
+			t.Stop()
+		}
+		if err := c.check(ctx, false); err != nil && ctx.Err() == nil {
+			c.log.Warn("update check failed", "err", err)
+		}
+		wait = c.nextWait()
+	}
+}
+
+// nextWait is the server's sleep, shortened while an update runs.
+func (c *Client) nextWait() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wait := c.lastSleep
+	if wait <= 0 {
+		wait = c.cfg.FallbackInterval.draw()
+	}
+	if c.job != nil && wait > c.cfg.ActiveInterval {
+		wait = c.cfg.ActiveInterval
+	}
+	return wait
+}
+
+// CheckNow polls once and acts on the answer. If that starts (or
+// continues) an update, CheckNow returns when the update has finished or
+// is waiting for its maintenance window.
+func (c *Client) CheckNow(ctx context.Context) error {
+	return c.check(ctx, true)
+}
+
+// Wake makes a started client poll now instead of at its next timer.
+func (c *Client) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) waitJob() {
+	c.mu.Lock()
+	j := c.job
+	c.mu.Unlock()
+	if j != nil {
+		<-j.done
+	}
+}
