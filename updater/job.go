@@ -16,15 +16,16 @@ type job struct {
 	ctx    context.Context // canceled by a cancel request while fetching
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	u        *Update
-	phase    string
-	canceled bool
-	proceed  chan struct{}
+	mu          sync.Mutex
+	u           *Update
+	phase       string
+	canceled    bool // the server canceled the update
+	interrupted bool // the client is stopping; resume on the next start
+	waiting     bool // parked until the maintenance window opens
+	parked      chan struct{}
+	proceed     chan struct{}
 
-	done   chan struct{}
-	parked chan struct{}
-	parkMu sync.Once
+	done chan struct{}
 
 	lastProgress time.Time
 }
@@ -47,19 +48,56 @@ func (j *job) tryCancel() bool {
 	return true
 }
 
+// interrupt stops a download or a wait for the window because the client
+// is stopping; the journal keeps the place for the next start.
+func (j *job) interrupt() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.phase == phaseApplying || j.phase == phaseChecking || j.phase == phaseDone {
+		return
+	}
+	j.interrupted = true
+	if j.cancel != nil {
+		j.cancel()
+	}
+}
+
 // refresh takes the server's latest view of the action, e.g. a window that
 // opened.
 func (j *job) refresh(u *Update) {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.u.Update, j.u.Download, j.u.MaintenanceWindow = u.Update, u.Download, u.MaintenanceWindow
-	allowed := j.u.InstallAllowed()
-	j.mu.Unlock()
-	if allowed {
+	if j.waiting && j.u.InstallAllowed() {
+		j.waiting = false
+		j.parked = make(chan struct{}) // CheckNow now waits for the install
 		select {
 		case j.proceed <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// park marks the job as waiting for its window.
+func (j *job) park() {
+	j.mu.Lock()
+	j.waiting = true
+	close(j.parked)
+	j.mu.Unlock()
+}
+
+// parkedChan is closed while the job waits for its window.
+func (j *job) parkedChan() chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.parked
+}
+
+// stopped reports whether the job should end quietly.
+func (j *job) stopped() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.canceled || j.interrupted
 }
 
 func (j *job) setPhase(p string) {
@@ -100,7 +138,6 @@ func (j *job) run(ctx context.Context) {
 		c.mu.Lock()
 		c.job = nil
 		c.mu.Unlock()
-		j.parkMu.Do(func() { close(j.parked) })
 		close(j.done)
 	}()
 	j.ctx, j.cancel = context.WithCancel(ctx)
@@ -126,8 +163,8 @@ func (j *job) run(ctx context.Context) {
 	j.setPhase(phaseFetching)
 	j.send(ctx, ddi.Status{Execution: ddi.ExecDownload, Result: &ddi.Result{Finished: ddi.FinishedNone}, Details: []string{"downloading " + u.Name + " " + u.Version}})
 	p, err := h.Fetch(j.ctx, u)
-	if j.wasCanceled() {
-		return // handleCancel answers the server
+	if j.stopped() {
+		return // a cancel is answered by handleCancel; a stop resumes later
 	}
 	if err != nil {
 		j.finish(ctx, resultFailure, []string{"download failed: " + err.Error()})
@@ -158,7 +195,7 @@ func (j *job) run(ctx context.Context) {
 		}
 		c.log.Info("update downloaded; waiting for the maintenance window", "action", u.ActionID)
 		j.send(ctx, ddi.Status{Execution: ddi.ExecScheduled, Result: &ddi.Result{Finished: ddi.FinishedNone}, Details: []string{"waiting for the maintenance window"}})
-		j.parkMu.Do(func() { close(j.parked) })
+		j.park()
 		select {
 		case <-j.proceed:
 		case <-j.ctx.Done():
@@ -212,12 +249,6 @@ func (j *job) recoverInterrupted(ctx context.Context, p *Payload) {
 		return
 	}
 	j.finish(ctx, resultFailure, []string{"install was interrupted by a restart; state unknown"})
-}
-
-func (j *job) wasCanceled() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.canceled
 }
 
 // finish records the result and reports it; a report that fails is

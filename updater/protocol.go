@@ -132,7 +132,7 @@ func (c *Client) check(ctx context.Context, wait bool) error {
 	if wait && j != nil {
 		select {
 		case <-j.done:
-		case <-j.parked:
+		case <-j.parkedChan():
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -275,11 +275,14 @@ func (c *Client) Wake() {
 	}
 }
 
+// waitJob interrupts a download (or a wait for the window) and waits for
+// the job to end; an install runs to completion.
 func (c *Client) waitJob() {
 	c.mu.Lock()
 	j := c.job
 	c.mu.Unlock()
 	if j != nil {
+		j.interrupt()
 		<-j.done
 	}
 }

@@ -87,6 +87,18 @@ func WithConfig(fn func(*server.Config)) Option { return Option(fn) }
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	dir := t.TempDir()
+	s, err := New(dir, opts...)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	s.API = &API{T: t, Base: s.URL, Token: AdminToken}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// New runs a server with its data in dir until Stop; for TestMain, where
+// there is no testing.T.
+func New(dir string, opts ...Option) (*Server, error) {
 	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir, AdminToken: AdminToken, PollInterval: time.Second}
 	for _, o := range opts {
 		o(&cfg)
@@ -99,7 +111,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		cancel()
-		t.Fatalf("start server: %v", err)
+		return nil, err
 	}
 	clock := &Clock{}
 	srv.Core.Now = clock.Now
@@ -107,12 +119,11 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		cancel()
 		srv.Close()
-		t.Fatal(err)
+		return nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	s := &Server{URL: "http://" + ln.Addr().String(), DataDir: dir, Srv: srv, clock: clock}
-	s.API = &API{T: t, Base: s.URL, Token: AdminToken}
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
@@ -121,8 +132,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 			srv.Close()
 		})
 	}
-	t.Cleanup(s.stop)
-	return s
+	return s, nil
 }
 
 // Clock returns the server's settable clock.
