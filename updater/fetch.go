@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -124,7 +125,11 @@ func (u *Update) DownloadArtifact(ctx context.Context, a Artifact, dir string, p
 	if err != nil {
 		return "", err
 	}
-	n, err := io.Copy(f, &progressReader{r: resp.Body, n: offset, fn: progress})
+	var body io.Reader = resp.Body
+	if rate := u.client.cfg.MaxDownloadRate; rate > 0 {
+		body = &rateReader{r: body, rate: rate, ctx: ctx, start: time.Now()}
+	}
+	n, err := io.Copy(f, &progressReader{r: body, n: offset, fn: progress})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -138,6 +143,31 @@ func (u *Update) DownloadArtifact(ctx context.Context, a Artifact, dir string, p
 	}
 	os.Remove(etagFile)
 	return final, os.Rename(part, final)
+}
+
+// rateReader paces reads to rate bytes per second on average.
+type rateReader struct {
+	r     io.Reader
+	rate  int64
+	ctx   context.Context
+	start time.Time
+	n     int64
+}
+
+func (r *rateReader) Read(p []byte) (int, error) {
+	if max := int(r.rate / 10); max > 0 && len(p) > max {
+		p = p[:max]
+	}
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if ahead := time.Duration(float64(r.n)/float64(r.rate)*float64(time.Second)) - time.Since(r.start); ahead > 0 {
+		select {
+		case <-time.After(ahead):
+		case <-r.ctx.Done():
+			return n, r.ctx.Err()
+		}
+	}
+	return n, err
 }
 
 type progressReader struct {

@@ -97,6 +97,9 @@ type Config struct {
 	ActiveInterval time.Duration
 	// ProgressInterval throttles progress feedback (default 2s).
 	ProgressInterval time.Duration
+	// MaxDownloadRate limits downloads to this many bytes per second, for
+	// metered or shared links; 0 means unlimited.
+	MaxDownloadRate int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -6,12 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flotilla-ota/flotilla/internal/cli"
 	"github.com/flotilla-ota/flotilla/internal/server"
 )
 
-func serverCmd(e env, stdout, stderr io.Writer) *cobra.Command {
+func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var cfg server.Config
-	var logs logFlags
+	var logs cli.LogFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane",
@@ -21,7 +22,7 @@ With no flags it keeps everything in ./flotilla-data: a SQLite database and a bl
 directory. The first start creates the tenant "default" and prints an admin token once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logs.logger(stderr)
+			log, err := logs.Logger(stderr)
 			if err != nil {
 				return err
 			}
@@ -41,15 +42,15 @@ directory. The first start creates the tenant "default" and prints an admin toke
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Listen, "listen", e.str("FLOTILLA_LISTEN", "127.0.0.1:8080"), "address to listen on (FLOTILLA_LISTEN)")
-	f.StringVar(&cfg.DataDir, "data-dir", e.str("FLOTILLA_DATA_DIR", "flotilla-data"), "directory for the SQLite database, blobs and admin token (FLOTILLA_DATA_DIR)")
-	f.StringVar(&cfg.DatabaseURL, "database-url", e.str("FLOTILLA_DATABASE_URL", ""), "sqlite://PATH or postgres://... (default sqlite://DATA_DIR/flotilla.db) (FLOTILLA_DATABASE_URL)")
-	f.StringVar(&cfg.BlobDir, "blob-dir", e.str("FLOTILLA_BLOB_DIR", ""), "directory for artifact bytes (default DATA_DIR/blobs) (FLOTILLA_BLOB_DIR)")
-	f.StringVar(&cfg.PublicURL, "public-url", e.str("FLOTILLA_PUBLIC_URL", ""), "externally visible base URL used in links, e.g. https://ota.example.com (FLOTILLA_PUBLIC_URL)")
-	f.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", e.int64("FLOTILLA_MAX_ARTIFACT_SIZE", 4<<30), "largest accepted artifact in bytes (FLOTILLA_MAX_ARTIFACT_SIZE)")
-	f.DurationVar(&cfg.PollInterval, "poll-interval", e.duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")
-	f.DurationVar(&cfg.OfflineAfter, "offline-after", e.duration("FLOTILLA_OFFLINE_AFTER", 0), "a device unseen this long is offline (default 2*poll-interval+1m) (FLOTILLA_OFFLINE_AFTER)")
+	f.StringVar(&cfg.Listen, "listen", e.Str("FLOTILLA_LISTEN", "127.0.0.1:8080"), "address to listen on (FLOTILLA_LISTEN)")
+	f.StringVar(&cfg.DataDir, "data-dir", e.Str("FLOTILLA_DATA_DIR", "flotilla-data"), "directory for the SQLite database, blobs and admin token (FLOTILLA_DATA_DIR)")
+	f.StringVar(&cfg.DatabaseURL, "database-url", e.Str("FLOTILLA_DATABASE_URL", ""), "sqlite://PATH or postgres://... (default sqlite://DATA_DIR/flotilla.db) (FLOTILLA_DATABASE_URL)")
+	f.StringVar(&cfg.BlobDir, "blob-dir", e.Str("FLOTILLA_BLOB_DIR", ""), "directory for artifact bytes (default DATA_DIR/blobs) (FLOTILLA_BLOB_DIR)")
+	f.StringVar(&cfg.PublicURL, "public-url", e.Str("FLOTILLA_PUBLIC_URL", ""), "externally visible base URL used in links, e.g. https://ota.example.com (FLOTILLA_PUBLIC_URL)")
+	f.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", e.Int64("FLOTILLA_MAX_ARTIFACT_SIZE", 4<<30), "largest accepted artifact in bytes (FLOTILLA_MAX_ARTIFACT_SIZE)")
+	f.DurationVar(&cfg.PollInterval, "poll-interval", e.Duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")
+	f.DurationVar(&cfg.OfflineAfter, "offline-after", e.Duration("FLOTILLA_OFFLINE_AFTER", 0), "a device unseen this long is offline (default 2*poll-interval+1m) (FLOTILLA_OFFLINE_AFTER)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
-	logs.register(cmd, e)
+	logs.Register(cmd, e)
 	return cmd
 }

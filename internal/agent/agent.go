@@ -1,0 +1,170 @@
+// Package agent is the runtime of `flotilla agent`: a device daemon built on
+// the public updater SDK that installs artifacts with a built-in file
+// installer or a shell command, checks the device's health afterwards, rolls
+// back when it is unhealthy, and survives a crash at any point.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flotilla-ota/flotilla/updater"
+)
+
+// Config is everything the agent needs; cmd/flotilla fills it from flags,
+// environment and an optional config file.
+type Config struct {
+	Server         string            `json:"server"`
+	Tenant         string            `json:"tenant"`
+	DeviceID       string            `json:"device_id"`
+	Token          string            `json:"token"`
+	GatewayToken   string            `json:"gateway_token"`
+	Labels         map[string]string `json:"labels"`
+	Attributes     map[string]string `json:"attributes"`
+	Channel        string            `json:"channel"`
+	StateDir       string            `json:"state_dir"`
+	CurrentVersion string            `json:"current_version"`
+
+	// Target is the file the built-in installer replaces atomically; the
+	// previous version is kept next to it as Target+".prev".
+	Target string `json:"target"`
+	// InstallCommand runs instead of the file installer; {file},
+	// {version} and {name} are substituted.
+	InstallCommand  string `json:"install_command"`
+	RollbackCommand string `json:"rollback_command"`
+
+	// HealthCommand (exit 0) or HealthURL (2xx) must report healthy
+	// within HealthGrace after an install, or the agent rolls back.
+	HealthCommand  string        `json:"health_command"`
+	HealthURL      string        `json:"health_url"`
+	HealthGrace    time.Duration `json:"health_grace"`
+	HealthInterval time.Duration `json:"health_interval"`
+
+	// FirstCheck is the longest wait before the first poll (the wait is
+	// drawn between zero and it).
+	FirstCheck      time.Duration `json:"first_check"`
+	MaxDownloadRate int64         `json:"max_download_rate"`
+}
+
+// Validate fills defaults and reports what is missing.
+func (c *Config) Validate() error {
+	if c.Server == "" {
+		return errors.New("agent: --server is required")
+	}
+	if c.DeviceID == "" {
+		b, err := os.ReadFile("/etc/machine-id")
+		if err != nil {
+			return errors.New("agent: --device-id is required (no /etc/machine-id to default to)")
+		}
+		c.DeviceID = strings.TrimSpace(string(b))
+	}
+	if c.Token == "" && c.GatewayToken == "" {
+		return errors.New("agent: --token or --gateway-token is required")
+	}
+	if c.Target == "" && c.InstallCommand == "" {
+		return errors.New("agent: choose an installer: --target PATH or --install-command CMD")
+	}
+	if c.Target != "" && c.InstallCommand != "" {
+		return errors.New("agent: --target and --install-command exclude each other")
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/flotilla-agent"
+	}
+	if c.HealthGrace <= 0 {
+		c.HealthGrace = 30 * time.Second
+	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = time.Second
+	}
+	if c.FirstCheck <= 0 {
+		c.FirstCheck = 10 * time.Second
+	}
+	return nil
+}
+
+// state is the agent's own record, next to the SDK's journal.
+type state struct {
+	Version     string `json:"version"`
+	PrevVersion string `json:"prev_version"`
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "agent-state.json") }
+
+func loadState(dir string) state {
+	var s state
+	if b, err := os.ReadFile(statePath(dir)); err == nil {
+		json.Unmarshal(b, &s)
+	}
+	return s
+}
+
+func (s state) save(dir string) error {
+	b, _ := json.Marshal(s)
+	tmp := statePath(dir) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(dir))
+}
+
+// Agent runs the update loop of one device.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	client *updater.Client
+	h      *handler
+}
+
+// New prepares an agent; Run starts it.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: state dir: %w", err)
+	}
+	st := loadState(cfg.StateDir)
+	if st.Version == "" {
+		st.Version = cfg.CurrentVersion
+	}
+	h := &handler{cfg: cfg, log: log, state: st}
+	var hh updater.Handler = h
+	if cfg.HealthCommand != "" || cfg.HealthURL != "" {
+		hh = &healthHandler{h}
+	}
+	c, err := updater.New(updater.Config{
+		Server: cfg.Server, Tenant: cfg.Tenant, ControllerID: cfg.DeviceID, Token: cfg.Token, GatewayToken: cfg.GatewayToken,
+		CurrentVersion: st.Version, Channel: cfg.Channel, Labels: cfg.Labels, Attributes: cfg.Attributes,
+		Handler: hh, StateDir: filepath.Join(cfg.StateDir, "updater"), Logger: log,
+		FirstCheck: updater.Interval{Min: 0, Max: cfg.FirstCheck}, MaxDownloadRate: cfg.MaxDownloadRate,
+		HTTPClient: &http.Client{Transport: http.DefaultTransport},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, log: log, client: c, h: h}, nil
+}
+
+// Client exposes the SDK client (for push mode, which shares the
+// installer).
+func (a *Agent) Client() *updater.Client { return a.client }
+
+// Run polls until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("agent started", "server", a.cfg.Server, "device", a.cfg.DeviceID, "version", a.client.Version())
+	if err := a.client.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.client.Stop()
+	a.log.Info("agent stopped", "version", a.client.Version())
+	return nil
+}

@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flotilla-ota/flotilla/internal/agent"
+)
+
+// AgentCommand is `flotilla agent`, also the root of flotilla-agent.
+func AgentCommand(e Env, stdout, stderr io.Writer) *cobra.Command {
+	var cfg agent.Config
+	var logs LogFlags
+	var labels, attrs, configFile string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the device agent: poll for updates, install, check health, roll back",
+		Long: `Run the Flotilla device agent. It polls the server over DDI, downloads with resume
+and verification, installs with the built-in file installer (--target) or a command
+(--install-command), checks health (--health-command or --health-url) and rolls back
+when the device is unhealthy. Every flag can be set by FLOTILLA_<FLAG> or in a JSON
+--config file whose keys are flag names.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := ApplyConfigFile(cmd.Flags(), configFile, e); err != nil {
+					return err
+				}
+			}
+			log, err := logs.Logger(stderr)
+			if err != nil {
+				return err
+			}
+			if cfg.Labels, err = ParseKV(labels); err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			if cfg.Attributes, err = ParseKV(attrs); err != nil {
+				return fmt.Errorf("--attributes: %w", err)
+			}
+			a, err := agent.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", e.Str("FLOTILLA_CONFIG", ""), "JSON file of settings keyed by flag name")
+	f.StringVar(&cfg.Server, "server", e.Str("FLOTILLA_SERVER", ""), "server base URL, e.g. http://127.0.0.1:8080")
+	f.StringVar(&cfg.Tenant, "tenant", e.Str("FLOTILLA_TENANT", "default"), "tenant")
+	f.StringVar(&cfg.DeviceID, "device-id", e.Str("FLOTILLA_DEVICE_ID", ""), "device id (default: /etc/machine-id)")
+	f.StringVar(&cfg.Token, "token", e.Str("FLOTILLA_TOKEN", ""), "device token (TargetToken)")
+	f.StringVar(&cfg.GatewayToken, "gateway-token", e.Str("FLOTILLA_GATEWAY_TOKEN", ""), "tenant gateway token; the device registers itself")
+	f.StringVar(&labels, "labels", e.Str("FLOTILLA_LABELS", ""), "labels to report, k=v,k2=v2")
+	f.StringVar(&attrs, "attributes", e.Str("FLOTILLA_ATTRIBUTES", ""), "attributes to report, k=v,k2=v2")
+	f.StringVar(&cfg.Channel, "channel", e.Str("FLOTILLA_CHANNEL", ""), "release channel to join (sets the label channel)")
+	f.StringVar(&cfg.StateDir, "state-dir", e.Str("FLOTILLA_STATE_DIR", "/var/lib/flotilla-agent"), "state directory (downloads, journal, version)")
+	f.StringVar(&cfg.CurrentVersion, "current-version", e.Str("FLOTILLA_CURRENT_VERSION", ""), "version installed before the agent's first update")
+	f.StringVar(&cfg.Target, "target", e.Str("FLOTILLA_TARGET", ""), "file the built-in installer replaces atomically (previous kept as TARGET.prev)")
+	f.StringVar(&cfg.InstallCommand, "install-command", e.Str("FLOTILLA_INSTALL_COMMAND", ""), "shell command that installs {file} ({version}, {name} also substituted)")
+	f.StringVar(&cfg.RollbackCommand, "rollback-command", e.Str("FLOTILLA_ROLLBACK_COMMAND", ""), "shell command that restores the previous version")
+	f.StringVar(&cfg.HealthCommand, "health-command", e.Str("FLOTILLA_HEALTH_COMMAND", ""), "shell command that exits 0 when the device is healthy")
+	f.StringVar(&cfg.HealthURL, "health-url", e.Str("FLOTILLA_HEALTH_URL", ""), "URL that answers 2xx when the device is healthy")
+	f.DurationVar(&cfg.HealthGrace, "health-grace", e.Duration("FLOTILLA_HEALTH_GRACE", 30e9), "how long the device has to become healthy after an install")
+	f.DurationVar(&cfg.HealthInterval, "health-interval", e.Duration("FLOTILLA_HEALTH_INTERVAL", 1e9), "pause between health probes")
+	f.DurationVar(&cfg.FirstCheck, "first-check", e.Duration("FLOTILLA_FIRST_CHECK", 10e9), "longest random wait before the first poll")
+	f.Int64Var(&cfg.MaxDownloadRate, "max-download-rate", e.Int64("FLOTILLA_MAX_DOWNLOAD_RATE", 0), "download speed limit in bytes per second (0: none)")
+	logs.Register(cmd, e)
+	return cmd
+}

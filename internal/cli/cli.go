@@ -1,0 +1,142 @@
+// Package cli holds the command-line wiring shared by the flotilla binary
+// and the slim flotilla-agent binary: flags with FLOTILLA_* environment
+// defaults, config files, and logging setup. It imports nothing of the
+// server, so the agent binary stays small.
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Env reads FLOTILLA_* variables for flag defaults.
+type Env func(string) string
+
+// Str returns the variable or def.
+func (e Env) Str(name, def string) string {
+	if v := e(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration returns the variable parsed as a duration, or def.
+func (e Env) Duration(name string, def time.Duration) time.Duration {
+	if v := e(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// Int64 returns the variable parsed as an integer, or def.
+func (e Env) Int64(name string, def int64) int64 {
+	if v := e(name); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+// EnvName is the variable that backs a flag: --health-url is
+// FLOTILLA_HEALTH_URL.
+func EnvName(flag string) string {
+	return "FLOTILLA_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// LogFlags are shared by long-running commands.
+type LogFlags struct {
+	Level  string
+	Format string
+}
+
+// Register adds --log-level and --log-format.
+func (l *LogFlags) Register(cmd *cobra.Command, e Env) {
+	cmd.Flags().StringVar(&l.Level, "log-level", e.Str("FLOTILLA_LOG_LEVEL", "info"), "log level: debug, info, warn or error (FLOTILLA_LOG_LEVEL)")
+	cmd.Flags().StringVar(&l.Format, "log-format", e.Str("FLOTILLA_LOG_FORMAT", "text"), "log format: text or json (FLOTILLA_LOG_FORMAT)")
+}
+
+// Logger builds the slog logger the flags describe.
+func (l *LogFlags) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", l.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(l.Format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", l.Format)
+}
+
+// ApplyConfigFile sets flags from a JSON file whose keys are flag names,
+// for flags given neither on the command line nor in the environment.
+func ApplyConfigFile(flags *pflag.FlagSet, path string, e Env) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for k, v := range m {
+		f := flags.Lookup(k)
+		if f == nil {
+			return fmt.Errorf("config file %s: unknown setting %q (settings are flag names, e.g. \"server\")", path, k)
+		}
+		if f.Changed || e(EnvName(k)) != "" {
+			continue
+		}
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case float64, bool:
+			s = fmt.Sprint(x)
+		case map[string]any:
+			var parts []string
+			for kk, vv := range x {
+				parts = append(parts, fmt.Sprintf("%s=%v", kk, vv))
+			}
+			s = strings.Join(parts, ",")
+		default:
+			return fmt.Errorf("config file %s: setting %q has an unsupported type", path, k)
+		}
+		if err := flags.Set(k, s); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// ParseKV parses "k=v,k2=v2".
+func ParseKV(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
