@@ -27,13 +27,13 @@ const (
 // AllDeploymentStates lists the states in lifecycle order.
 var AllDeploymentStates = []DeploymentState{
 	StateScheduled, StatePending, StateDownloading, StateDownloaded, StateInstalling,
-	StateSucceeded, StateFailed, StateCancelRequested, StateCanceled, StateRejected, StateTimedOut,
+	StateSucceeded, StateFailed, StateCancelRequested, StateCanceled, StateRejected, StateTimedOut, StateSkipped,
 }
 
 // Terminal reports whether no further transition can happen.
 func (s DeploymentState) Terminal() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateCanceled, StateRejected, StateTimedOut:
+	case StateSucceeded, StateFailed, StateCanceled, StateRejected, StateTimedOut, StateSkipped:
 		return true
 	}
 	return false

@@ -1,0 +1,509 @@
+package rollout
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/maintenance"
+)
+
+// Deployment is one device's current attempt in a rollout, as the planner
+// sees it.
+type Deployment struct {
+	ID        int64                    `json:"id"`
+	DeviceID  string                   `json:"device_id"`
+	Wave      int                      `json:"wave"`
+	State     flotilla.DeploymentState `json:"state"`
+	Attempt   int                      `json:"attempt"`
+	StartedAt *time.Time               `json:"started_at,omitempty"` // released at
+	LastSeen  *time.Time               `json:"last_seen,omitempty"`  // the device's
+}
+
+// Snapshot is everything Plan needs about one rollout.
+type Snapshot struct {
+	Rollout flotilla.Rollout `json:"rollout"`
+	Waves   []flotilla.Wave  `json:"waves"`
+	// Open are the latest attempts that are scheduled or in flight.
+	Open []Deployment `json:"open"`
+	// Retryable are latest attempts that failed or timed out and have
+	// retries left under the policy.
+	Retryable []Deployment `json:"retryable,omitempty"`
+	// ReleasedAt are release times within the last minute, for the rate.
+	ReleasedAt []time.Time `json:"released_at,omitempty"`
+	// Successes counts the rollout's successes so far.
+	Successes int `json:"successes"`
+}
+
+// ActionKind names what an action does.
+type ActionKind string
+
+// The actions.
+const (
+	ActTimeOut     ActionKind = "time_out"     // in-flight deployments → timed_out
+	ActCancel      ActionKind = "cancel"       // cancel open deployments (lapsed window, abort)
+	ActRetry       ActionKind = "retry"        // new scheduled attempts for failed devices
+	ActStartWave   ActionKind = "start_wave"   // wave → running
+	ActSuccessGate ActionKind = "success_gate" // record that a wave met its success threshold
+	ActRelease     ActionKind = "release"      // scheduled → pending
+	ActSkip        ActionKind = "skip"         // scheduled → skipped (offline)
+	ActFinishWave  ActionKind = "finish_wave"  // wave → succeeded | failed
+	ActSetStatus   ActionKind = "set_status"   // rollout → paused | aborted | completed | partial | failed
+)
+
+// Action is one step of a plan.
+type Action struct {
+	Kind       ActionKind             `json:"kind"`
+	Wave       *int                   `json:"wave,omitempty"`
+	IDs        []int64                `json:"ids,omitempty"`
+	WaveStatus flotilla.WaveStatus    `json:"wave_status,omitempty"`
+	Status     flotilla.RolloutStatus `json:"status,omitempty"`
+	Reason     string                 `json:"reason,omitempty"`
+}
+
+// Plan is what to do now and when to look again.
+type Plan struct {
+	Actions []Action `json:"actions"`
+	// Next is when the rollout needs attention even if nothing happens
+	// (a grace period ends, a timeout expires); zero for never.
+	Next time.Time `json:"next,omitzero"`
+}
+
+// planner holds the working copy a plan is computed on.
+type planner struct {
+	s     Snapshot
+	now   time.Time
+	p     flotilla.Policy
+	plan  Plan
+	waves []flotilla.Wave
+	open  []Deployment
+	// lapsedOut counts devices a lapsed schedule canceled: they were
+	// eligible and did not get the update.
+	lapsedOut int
+	// rateOldest is the earliest release still inside the rate window.
+	rateOldest time.Time
+}
+
+func intp(i int) *int { return &i }
+
+// Plan computes the next actions for a running or paused rollout.
+func (Planner) Plan(s Snapshot, now time.Time) Plan { return Compute(s, now) }
+
+// Planner is the pure decision maker, as a value for callers that want an
+// interface.
+type Planner struct{}
+
+// Compute computes the next actions for a running or paused rollout.
+func Compute(s Snapshot, now time.Time) Plan {
+	st := s.Rollout.Status
+	if st != flotilla.RolloutRunning && st != flotilla.RolloutPaused {
+		return Plan{}
+	}
+	pl := &planner{s: s, now: now, p: s.Rollout.Policy}
+	pl.waves = make([]flotilla.Wave, len(s.Waves))
+	for i, w := range s.Waves {
+		w.Counts = cloneCounts(w.Counts)
+		pl.waves[i] = w
+	}
+	pl.open = slices.Clone(s.Open)
+	pl.run()
+	return pl.plan
+}
+
+func cloneCounts(m map[flotilla.DeploymentState]int) map[flotilla.DeploymentState]int {
+	out := make(map[flotilla.DeploymentState]int, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (pl *planner) add(a Action) { pl.plan.Actions = append(pl.plan.Actions, a) }
+
+func (pl *planner) wakeAt(t time.Time) {
+	if !t.After(pl.now) {
+		return
+	}
+	if pl.plan.Next.IsZero() || t.Before(pl.plan.Next) {
+		pl.plan.Next = t
+	}
+}
+
+// move changes a deployment's state in the working copy.
+func (pl *planner) move(d *Deployment, to flotilla.DeploymentState) {
+	w := &pl.waves[d.Wave]
+	w.Counts[d.State]--
+	w.Counts[to]++
+	d.State = to
+}
+
+func (pl *planner) run() {
+	pl.timeouts()
+	if pl.lapsed() {
+		return
+	}
+	paused := pl.s.Rollout.Status == flotilla.RolloutPaused
+	if !paused {
+		pl.retries()
+	}
+	for i := range pl.waves {
+		w := &pl.waves[i]
+		switch w.Status {
+		case flotilla.WaveScheduled:
+			if paused || !pl.mayStart(i) {
+				return
+			}
+			pl.add(Action{Kind: ActStartWave, Wave: intp(i)})
+			w.Status = flotilla.WaveRunning
+			now := pl.now
+			w.StartedAt = &now
+			fallthrough
+		case flotilla.WaveRunning:
+			if !paused {
+				pl.release(i)
+			}
+			if stop := pl.gates(i); stop {
+				return
+			}
+		}
+	}
+	pl.complete()
+}
+
+// timeouts ends in-flight deployments that outlived device_timeout.
+func (pl *planner) timeouts() {
+	limit := time.Duration(pl.p.DeviceTimeout)
+	if limit <= 0 {
+		return
+	}
+	var ids []int64
+	for i := range pl.open {
+		d := &pl.open[i]
+		if !d.State.InFlight() || d.StartedAt == nil {
+			continue
+		}
+		deadline := d.StartedAt.Add(limit)
+		if !pl.now.Before(deadline) {
+			ids = append(ids, d.ID)
+			pl.move(d, flotilla.StateTimedOut)
+			if d.Attempt <= pl.p.Retries {
+				pl.s.Retryable = append(pl.s.Retryable, *d)
+			}
+		} else {
+			pl.wakeAt(deadline)
+		}
+	}
+	if len(ids) > 0 {
+		pl.add(Action{Kind: ActTimeOut, IDs: ids, Reason: fmt.Sprintf("no outcome within device_timeout %s", limit)})
+	}
+}
+
+// lapsed cancels everything once the maintenance schedule has no window
+// left, and ends the rollout.
+func (pl *planner) lapsed() bool {
+	w := pl.s.Rollout.Window
+	if w == nil {
+		return false
+	}
+	mw, err := maintenance.Parse(*w)
+	if err != nil || !mw.Lapsed(pl.now) {
+		return false
+	}
+	var ids []int64
+	for i := range pl.open {
+		d := &pl.open[i]
+		if d.State == flotilla.StateScheduled || d.State.InFlight() {
+			ids = append(ids, d.ID)
+			pl.move(d, flotilla.StateCanceled)
+		}
+	}
+	if len(ids) > 0 {
+		pl.add(Action{Kind: ActCancel, IDs: ids, Reason: "the maintenance schedule has no window left"})
+	}
+	pl.lapsedOut = len(ids)
+	pl.finishRollout("the maintenance schedule lapsed")
+	return true
+}
+
+// retries gives failed devices another attempt.
+func (pl *planner) retries() {
+	if pl.p.Retries <= 0 || len(pl.s.Retryable) == 0 {
+		return
+	}
+	var ids []int64
+	for _, d := range pl.s.Retryable {
+		if d.Attempt > pl.p.Retries {
+			continue
+		}
+		ids = append(ids, d.ID)
+		// The new attempt is scheduled; the next plan releases it.
+		w := &pl.waves[d.Wave]
+		w.Counts[d.State]--
+		w.Counts[flotilla.StateScheduled]++
+	}
+	if len(ids) > 0 {
+		pl.add(Action{Kind: ActRetry, IDs: ids, Reason: "retrying failed devices"})
+		pl.wakeAt(pl.now.Add(time.Millisecond))
+	}
+}
+
+// gatePassed reports whether wave i lets the next one start, and from when.
+func (pl *planner) gatePassed(i int) (bool, time.Time) {
+	w := pl.waves[i]
+	grace := time.Duration(pl.p.GraceSeconds) * time.Second
+	if w.SuccessAt != nil {
+		return true, w.SuccessAt.Add(grace)
+	}
+	finished := w.Status == flotilla.WaveSucceeded || (w.Status == flotilla.WaveFailed && w.ErrorAck)
+	if finished && w.FinishedAt != nil {
+		return true, w.FinishedAt.Add(grace)
+	}
+	return false, time.Time{}
+}
+
+func (pl *planner) mayStart(i int) bool {
+	if i == 0 {
+		return true
+	}
+	ok, at := pl.gatePassed(i - 1)
+	if !ok {
+		return false
+	}
+	if pl.now.Before(at) {
+		pl.wakeAt(at)
+		return false
+	}
+	return true
+}
+
+func (pl *planner) inFlight() int {
+	n := 0
+	for _, d := range pl.open {
+		if d.State.InFlight() {
+			n++
+		}
+	}
+	return n
+}
+
+// rateAllowance is how many devices may be released now under the
+// exponential rate, or -1 for no limit.
+func (pl *planner) rateAllowance() int {
+	r := pl.p.Rate
+	if r == nil {
+		return -1
+	}
+	rate := float64(r.StartPerMinute)
+	if r.Factor > 1 && r.IncrementEvery > 0 {
+		rate *= math.Pow(r.Factor, float64(pl.s.Successes/r.IncrementEvery))
+	}
+	if r.MaxPerMinute > 0 && rate > float64(r.MaxPerMinute) {
+		rate = float64(r.MaxPerMinute)
+	}
+	recent := 0
+	var oldest time.Time
+	for _, t := range pl.s.ReleasedAt {
+		if pl.now.Sub(t) < time.Minute {
+			recent++
+			if oldest.IsZero() || t.Before(oldest) {
+				oldest = t
+			}
+		}
+	}
+	pl.rateOldest = oldest
+	return max(int(rate)-recent, 0)
+}
+
+// release moves a running wave's scheduled devices to pending, skipping
+// offline ones, within max_in_flight and the rate.
+func (pl *planner) release(i int) {
+	budget := -1
+	if pl.p.MaxInFlight > 0 {
+		budget = max(pl.p.MaxInFlight-pl.inFlight(), 0)
+	}
+	if a := pl.rateAllowance(); a >= 0 && (budget < 0 || a < budget) {
+		budget = a
+	}
+	var rel, skip []int64
+	released := 0
+	for k := range pl.open {
+		d := &pl.open[k]
+		if d.Wave != i || d.State != flotilla.StateScheduled {
+			continue
+		}
+		if pl.p.SkipOffline && (d.LastSeen == nil || pl.now.Sub(*d.LastSeen) > pl.p.Offline()) {
+			skip = append(skip, d.ID)
+			pl.move(d, flotilla.StateSkipped)
+			continue
+		}
+		if budget >= 0 && released >= budget {
+			if pl.p.Rate != nil {
+				// Rate-limited: look again when the oldest release in the
+				// window ages out.
+				oldest := pl.rateOldest
+				if oldest.IsZero() {
+					oldest = pl.now
+				}
+				pl.wakeAt(oldest.Add(time.Minute))
+			}
+			continue
+		}
+		rel = append(rel, d.ID)
+		pl.move(d, flotilla.StatePending)
+		now := pl.now
+		d.StartedAt = &now
+		released++
+		if pl.rateOldest.IsZero() {
+			pl.rateOldest = now
+		}
+	}
+	if len(skip) > 0 {
+		pl.add(Action{Kind: ActSkip, Wave: intp(i), IDs: skip, Reason: fmt.Sprintf("offline: not seen for %s", pl.p.Offline())})
+	}
+	if len(rel) > 0 {
+		pl.add(Action{Kind: ActRelease, Wave: intp(i), IDs: rel})
+	}
+}
+
+// tally is a wave's counts as the gates see them.
+type tally struct {
+	eligible, success, failure, remaining int
+}
+
+func (pl *planner) tally(w flotilla.Wave) tally {
+	c := w.Counts
+	var t tally
+	t.eligible = w.Size - c[flotilla.StateSkipped] - c[flotilla.StateCanceled]
+	t.success = c[flotilla.StateSucceeded]
+	t.failure = c[flotilla.StateFailed] + c[flotilla.StateTimedOut] + c[flotilla.StateRejected]
+	if pl.p.RequireOK {
+		t.success -= w.Unhealthy
+		t.failure += w.Unhealthy
+	}
+	t.remaining = t.eligible - t.success - t.failure
+	return t
+}
+
+func pct(n, of int) float64 {
+	if of == 0 {
+		return 0
+	}
+	return float64(n) * 100 / float64(of)
+}
+
+// gates evaluates a running wave's error and success gates; it reports
+// whether planning must stop (the rollout pauses or ends).
+func (pl *planner) gates(i int) bool {
+	w := &pl.waves[i]
+	t := pl.tally(*w)
+	if t.eligible <= 0 {
+		if pl.p.AbortOnZeroEligible {
+			pl.abort(fmt.Sprintf("wave %d (%s) has no eligible device", i+1, w.Name))
+			return true
+		}
+		pl.finishWave(i, flotilla.WaveSucceeded, "no eligible device")
+		return false
+	}
+	if !w.ErrorAck && w.Status == flotilla.WaveRunning {
+		var why string
+		if th := pl.p.ErrorThreshold; th != nil && t.failure > 0 && pct(t.failure, t.eligible) >= *th {
+			why = fmt.Sprintf("error gate: %d of %d devices (%.0f%%) failed in wave %d, threshold %g%%", t.failure, t.eligible, pct(t.failure, t.eligible), i+1, *th)
+		} else if mf := pl.p.MaxFailuresPerWave; mf != nil && t.failure > *mf {
+			why = fmt.Sprintf("error gate: %d devices failed in wave %d, more than max_failures_per_wave %d", t.failure, i+1, *mf)
+		}
+		if why != "" {
+			pl.onError(why)
+			return true
+		}
+	}
+	if w.SuccessAt == nil && pct(t.success, t.eligible) >= pl.p.SuccessPct() {
+		now := pl.now
+		w.SuccessAt = &now
+		pl.add(Action{Kind: ActSuccessGate, Wave: intp(i), Reason: fmt.Sprintf("%d of %d devices succeeded (threshold %g%%)", t.success, t.eligible, pl.p.SuccessPct())})
+		if g := pl.p.GraceSeconds; g > 0 {
+			pl.wakeAt(now.Add(time.Duration(g) * time.Second))
+		}
+	}
+	if t.remaining > 0 || w.Status != flotilla.WaveRunning {
+		return false
+	}
+	if w.SuccessAt != nil {
+		pl.finishWave(i, flotilla.WaveSucceeded, fmt.Sprintf("%d of %d devices succeeded", t.success, t.eligible))
+		return false
+	}
+	why := fmt.Sprintf("wave %d finished below its success threshold: %d of %d devices succeeded (%.0f%%, need %g%%)", i+1, t.success, t.eligible, pct(t.success, t.eligible), pl.p.SuccessPct())
+	pl.finishWave(i, flotilla.WaveFailed, why)
+	if !w.ErrorAck {
+		pl.onError(why)
+		return true
+	}
+	return false
+}
+
+func (pl *planner) finishWave(i int, st flotilla.WaveStatus, why string) {
+	w := &pl.waves[i]
+	if w.Status != flotilla.WaveRunning {
+		return
+	}
+	w.Status = st
+	now := pl.now
+	w.FinishedAt = &now
+	pl.add(Action{Kind: ActFinishWave, Wave: intp(i), WaveStatus: st, Reason: why})
+}
+
+func (pl *planner) onError(why string) {
+	if pl.p.OnError() == flotilla.ErrorActionAbort {
+		pl.abort(why)
+		return
+	}
+	if pl.s.Rollout.Status == flotilla.RolloutPaused {
+		return
+	}
+	pl.add(Action{Kind: ActSetStatus, Status: flotilla.RolloutPaused, Reason: why})
+}
+
+// abort ends the rollout; applying the status cancels everything open, as a
+// manual abort does.
+func (pl *planner) abort(why string) {
+	pl.add(Action{Kind: ActSetStatus, Status: flotilla.RolloutAborted, Reason: why})
+}
+
+// complete ends the rollout once every wave has finished.
+func (pl *planner) complete() {
+	if pl.s.Rollout.Status != flotilla.RolloutRunning {
+		return
+	}
+	for _, w := range pl.waves {
+		if w.Status == flotilla.WaveScheduled || w.Status == flotilla.WaveRunning {
+			return
+		}
+	}
+	pl.finishRollout("")
+}
+
+func (pl *planner) finishRollout(why string) {
+	eligible, success := pl.lapsedOut, 0
+	for _, w := range pl.waves {
+		t := pl.tally(w)
+		eligible += max(t.eligible, 0)
+		success += t.success
+	}
+	ratio := 1.0
+	if eligible > 0 {
+		ratio = float64(success) / float64(eligible)
+	}
+	status := flotilla.RolloutCompleted
+	switch {
+	case eligible > 0 && success == 0:
+		status = flotilla.RolloutFailed
+	case ratio < pl.p.MinRatio():
+		status = flotilla.RolloutPartial
+	}
+	reason := fmt.Sprintf("%d of %d eligible devices succeeded (%.1f%%, min_success_ratio %g)", success, eligible, ratio*100, pl.p.MinRatio())
+	if why != "" {
+		reason = why + "; " + reason
+	}
+	pl.add(Action{Kind: ActSetStatus, Status: status, Reason: reason})
+}
