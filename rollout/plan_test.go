@@ -18,8 +18,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 
 func ago(d time.Duration) *time.Time { t := now.Add(-d); return &t }
-func f(v float64) *float64          { return &v }
-func i(v int) *int                  { return &v }
+func f(v float64) *float64           { return &v }
+func i(v int) *int                   { return &v }
 
 // fleet builds a snapshot: waves of the given sizes, every device
 // scheduled and seen a minute ago unless changed.

@@ -10,6 +10,13 @@ func extendFixture(t *testing.T, f *fixture) {
 	var d struct{ ID int64 }
 	f.a.Must(201, "POST", "/api/v1/devices/acme-dev/deployments", map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, &d)
 	f.params["did"] = fmt.Sprint(d.ID)
+	f.a.Must(201, "POST", "/api/v1/policies", map[string]any{"name": "careful", "policy": map[string]any{"max_in_flight": 1}}, nil)
+	f.params["name@/api/v1/policies"] = "careful"
+	var ro struct{ ID string }
+	f.a.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "acme wave", "artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, &ro)
+	f.params["id@/api/v1/rollouts"] = ro.ID
+	f.a.Must(201, "PUT", "/api/v1/channels/stable", map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, nil)
+	f.params["name@/api/v1/channels"] = "stable"
 }
 
 // checkFixtureIntact verifies those resources after the isolation walk.
@@ -19,4 +26,19 @@ func checkFixtureIntact(t *testing.T, f *fixture) {
 	if d.State != "pending" {
 		t.Fatalf("acme's deployment is %s after the walk, want pending", d.State)
 	}
+	var ro struct{ Status string }
+	f.a.Must(200, "GET", "/api/v1/rollouts/"+f.params["id@/api/v1/rollouts"], nil, &ro)
+	if ro.Status != "ready" {
+		t.Fatalf("acme's rollout is %s after the walk, want ready", ro.Status)
+	}
+	var pol struct {
+		Policy struct {
+			MaxInFlight int `json:"max_in_flight"`
+		}
+	}
+	f.a.Must(200, "GET", "/api/v1/policies/careful", nil, &pol)
+	if pol.Policy.MaxInFlight != 1 {
+		t.Fatal("acme's policy changed")
+	}
+	f.a.Must(200, "GET", "/api/v1/channels/stable", nil, nil)
 }

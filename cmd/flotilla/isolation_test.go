@@ -92,10 +92,35 @@ var routeBodies = map[string]any{
 	"GET /api/v1/devices/{id}/deployments":               nil,
 	"GET /api/v1/devices/{id}/deployments/{did}":         nil,
 	"POST /api/v1/devices/{id}/deployments/{did}/cancel": nil,
+	"POST /api/v1/rollouts":                              map[string]any{"name": "evil", "artifact": map[string]string{"name": "fw", "version": "1.0.0"}},
+	"POST /api/v1/rollouts/preview":                      map[string]any{"selector": ""},
+	"GET /api/v1/rollouts":                               nil,
+	"GET /api/v1/rollouts/{id}":                          nil,
+	"DELETE /api/v1/rollouts/{id}":                       nil,
+	"POST /api/v1/rollouts/{id}/start":                   nil,
+	"POST /api/v1/rollouts/{id}/pause":                   nil,
+	"POST /api/v1/rollouts/{id}/resume":                  nil,
+	"POST /api/v1/rollouts/{id}/abort":                   nil,
+	"POST /api/v1/rollouts/{id}/retry":                   nil,
+	"POST /api/v1/rollouts/{id}/next-wave":               nil,
+	"GET /api/v1/rollouts/{id}/runs":                     nil,
+	"GET /api/v1/rollouts/{id}/devices":                  nil,
+	"POST /api/v1/policies":                              map[string]any{"name": "evil", "policy": map[string]any{}},
+	"GET /api/v1/policies":                               nil,
+	"GET /api/v1/policies/{name}":                        nil,
+	"PUT /api/v1/policies/{name}":                        map[string]any{"policy": map[string]any{"retries": 3}},
+	"DELETE /api/v1/policies/{name}":                     nil,
+	"GET /api/v1/channels":                               nil,
+	"GET /api/v1/channels/{name}":                        nil,
+	"PUT /api/v1/channels/{name}":                        map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}},
+	"DELETE /api/v1/channels/{name}":                     nil,
 }
 
 // public routes need no token.
 var publicRoutes = []string{"GET /api/v1/openapi.json"}
+
+// readPosts are POST routes that only read.
+var readPosts = []string{"POST /api/v1/rollouts/preview"}
 
 func (f *fixture) expand(t *testing.T, r route) string {
 	p := r.path
@@ -194,7 +219,7 @@ func TestReadOnlyTokenCannotWrite(t *testing.T) {
 		p := f.expand(t, r)
 		code, out := ro.Do(r.method, p, routeBodies[r.String()])
 		switch {
-		case r.method == "GET" && !strings.HasPrefix(r.path, "/api/v1/tokens"):
+		case (r.method == "GET" || slices.Contains(readPosts, r.String())) && !strings.HasPrefix(r.path, "/api/v1/tokens"):
 			if code != 200 {
 				t.Errorf("read-only %s %s = %d %s, want 200", r.method, p, code, out)
 			}

@@ -43,6 +43,7 @@ type Core struct {
 	deviceAuth      deviceAuth
 	deploymentHooks []func(flotilla.Deployment)
 	invalidators    []func(tenant, deviceID string)
+	rolloutWakers   []func(id string)
 	seen            seenBatch
 }
 

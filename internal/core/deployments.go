@@ -39,7 +39,7 @@ func (c *Core) AssignDeployment(ctx context.Context, p Principal, req AssignRequ
 		return flotilla.Deployment{}, flotilla.Errorf(flotilla.EInvalid, "a timeforced deployment needs force_at, the time it becomes forced")
 	}
 	if req.Window != nil {
-		if err := maintenance.Validate(*req.Window); err != nil {
+		if err := ValidateWindowAt(*req.Window, c.Now()); err != nil {
 			return flotilla.Deployment{}, err
 		}
 	}
@@ -179,4 +179,27 @@ func CancelChange(d flotilla.Deployment, now time.Time, why string) (store.Deplo
 	}
 	d.UpdatedAt, d.Message = now, why
 	return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{why}}}, nil
+}
+
+// WindowLapsed reports whether a deployment's maintenance schedule has no
+// window left.
+func WindowLapsed(d flotilla.Deployment, now time.Time) bool {
+	if d.Window == nil {
+		return false
+	}
+	w, err := maintenance.Parse(*d.Window)
+	return err == nil && w.Lapsed(now)
+}
+
+// ValidateWindowAt checks a maintenance window and that it still has a
+// window to come.
+func ValidateWindowAt(w flotilla.MaintenanceWindow, now time.Time) error {
+	mw, err := maintenance.Parse(w)
+	if err != nil {
+		return err
+	}
+	if mw.Lapsed(now) {
+		return flotilla.Errorf(flotilla.EInvalid, "maintenance window schedule %q has no window after %s", w.Schedule, now.Format(time.RFC3339))
+	}
+	return nil
 }

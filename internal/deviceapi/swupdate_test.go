@@ -128,7 +128,7 @@ func TestSWUpdateSuricatta(t *testing.T) {
 
 	start := func(extra ...string) (*exec.Cmd, *lockedBuffer) {
 		suricatta := fmt.Sprintf("-t default -u %s -i swu-device -k %s -p 1", s.URL, tok)
-		args := append([]string{"-v", "-k", cert, "-H", "board:rev", "-u", suricatta + " " + strings.Join(extra, " ")})
+		args := []string{"-v", "-k", cert, "-H", "board:rev", "-u", suricatta + " " + strings.Join(extra, " ")}
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)

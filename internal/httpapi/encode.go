@@ -42,3 +42,11 @@ func timePtr(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// tenantOf is the tenant a request addresses: the body's, else the query's.
+func tenantOf(body string, r *http.Request) string {
+	if body != "" {
+		return body
+	}
+	return r.URL.Query().Get("tenant")
+}

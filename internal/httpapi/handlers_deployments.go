@@ -87,11 +87,7 @@ func (s *Server) handleAssignDeployment(w http.ResponseWriter, r *http.Request, 
 		s.error(w, r, err)
 		return
 	}
-	tenant := req.Tenant
-	if tenant == "" {
-		tenant = r.URL.Query().Get("tenant")
-	}
-	d, err := s.core.AssignDeployment(r.Context(), p, core.AssignRequest{Tenant: tenant, DeviceID: r.PathValue("id"),
+	d, err := s.core.AssignDeployment(r.Context(), p, core.AssignRequest{Tenant: tenantOf(req.Tenant, r), DeviceID: r.PathValue("id"),
 		ArtifactName: req.Artifact.Name, ArtifactVersion: req.Artifact.Version, Type: req.Type, ForceAt: req.ForceAt, Window: req.MaintenanceWindow})
 	if err != nil {
 		s.error(w, r, err)

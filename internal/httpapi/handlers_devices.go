@@ -44,7 +44,7 @@ func (s *Server) handleCreateDevice(w http.ResponseWriter, r *http.Request, p co
 		s.error(w, r, err)
 		return
 	}
-	d, secret, err := s.core.CreateDevice(r.Context(), p, core.NewDevice{Tenant: req.Tenant, ID: req.ID, Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
+	d, secret, err := s.core.CreateDevice(r.Context(), p, core.NewDevice{Tenant: tenantOf(req.Tenant, r), ID: req.ID, Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -41,7 +41,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request, p cor
 		s.error(w, r, err)
 		return
 	}
-	t, secret, err := s.core.CreateToken(r.Context(), p, core.NewToken{Tenant: req.Tenant, Name: req.Name, Scopes: req.Scopes, ExpiresAt: req.ExpiresAt})
+	t, secret, err := s.core.CreateToken(r.Context(), p, core.NewToken{Tenant: tenantOf(req.Tenant, r), Name: req.Name, Scopes: req.Scopes, ExpiresAt: req.ExpiresAt})
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"net/http"
+
+	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 func (s *Server) addRoutes() {
@@ -32,6 +34,31 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/devices/{id}/deployments", s.authed(s.handleListDeployments))
 	s.handle("GET /api/v1/devices/{id}/deployments/{did}", s.authed(s.handleGetDeployment))
 	s.handle("POST /api/v1/devices/{id}/deployments/{did}/cancel", s.authed(s.handleCancelDeployment))
+
+	s.handle("POST /api/v1/rollouts", s.authed(s.handleCreateRollout))
+	s.handle("POST /api/v1/rollouts/preview", s.authed(s.handlePreviewRollout))
+	s.handle("GET /api/v1/rollouts", s.authed(s.handleListRollouts))
+	s.handle("GET /api/v1/rollouts/{id}", s.authed(s.handleGetRollout))
+	s.handle("DELETE /api/v1/rollouts/{id}", s.authed(s.handleDeleteRollout))
+	s.handle("POST /api/v1/rollouts/{id}/start", s.authed(s.handleStartRollout))
+	s.handle("POST /api/v1/rollouts/{id}/pause", s.authed(s.rolloutOp(store.OpPause)))
+	s.handle("POST /api/v1/rollouts/{id}/resume", s.authed(s.rolloutOp(store.OpResume)))
+	s.handle("POST /api/v1/rollouts/{id}/abort", s.authed(s.rolloutOp(store.OpAbort)))
+	s.handle("POST /api/v1/rollouts/{id}/retry", s.authed(s.rolloutOp(store.OpRetry)))
+	s.handle("POST /api/v1/rollouts/{id}/next-wave", s.authed(s.rolloutOp(store.OpNextWave)))
+	s.handle("GET /api/v1/rollouts/{id}/runs", s.authed(s.handleRolloutRuns))
+	s.handle("GET /api/v1/rollouts/{id}/devices", s.authed(s.handleRolloutDevices))
+
+	s.handle("POST /api/v1/policies", s.authed(s.handleCreatePolicy))
+	s.handle("GET /api/v1/policies", s.authed(s.handleListPolicies))
+	s.handle("GET /api/v1/policies/{name}", s.authed(s.handleGetPolicy))
+	s.handle("PUT /api/v1/policies/{name}", s.authed(s.handlePutPolicy))
+	s.handle("DELETE /api/v1/policies/{name}", s.authed(s.handleDeletePolicy))
+
+	s.handle("GET /api/v1/channels", s.authed(s.handleListChannels))
+	s.handle("GET /api/v1/channels/{name}", s.authed(s.handleGetChannel))
+	s.handle("PUT /api/v1/channels/{name}", s.authed(s.handlePutChannel))
+	s.handle("DELETE /api/v1/channels/{name}", s.authed(s.handleDeleteChannel))
 
 	s.handle("/api/", http.HandlerFunc(s.handleNotFound))
 }

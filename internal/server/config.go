@@ -28,6 +28,12 @@ type Config struct {
 	OfflineAfter time.Duration
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
+	// Scheduler settings; NoScheduler leaves rollouts to other replicas.
+	SchedulerTick  time.Duration
+	SchedulerLease time.Duration
+	NoScheduler    bool
+	// ReplicaID names this process in leases (default: random).
+	ReplicaID string
 }
 
 // withDefaults fills in derived settings.

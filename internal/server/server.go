@@ -20,6 +20,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
+	"github.com/flotilla-ota/flotilla/internal/scheduler"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
 	"github.com/flotilla-ota/flotilla/internal/wire"
@@ -33,6 +34,7 @@ type Server struct {
 	Blobs   blob.Store
 	API     *httpapi.Server
 	DDI     *deviceapi.Server
+	Sched   *scheduler.Scheduler
 	Log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -82,6 +84,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL})
 	s.DDI = deviceapi.NewServer(c, log, deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload})
+	s.Sched = scheduler.New(c, scheduler.Config{Owner: cfg.ReplicaID, Tick: cfg.SchedulerTick, Lease: cfg.SchedulerLease})
 	s.handler = s.routes()
 	return s, nil
 }
@@ -157,6 +160,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Core.RunSeenFlusher(bg, 2*time.Second) }()
+	if !s.Config.NoScheduler {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Sched.Run(bg) }()
+	}
 	defer func() { stopBackground(); wg.Wait() }()
 
 	errc := make(chan error, 1)

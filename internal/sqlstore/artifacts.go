@@ -146,6 +146,12 @@ func (s *Store) artifactInUse(ctx context.Context, q querier, a flotilla.Artifac
 	if n > 0 {
 		return flotilla.Errorf(flotilla.EConflict, "artifact %s %s is used by %d open deployments; cancel them first", a.Name, a.Version, n)
 	}
+	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM rollouts WHERE artifact_id = ? AND status IN ('draft', 'creating', 'ready', 'running', 'paused')`), a.ID).Scan(&n); err != nil {
+		return s.wrap("artifact in use", err)
+	}
+	if n > 0 {
+		return flotilla.Errorf(flotilla.EConflict, "artifact %s %s is used by %d active rollouts; abort them first", a.Name, a.Version, n)
+	}
 	return nil
 }
 

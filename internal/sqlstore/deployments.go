@@ -356,6 +356,24 @@ func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, i
 	return out, err
 }
 
+// OpenWindowedDeployments implements store.Deployments.
+func (s *Store) OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deploymentCols+` FROM deployments WHERE rollout_id IS NULL AND maint_window IS NOT NULL AND state IN `+openStates+` AND state <> 'cancel_requested'`)
+	if err != nil {
+		return nil, s.wrap("windowed deployments", err)
+	}
+	defer rows.Close()
+	var out []flotilla.Deployment
+	for rows.Next() {
+		d, err := scanDeployment(rows)
+		if err != nil {
+			return nil, s.wrap("windowed deployments", err)
+		}
+		out = append(out, d)
+	}
+	return out, s.wrap("windowed deployments", rows.Err())
+}
+
 // ArtifactAssigned implements store.Deployments.
 func (s *Store) ArtifactAssigned(ctx context.Context, tenant, deviceID string, artifactID int64) (bool, error) {
 	var n int

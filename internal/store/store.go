@@ -14,6 +14,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/label"
+	"github.com/flotilla-ota/flotilla/rollout"
 )
 
 // Tenants stores tenants.
@@ -151,6 +152,9 @@ type Deployments interface {
 	// return an error to abort. ENotFound if the tenant has no such
 	// deployment for deviceID (any device when deviceID is "").
 	UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(d flotilla.Deployment) (DeploymentChange, error)) (flotilla.Deployment, error)
+	// OpenWindowedDeployments returns open direct assignments that have a
+	// maintenance window (rollouts handle their own).
+	OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error)
 	// ArtifactAssigned reports whether the device has a deployment of the
 	// artifact, which is what allows it to download the artifact.
 	ArtifactAssigned(ctx context.Context, tenant, deviceID string, artifactID int64) (bool, error)
@@ -161,6 +165,148 @@ type Deployments interface {
 	AttributesRequested(ctx context.Context, tenant, deviceID string) (bool, error)
 }
 
+// PolicyRecord is a named, reusable rollout policy.
+type PolicyRecord struct {
+	Tenant    string
+	Name      string
+	Policy    flotilla.Policy
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Policies stores reusable rollout policies.
+type Policies interface {
+	// PutPolicy creates or replaces a policy; created reports which.
+	PutPolicy(ctx context.Context, p PolicyRecord) (created bool, err error)
+	// GetPolicy returns a policy or ENotFound.
+	GetPolicy(ctx context.Context, tenant, name string) (PolicyRecord, error)
+	ListPolicies(ctx context.Context, tenant string) ([]PolicyRecord, error)
+	// DeletePolicy removes a policy; ENotFound.
+	DeletePolicy(ctx context.Context, tenant, name string) error
+}
+
+// RolloutFilter narrows ListRollouts.
+type RolloutFilter struct {
+	Status  flotilla.RolloutStatus
+	Channel string
+}
+
+// RolloutDeviceFilter narrows ListRolloutDevices.
+type RolloutDeviceFilter struct {
+	State   flotilla.DeploymentState
+	Wave    *int
+	AfterID string
+	Limit   int
+}
+
+// RolloutDevice is one device of a rollout with its current attempt.
+type RolloutDevice struct {
+	DeviceID     string
+	Wave         int
+	DeploymentID int64
+	State        flotilla.DeploymentState // "scheduled" before the rollout starts
+	Attempt      int
+	Healthy      *bool
+	Message      string
+	UpdatedAt    *time.Time
+}
+
+// Touched is a deployment a rollout operation changed, for cache
+// invalidation and events.
+type Touched struct {
+	ID       int64
+	DeviceID string
+	Wave     int
+	State    flotilla.DeploymentState
+}
+
+// Rollouts stores rollouts, their waves, device snapshots and runs.
+// Operations that change a running rollout take the version they read and
+// fail with EConflict if another writer got there first.
+type Rollouts interface {
+	// CreateRollout inserts r (status draft or creating).
+	CreateRollout(ctx context.Context, r *flotilla.Rollout) error
+	// GetRollout returns the rollout and its waves with counts.
+	GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error)
+	ListRollouts(ctx context.Context, tenant string, f RolloutFilter) ([]flotilla.Rollout, error)
+	// PromoteDraft turns a draft into a creating rollout (start: start it
+	// when ready); EConflict if it is not a draft.
+	PromoteDraft(ctx context.Context, tenant, id string, start bool, now time.Time) error
+	// DeleteRollout removes a rollout that is not running or paused.
+	DeleteRollout(ctx context.Context, tenant, id string) error
+	// RolloutMembers returns the ids and labels of the tenant's devices
+	// matching the selector, in id order: the snapshot a rollout takes.
+	RolloutMembers(ctx context.Context, tenant string, selector string) ([]Member, error)
+	// MaterializeRollout stores the snapshot (each member's wave) and the
+	// waves, and moves the rollout from creating to ready.
+	MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error
+	// StartRollout creates a scheduled deployment for every device of a
+	// ready rollout, superseding the devices' open deployments, and sets it
+	// running. It returns the superseded deployments.
+	StartRollout(ctx context.Context, tenant, id string, now time.Time) ([]Superseded, error)
+	// ClaimRollouts leases up to limit rollouts that need the scheduler
+	// (creating, running, paused) to owner until until, renewing owner's
+	// own leases; it returns their ids.
+	ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
+	// ReleaseRollout gives up owner's lease.
+	ReleaseRollout(ctx context.Context, id, owner string) error
+	// RolloutSnapshot loads what the planner needs.
+	RolloutSnapshot(ctx context.Context, id string, now time.Time) (rollout.Snapshot, error)
+	// ApplyRolloutPlan applies the planner's actions in one transaction, if
+	// owner still holds the lease and the rollout is at version; otherwise
+	// EConflict and nothing changes.
+	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]Touched, error)
+	// ChangeRollout applies an operator's action (pause, resume, abort,
+	// retry, next-wave) in one transaction.
+	ChangeRollout(ctx context.Context, tenant, id string, op RolloutOp, now time.Time) (flotilla.Rollout, []Touched, error)
+	ListRolloutDevices(ctx context.Context, tenant, id string, f RolloutDeviceFilter) ([]RolloutDevice, error)
+	ListRolloutRuns(ctx context.Context, tenant, id string) ([]flotilla.RolloutRun, error)
+}
+
+// Member is a device in a rollout snapshot.
+type Member struct {
+	ID     string
+	Labels map[string]string
+}
+
+// Operator actions on a rollout.
+type RolloutOp string
+
+// The operator actions.
+const (
+	OpPause    RolloutOp = "pause"
+	OpResume   RolloutOp = "resume"
+	OpAbort    RolloutOp = "abort"
+	OpRetry    RolloutOp = "retry"
+	OpNextWave RolloutOp = "next-wave"
+)
+
+// ChannelRecord is a release channel: a name pointing at an artifact
+// version, the devices that follow it, and how new versions roll out.
+type ChannelRecord struct {
+	Tenant          string
+	Name            string
+	ArtifactID      int64
+	ArtifactName    string
+	ArtifactVersion string
+	Selector        string
+	Policy          flotilla.Policy
+	PolicyName      string
+	Waves           int
+	RolloutID       string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Channels stores release channels.
+type Channels interface {
+	// PutChannel creates or replaces a channel; created reports which.
+	PutChannel(ctx context.Context, c ChannelRecord) (created bool, err error)
+	GetChannel(ctx context.Context, tenant, name string) (ChannelRecord, error)
+	ListChannels(ctx context.Context, tenant string) ([]ChannelRecord, error)
+	DeleteChannel(ctx context.Context, tenant, name string) error
+}
+
 // Store is everything Flotilla persists.
 type Store interface {
 	Tenants
@@ -168,6 +314,9 @@ type Store interface {
 	Artifacts
 	Devices
 	Deployments
+	Policies
+	Rollouts
+	Channels
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error

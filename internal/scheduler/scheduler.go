@@ -1,0 +1,234 @@
+// Package scheduler moves rollouts forward. Each cycle it leases the
+// rollouts that need attention, loads a snapshot of each, asks the pure
+// planner (package rollout) what to do, and applies that plan in one
+// transaction guarded by the lease and the rollout's version — so several
+// server replicas can run schedulers on one database, a rollout is worked
+// on by one of them at a time, and a crashed replica's rollouts are taken
+// over when its lease expires.
+//
+// Device feedback wakes the scheduler for the affected rollout at once
+// (debounced), so waves advance promptly, not only on the tick.
+package scheduler
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/rollout"
+)
+
+// Config tunes the scheduler.
+type Config struct {
+	// Owner names this replica in leases; it must be unique per process.
+	Owner string
+	// Tick is how often every leased rollout is looked at (default 1s).
+	Tick time.Duration
+	// Lease is how long a claim lasts without renewal (default 15s).
+	Lease time.Duration
+	// Debounce coalesces wakeups (default 50ms).
+	Debounce time.Duration
+	// StaleCreate is how old a rollout stuck in "creating" must be before
+	// the scheduler takes its snapshot (default 30s).
+	StaleCreate time.Duration
+}
+
+// Scheduler is one replica's rollout driver.
+type Scheduler struct {
+	core *core.Core
+	st   store.Store
+	log  *slog.Logger
+	cfg  Config
+
+	mu      sync.Mutex
+	pending map[string]bool
+	wake    chan struct{}
+}
+
+// New returns a scheduler and hooks it to the core's change notifications.
+func New(c *core.Core, cfg Config) *Scheduler {
+	if cfg.Owner == "" {
+		cfg.Owner = core.NewID("sched-")
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 15 * time.Second
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = 50 * time.Millisecond
+	}
+	if cfg.StaleCreate <= 0 {
+		cfg.StaleCreate = 30 * time.Second
+	}
+	s := &Scheduler{core: c, st: c.Store, log: c.Log.With("scheduler", cfg.Owner), cfg: cfg, pending: map[string]bool{}, wake: make(chan struct{}, 1)}
+	c.OnRolloutWake(s.Wake)
+	c.OnDeploymentChange(func(d flotilla.Deployment) {
+		if d.RolloutID != "" && (d.State.Terminal() || d.State == flotilla.StateCanceled) {
+			s.Wake(d.RolloutID)
+		}
+	})
+	return s
+}
+
+// Owner is this scheduler's lease name.
+func (s *Scheduler) Owner() string { return s.cfg.Owner }
+
+// Wake asks for a rollout to be planned soon.
+func (s *Scheduler) Wake(id string) {
+	s.mu.Lock()
+	s.pending[id] = true
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run drives rollouts until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.Cycle(ctx)
+		case <-s.wake:
+			select {
+			case <-time.After(s.cfg.Debounce):
+			case <-ctx.Done():
+				return
+			}
+			s.mu.Lock()
+			ids := s.pending
+			s.pending = map[string]bool{}
+			s.mu.Unlock()
+			s.cycleFor(ctx, ids)
+		}
+	}
+}
+
+// Cycle claims and processes every rollout that needs attention, and
+// sweeps lapsed maintenance windows of direct assignments.
+func (s *Scheduler) Cycle(ctx context.Context) {
+	s.cycleFor(ctx, nil)
+	if err := s.sweepLapsedWindows(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("sweep lapsed windows", "err", err)
+	}
+}
+
+// cycleFor processes the claimed rollouts, all of them or only those in
+// only.
+func (s *Scheduler) cycleFor(ctx context.Context, only map[string]bool) {
+	wall := time.Now()
+	ids, err := s.st.ClaimRollouts(ctx, s.cfg.Owner, wall, wall.Add(s.cfg.Lease), 200)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("claim rollouts", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		if only != nil && !only[id] {
+			continue
+		}
+		if err := s.Process(ctx, id); err != nil && ctx.Err() == nil {
+			s.log.Warn("process rollout", "rollout", id, "err", err)
+		}
+	}
+}
+
+// Process plans and applies one rollout this scheduler has leased, until
+// the plan comes back empty.
+func (s *Scheduler) Process(ctx context.Context, id string) error {
+	for round := 0; round < 10; round++ {
+		now := s.core.Now()
+		snap, err := s.st.RolloutSnapshot(ctx, id, now)
+		if err != nil {
+			return err
+		}
+		r := snap.Rollout
+		if r.Status == flotilla.RolloutCreating {
+			if time.Since(r.UpdatedAt) > s.cfg.StaleCreate {
+				return s.core.MaterializeRollout(ctx, id)
+			}
+			return nil
+		}
+		if r.Status.Finished() || r.Status == flotilla.RolloutReady || r.Status == flotilla.RolloutDraft {
+			return s.st.ReleaseRollout(ctx, id, s.cfg.Owner)
+		}
+		plan := rollout.Compute(snap, now)
+		if !plan.Next.IsZero() {
+			s.wakeAt(id, plan.Next.Sub(now))
+		}
+		if len(plan.Actions) == 0 {
+			return nil
+		}
+		touched, err := s.st.ApplyRolloutPlan(ctx, id, s.cfg.Owner, r.Version, plan.Actions, now)
+		if flotilla.IsCode(err, flotilla.EConflict) {
+			continue // someone changed it; plan again
+		}
+		if err != nil {
+			return err
+		}
+		s.announce(ctx, r, plan, touched)
+	}
+	return nil
+}
+
+// announce tells devices' caches and watchers what a plan changed.
+func (s *Scheduler) announce(ctx context.Context, before flotilla.Rollout, plan rollout.Plan, touched []store.Touched) {
+	after, _, err := s.st.GetRollout(ctx, before.Tenant, before.ID)
+	if err != nil {
+		after = before
+	}
+	for _, a := range plan.Actions {
+		switch a.Kind {
+		case rollout.ActStartWave:
+			s.core.PublishWave(after, *a.Wave, flotilla.WaveRunning, "")
+		case rollout.ActFinishWave:
+			s.core.PublishWave(after, *a.Wave, a.WaveStatus, a.Reason)
+		case rollout.ActSetStatus:
+			s.log.Info("rollout status", "rollout", before.ID, "status", a.Status, "reason", a.Reason)
+		}
+	}
+	s.core.AfterRolloutChange(after, touched)
+}
+
+// wakeAt wakes the rollout after d (policy time and wall time advance
+// together in production).
+func (s *Scheduler) wakeAt(id string, d time.Duration) {
+	if d > s.cfg.Tick {
+		return // the tick will come sooner
+	}
+	time.AfterFunc(max(d, time.Millisecond), func() { s.Wake(id) })
+}
+
+// sweepLapsedWindows cancels direct assignments whose maintenance schedule
+// has no window left (rollouts do this in their plan).
+func (s *Scheduler) sweepLapsedWindows(ctx context.Context) error {
+	list, err := s.st.OpenWindowedDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.core.Now()
+	for _, d := range list {
+		if !core.WindowLapsed(d, now) {
+			continue
+		}
+		nd, err := s.st.UpdateDeployment(ctx, d.Tenant, d.DeviceID, d.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+			return core.CancelChange(d, now, "the maintenance schedule has no window left")
+		})
+		if err == nil {
+			s.core.DeploymentChanged(nd)
+		}
+	}
+	return nil
+}
