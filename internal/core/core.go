@@ -44,6 +44,7 @@ type Core struct {
 	deploymentHooks []func(flotilla.Deployment)
 	invalidators    []func(tenant, deviceID string)
 	rolloutWakers   []func(id string)
+	authHooks       []func()
 	seen            seenBatch
 }
 

@@ -160,8 +160,19 @@ func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) erro
 }
 
 // ForgetDeviceAuth drops cached authentications, after a token was revoked
-// or a device deleted.
-func (c *Core) ForgetDeviceAuth() { c.deviceAuth.flush() }
+// or a device deleted, here and (through the hooks) on other replicas.
+func (c *Core) ForgetDeviceAuth() {
+	c.deviceAuth.flush()
+	for _, fn := range c.authHooks {
+		fn()
+	}
+}
+
+// ForgetDeviceAuthLocal drops this replica's cached authentications only.
+func (c *Core) ForgetDeviceAuthLocal() { c.deviceAuth.flush() }
+
+// OnForgetAuth registers fn to run when credentials may have changed.
+func (c *Core) OnForgetAuth(fn func()) { c.authHooks = append(c.authHooks, fn) }
 
 // DeviceView is what a device's poll answer is computed from.
 type DeviceView struct {

@@ -34,6 +34,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		e = s.renderPoll(view, base, now)
+		if age := s.opts.MaxCacheAge; age > 0 && (e.until.IsZero() || now.Add(age).Before(e.until)) {
+			e.until = now.Add(age)
+		}
 		s.cache.put(key, version, e)
 	}
 	h := w.Header()

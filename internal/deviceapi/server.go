@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
@@ -30,6 +31,10 @@ type Options struct {
 	// OnDownload, if set, is told about every artifact download request
 	// (ranged or not), for metrics.
 	OnDownload func(ranged bool)
+	// MaxCacheAge bounds how long a poll answer is reused without an
+	// invalidation; 0 means until invalidated. Replicas sharing a database
+	// set it so a lost cross-replica message cannot leave a device stale.
+	MaxCacheAge time.Duration
 }
 
 // Server is the DDI handler.
@@ -58,6 +63,11 @@ func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// InvalidateLocal drops this replica's cached poll answer of a device
+// (device "" means every device of the tenant), for changes another
+// replica made.
+func (s *Server) InvalidateLocal(tenant, device string) { s.cache.invalidate(tenant, device) }
 
 // IsDDIPath reports whether a request path belongs to the DDI API.
 func IsDDIPath(p string) bool {

@@ -12,17 +12,17 @@ import (
 )
 
 type waveJSON struct {
-	Index      int                     `json:"index"`
-	Name       string                  `json:"name"`
-	Size       int                     `json:"size"`
-	Status     flotilla.WaveStatus     `json:"status"`
-	Counts     map[string]int          `json:"counts"`
-	Unhealthy  int                     `json:"unhealthy,omitempty"`
-	StartedAt  *time.Time              `json:"started_at,omitempty"`
-	SuccessAt  *time.Time              `json:"success_at,omitempty"`
-	FinishedAt *time.Time              `json:"finished_at,omitempty"`
-	ErrorAck   bool                    `json:"error_acknowledged,omitempty"`
-	Reason     string                  `json:"reason,omitempty"`
+	Index      int                 `json:"index"`
+	Name       string              `json:"name"`
+	Size       int                 `json:"size"`
+	Status     flotilla.WaveStatus `json:"status"`
+	Counts     map[string]int      `json:"counts"`
+	Unhealthy  int                 `json:"unhealthy,omitempty"`
+	StartedAt  *time.Time          `json:"started_at,omitempty"`
+	SuccessAt  *time.Time          `json:"success_at,omitempty"`
+	FinishedAt *time.Time          `json:"finished_at,omitempty"`
+	ErrorAck   bool                `json:"error_acknowledged,omitempty"`
+	Reason     string              `json:"reason,omitempty"`
 }
 
 type rolloutJSON struct {

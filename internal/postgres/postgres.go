@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -81,6 +82,20 @@ func Open(ctx context.Context, dsn string) (*sqlstore.Store, error) {
 		return nil, err
 	}
 	return sqlstore.New(ctx, config(pool))
+}
+
+// OpenWithBus connects, migrates, and also returns a Bus on the same pool
+// for cross-replica messages.
+func OpenWithBus(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, *Bus, error) {
+	pool, err := Pool(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sqlstore.New(ctx, config(pool))
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, NewBus(pool, log), nil
 }
 
 // OpenUnmigrated connects without touching the schema.

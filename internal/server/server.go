@@ -16,6 +16,7 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 	"github.com/flotilla-ota/flotilla/internal/blob/disk"
+	"github.com/flotilla-ota/flotilla/internal/cluster"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
@@ -35,6 +36,7 @@ type Server struct {
 	API     *httpapi.Server
 	DDI     *deviceapi.Server
 	Sched   *scheduler.Scheduler
+	link    *cluster.Link
 	Log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -44,15 +46,17 @@ type Server struct {
 }
 
 // OpenStore opens the database named by a database URL and migrates it.
-func OpenStore(ctx context.Context, dbURL string) (*sqlstore.Store, error) {
+// With PostgreSQL it also returns the bus replicas talk over.
+func OpenStore(ctx context.Context, dbURL string, log *slog.Logger) (*sqlstore.Store, *postgres.Bus, error) {
 	kind, loc, err := ParseDatabaseURL(dbURL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if kind == DBPostgres {
-		return postgres.Open(ctx, loc)
+		return postgres.OpenWithBus(ctx, loc, log)
 	}
-	return sqlite.Open(ctx, loc)
+	st, err := sqlite.Open(ctx, loc)
+	return st, nil, err
 }
 
 // New opens everything cfg names and bootstraps the default tenant and admin
@@ -62,7 +66,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	st, err := OpenStore(ctx, cfg.DatabaseURL)
+	st, bus, err := OpenStore(ctx, cfg.DatabaseURL, log)
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +87,24 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL})
-	s.DDI = deviceapi.NewServer(c, log, deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload})
+	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload}
+	if bus != nil {
+		ddiOpts.MaxCacheAge = 30 * time.Second
+	}
+	s.DDI = deviceapi.NewServer(c, log, ddiOpts)
 	s.Sched = scheduler.New(c, scheduler.Config{Owner: cfg.ReplicaID, Tick: cfg.SchedulerTick, Lease: cfg.SchedulerLease})
+	if bus != nil {
+		s.link = cluster.New(bus, s.Sched.Owner(), log, cluster.Handlers{
+			Invalidate: s.DDI.InvalidateLocal, ForgetAuth: c.ForgetDeviceAuthLocal, Wake: s.Sched.Wake,
+		})
+		c.OnInvalidate(s.link.Invalidate)
+		c.OnForgetAuth(s.link.ForgetAuth)
+		c.OnDeploymentChange(func(d flotilla.Deployment) {
+			if d.RolloutID != "" && d.State.Terminal() {
+				s.link.Wake(d.RolloutID)
+			}
+		})
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -160,6 +180,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Core.RunSeenFlusher(bg, 2*time.Second) }()
+	if s.link != nil {
+		ready := make(chan struct{})
+		wg.Add(1)
+		go func() { defer wg.Done(); s.link.Run(bg, ready) }()
+		select {
+		case <-ready:
+		case <-time.After(5 * time.Second):
+			s.Log.Warn("cluster link not listening yet")
+		}
+	}
 	if !s.Config.NoScheduler {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Sched.Run(bg) }()
