@@ -43,7 +43,7 @@ type message struct {
 	All     bool            `json:"a,omitempty"` // every device of Tenant
 	Auth    bool            `json:"f,omitempty"`
 	Wake    []string        `json:"w,omitempty"`
-	Event   json.RawMessage `json:"e,omitempty"`
+	Events  []json.RawMessage `json:"e,omitempty"`
 }
 
 // maxDevices per message; bigger batches invalidate the whole tenant.
@@ -61,6 +61,7 @@ type Link struct {
 	all     map[string]bool
 	auth    bool
 	wake    map[string]bool
+	events  []json.RawMessage
 	kick    chan struct{}
 }
 
@@ -111,13 +112,22 @@ func (l *Link) Wake(rolloutID string) {
 	l.poke()
 }
 
-// PublishEvent sends an event payload to the other replicas at once.
-func (l *Link) PublishEvent(ctx context.Context, payload []byte) error {
-	b, _ := json.Marshal(message{Origin: l.origin, Event: payload})
-	if len(b) > 7900 {
-		return nil // too big to forward; other replicas' clients resync
+// maxEventBytes bounds one event forwarded; bigger ones are not forwarded
+// (watchers on other replicas see the state in their next snapshot).
+const maxEventBytes = 7000
+
+// QueueEvent queues an event payload for the other replicas; queued events
+// go out packed into as few notifications as fit.
+func (l *Link) QueueEvent(payload []byte) {
+	if len(payload) > maxEventBytes {
+		return
 	}
-	return l.bus.Publish(ctx, Channel, string(b))
+	l.mu.Lock()
+	if len(l.events) < 200000 {
+		l.events = append(l.events, payload)
+	}
+	l.mu.Unlock()
+	l.poke()
 }
 
 // Run flushes queued messages and applies incoming ones until ctx ends.
@@ -146,8 +156,8 @@ func (l *Link) flush(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l.mu.Lock()
-	devices, all, auth, wake := l.devices, l.all, l.auth, l.wake
-	l.devices, l.all, l.auth, l.wake = map[string]map[string]bool{}, map[string]bool{}, false, map[string]bool{}
+	devices, all, auth, wake, evs := l.devices, l.all, l.auth, l.wake, l.events
+	l.devices, l.all, l.auth, l.wake, l.events = map[string]map[string]bool{}, map[string]bool{}, false, map[string]bool{}, nil
 	l.mu.Unlock()
 	var msgs []message
 	for t := range all {
@@ -180,6 +190,22 @@ func (l *Link) flush(ctx context.Context) {
 		}
 		msgs = append(msgs, m)
 	}
+	// Events go last, so that a watcher never learns of a change before the
+	// caches that serve it were invalidated.
+	var batch message
+	size := 0
+	for _, e := range evs {
+		if size+len(e) > maxEventBytes && len(batch.Events) > 0 {
+			msgs = append(msgs, batch)
+			batch, size = message{}, 0
+		}
+		batch.Origin = l.origin
+		batch.Events = append(batch.Events, e)
+		size += len(e) + 1
+	}
+	if len(batch.Events) > 0 {
+		msgs = append(msgs, batch)
+	}
 	for _, m := range msgs {
 		b, _ := json.Marshal(m)
 		if err := l.bus.Publish(ctx, Channel, string(b)); err != nil && ctx.Err() == nil {
@@ -209,7 +235,9 @@ func (l *Link) receive(payload string) {
 			l.h.Wake(id)
 		}
 	}
-	if len(m.Event) > 0 && l.h.Event != nil {
-		l.h.Event(m.Event)
+	if l.h.Event != nil {
+		for _, e := range m.Events {
+			l.h.Event(e)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -45,6 +46,8 @@ type Core struct {
 	invalidators    []func(tenant, deviceID string)
 	rolloutWakers   []func(id string)
 	authHooks       []func()
+	progressMu      sync.Mutex
+	progress        map[string]progressEntry
 	seen            seenBatch
 }
 

@@ -79,13 +79,64 @@ func (c *Core) afterSupersede(tenant string, sup []store.Superseded) {
 // DeploymentChanged invalidates cached device answers and publishes the
 // change. Every write that touches a deployment ends here.
 func (c *Core) DeploymentChanged(d flotilla.Deployment) {
+	c.deploymentChanged(d, false)
+}
+
+// deploymentChanged publishes; progressOnly marks an update that changed
+// only the progress, which the hub batches.
+func (c *Core) deploymentChanged(d flotilla.Deployment, progressOnly bool) {
 	c.InvalidateDevice(d.Tenant, d.DeviceID)
-	c.Events.Publish(events.Event{Type: events.TypeDeployment, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
-		Time: c.Now(), Key: "deployment/" + d.DeviceID,
-		Data: events.Message(DeploymentMessage(d))})
+	c.publishDeployment(d, d.DeviceID, progressOnly)
 	for _, fn := range c.deploymentHooks {
 		fn(d)
 	}
+}
+
+// publishDeployment sends the rich deployment event and, for rollouts, the
+// SPORE gateway's rollout_progress and node_status_update shapes. nodeIP is
+// the node's address where known (push), else the device id.
+func (c *Core) publishDeployment(d flotilla.Deployment, nodeIP string, progressOnly bool) {
+	now := c.Now()
+	c.Events.Publish(events.Event{Type: events.TypeDeployment, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+		Time: now, Key: "deployment/" + d.DeviceID, Batch: progressOnly, Data: events.Message(DeploymentMessage(d))})
+	if d.RolloutID == "" {
+		return
+	}
+	done, total := c.rolloutProgress(d.Tenant, d.RolloutID)
+	pct := 0
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	c.Events.Publish(events.Event{Type: events.TypeRolloutProgress, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+		Time: now, Key: "progress/" + d.DeviceID, Batch: progressOnly, Data: events.Message(map[string]any{
+			"type": events.TypeRolloutProgress, "rolloutId": d.RolloutID, "nodeIp": nodeIP, "deviceId": d.DeviceID,
+			"status": SporeStatus(d.State), "state": d.State, "current": done, "total": total, "progress": pct,
+			"timestamp": now.Format(time.RFC3339)})})
+	if !progressOnly {
+		status := "updating"
+		if !d.State.InFlight() {
+			status = "online"
+		}
+		c.Events.Publish(events.Event{Type: events.TypeNodeStatusUpdate, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+			Time: now, Key: "node/" + d.DeviceID, Data: events.Message(map[string]any{
+				"type": events.TypeNodeStatusUpdate, "nodeIp": nodeIP, "deviceId": d.DeviceID, "status": status,
+				"timestamp": now.Format(time.RFC3339)})})
+	}
+}
+
+// SporeStatus maps a deployment state to the SPORE gateway's rollout
+// status vocabulary (updating_labels, uploading, completed, failed) where
+// one fits, and to Flotilla's own state otherwise.
+func SporeStatus(s flotilla.DeploymentState) string {
+	switch s {
+	case flotilla.StatePending, flotilla.StateDownloading, flotilla.StateDownloaded:
+		return "uploading"
+	case flotilla.StateSucceeded:
+		return "completed"
+	case flotilla.StateFailed, flotilla.StateTimedOut, flotilla.StateRejected:
+		return "failed"
+	}
+	return string(s)
 }
 
 // OnDeploymentChange registers fn to run after every deployment change,

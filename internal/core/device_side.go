@@ -293,7 +293,9 @@ func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, 
 	if err := flotilla.ValidateFeedback(f); err != nil {
 		return flotilla.Deployment{}, err
 	}
+	var before flotilla.DeploymentState
 	d, err := c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+		before = d.State
 		return FeedbackChange(d, f, cancel, c.Now())
 	})
 	if err != nil {
@@ -302,7 +304,7 @@ func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, 
 		}
 		return d, err
 	}
-	c.DeploymentChanged(d)
+	c.deploymentChanged(d, d.State == before)
 	return d, nil
 }
 

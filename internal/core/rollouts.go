@@ -272,16 +272,55 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 // AfterRolloutChange invalidates and publishes what a rollout operation
 // touched.
 func (c *Core) AfterRolloutChange(r flotilla.Rollout, touched []store.Touched) {
+	c.forgetProgress(r.ID)
 	for _, t := range touched {
-		c.InvalidateDevice(r.Tenant, t.DeviceID)
-		c.Events.Publish(events.Event{Type: events.TypeDeployment, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Time: c.Now(),
-			Key: "deployment/" + t.DeviceID, Data: events.Message(DeploymentMessage(flotilla.Deployment{ID: t.ID, DeviceID: t.DeviceID,
-				RolloutID: r.ID, Wave: t.Wave, State: t.State, ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion}))})
-		for _, fn := range c.deploymentHooks {
-			fn(flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave, State: t.State})
-		}
+		c.DeploymentChanged(flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave,
+			State: t.State, ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion})
 	}
 	c.publishRollout(r)
+}
+
+// progressEntry caches a rollout's finished and total device counts for
+// rollout_progress messages.
+type progressEntry struct {
+	done, total int
+	at          time.Time
+}
+
+// rolloutProgress returns how many of a rollout's devices finished, read
+// at most twice a second per rollout.
+func (c *Core) rolloutProgress(tenant, id string) (int, int) {
+	c.progressMu.Lock()
+	e, ok := c.progress[id]
+	c.progressMu.Unlock()
+	if ok && time.Since(e.at) < 500*time.Millisecond {
+		return e.done, e.total
+	}
+	r, waves, err := c.Store.GetRollout(context.Background(), tenant, id)
+	if err != nil {
+		return e.done, e.total
+	}
+	e = progressEntry{total: r.Total, at: time.Now()}
+	for _, w := range waves {
+		for st, n := range w.Counts {
+			if st.Terminal() {
+				e.done += n
+			}
+		}
+	}
+	c.progressMu.Lock()
+	if c.progress == nil || len(c.progress) > 10000 {
+		c.progress = map[string]progressEntry{}
+	}
+	c.progress[id] = e
+	c.progressMu.Unlock()
+	return e.done, e.total
+}
+
+func (c *Core) forgetProgress(id string) {
+	c.progressMu.Lock()
+	delete(c.progress, id)
+	c.progressMu.Unlock()
 }
 
 func (c *Core) publishRollout(r flotilla.Rollout) {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
@@ -13,6 +14,11 @@ import (
 type seenBatch struct {
 	mu      sync.Mutex
 	pending map[[2]string]time.Time
+	// recent holds devices this replica saw within the offline threshold,
+	// whose online state needs no database check.
+	recent map[[2]string]time.Time
+	// swept is the end of the last offline sweep.
+	swept time.Time
 }
 
 // MarkSeen records that a device talked to the server now.
@@ -35,11 +41,58 @@ func (c *Core) FlushSeen(ctx context.Context) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	now := c.Now()
+	offlineBefore := now.Add(-c.Config.OfflineAfter)
 	list := make([]store.DeviceSeen, 0, len(batch))
-	for k, at := range batch {
-		list = append(list, store.DeviceSeen{Tenant: k[0], ID: k[1], At: at})
+	c.seen.mu.Lock()
+	if c.seen.recent == nil || len(c.seen.recent) > 2_000_000 {
+		c.seen.recent = map[[2]string]time.Time{}
 	}
-	return c.Store.TouchDevices(ctx, list)
+	for k, at := range batch {
+		last, ok := c.seen.recent[k]
+		list = append(list, store.DeviceSeen{Tenant: k[0], ID: k[1], At: at, Check: !ok || last.Before(offlineBefore)})
+		c.seen.recent[k] = at
+	}
+	c.seen.mu.Unlock()
+	online, err := c.Store.TouchDevices(ctx, list, offlineBefore)
+	if err != nil {
+		return err
+	}
+	for _, d := range online {
+		c.publishPresence(d.Tenant, d.ID, events.TypeDeviceOnline, "online", d.At)
+	}
+	return nil
+}
+
+// publishPresence announces a device coming online or going offline, in
+// Flotilla's shape and the SPORE gateway's node_status_update.
+func (c *Core) publishPresence(tenant, id, typ, status string, at time.Time) {
+	c.Events.Publish(events.Event{Type: typ, Tenant: tenant, DeviceID: id, Time: at, Key: "presence/" + id,
+		Data: events.Message(map[string]any{"type": typ, "deviceId": id})})
+	c.Events.Publish(events.Event{Type: events.TypeNodeStatusUpdate, Tenant: tenant, DeviceID: id, Time: at, Key: "node/" + id,
+		Data: events.Message(map[string]any{"type": events.TypeNodeStatusUpdate, "nodeIp": id, "deviceId": id, "status": status,
+			"timestamp": at.UTC().Format(time.RFC3339)})})
+}
+
+// SweepOffline announces devices that crossed the offline threshold since
+// the last sweep.
+func (c *Core) SweepOffline(ctx context.Context) error {
+	to := c.Now().Add(-c.Config.OfflineAfter)
+	c.seen.mu.Lock()
+	from := c.seen.swept
+	c.seen.swept = to
+	c.seen.mu.Unlock()
+	if from.IsZero() || !to.After(from) {
+		return nil
+	}
+	gone, err := c.Store.DevicesLastSeenBetween(ctx, from, to)
+	if err != nil {
+		return err
+	}
+	for _, d := range gone {
+		c.publishPresence(d.Tenant, d.ID, events.TypeDeviceOffline, "offline", c.Now())
+	}
+	return nil
 }
 
 // RunSeenFlusher flushes seen marks every interval until ctx ends, then
@@ -57,6 +110,9 @@ func (c *Core) RunSeenFlusher(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			if err := c.FlushSeen(ctx); err != nil {
 				c.Log.Warn("flush last-seen", "err", err)
+			}
+			if err := c.SweepOffline(ctx); err != nil {
+				c.Log.Warn("offline sweep", "err", err)
 			}
 		}
 	}

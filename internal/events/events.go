@@ -40,8 +40,11 @@ type Event struct {
 	Time      time.Time
 	// Key, when set, lets a hub coalesce: for a slow subscriber only the
 	// latest event with a given key is kept.
-	Key  string
-	Data json.RawMessage
+	Key string
+	// Batch marks frequent updates (download progress) that may be held
+	// briefly and delivered as the latest per Key.
+	Batch bool
+	Data  json.RawMessage
 }
 
 // Publisher accepts events. Publish must not block.

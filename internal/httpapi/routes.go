@@ -60,5 +60,7 @@ func (s *Server) addRoutes() {
 	s.handle("PUT /api/v1/channels/{name}", s.authed(s.handlePutChannel))
 	s.handle("DELETE /api/v1/channels/{name}", s.authed(s.handleDeleteChannel))
 
+	s.handle("GET /api/v1/events", s.authed(s.handleEvents))
+
 	s.handle("/api/", http.HandlerFunc(s.handleNotFound))
 }

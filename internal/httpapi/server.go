@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -20,6 +21,8 @@ import (
 type Options struct {
 	// PublicURL is the externally visible base URL, used in links.
 	PublicURL string
+	// Events is the hub /api/v1/events streams from.
+	Events *events.Hub
 }
 
 // Server is the management API handler.

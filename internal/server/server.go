@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/cluster"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
+	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
 	"github.com/flotilla-ota/flotilla/internal/scheduler"
@@ -36,6 +38,7 @@ type Server struct {
 	API     *httpapi.Server
 	DDI     *deviceapi.Server
 	Sched   *scheduler.Scheduler
+	Hub     *events.Hub
 	link    *cluster.Link
 	Log     *slog.Logger
 	metrics *metrics
@@ -77,7 +80,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	m := newMetrics()
 	st.Observe = m.observeStore
-	c := core.New(st, blobs, nil, log, core.Config{
+	hub := events.NewHub(events.HubConfig{})
+	c := core.New(st, blobs, hub, log, core.Config{
 		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter,
 	})
 	secret, err := c.Bootstrap(ctx, cfg.AdminToken, filepath.Join(cfg.DataDir, "admin-token"))
@@ -86,7 +90,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
-	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL})
+	s.Hub = hub
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
@@ -96,7 +101,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if bus != nil {
 		s.link = cluster.New(bus, s.Sched.Owner(), log, cluster.Handlers{
 			Invalidate: s.DDI.InvalidateLocal, ForgetAuth: c.ForgetDeviceAuthLocal, Wake: s.Sched.Wake,
+			Event: func(b []byte) {
+				var e events.Event
+				if json.Unmarshal(b, &e) == nil {
+					hub.Inject(e)
+				}
+			},
 		})
+		link := s.link
+		hub.Forward = func(e events.Event) {
+			b, _ := json.Marshal(e)
+			link.QueueEvent(b)
+		}
 		c.OnInvalidate(s.link.Invalidate)
 		c.OnForgetAuth(s.link.ForgetAuth)
 		c.OnDeploymentChange(func(d flotilla.Deployment) {

@@ -165,22 +165,59 @@ func (s *Store) DeleteDevice(ctx context.Context, tenant, id string) error {
 }
 
 // TouchDevices implements store.Devices.
-func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen) error {
+func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offlineBefore time.Time) ([]store.DeviceSeen, error) {
 	if len(seen) == 0 {
-		return nil
+		return nil, nil
 	}
-	return s.inTx(ctx, "touch devices", func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET last_seen_at = ? WHERE tenant = ? AND id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`))
+	var online []store.DeviceSeen
+	err := s.inTx(ctx, "touch devices", func(tx *sql.Tx) error {
+		online = nil
+		upd, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET last_seen_at = ? WHERE tenant = ? AND id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`))
 		if err != nil {
 			return s.wrap("touch devices", err)
 		}
-		defer stmt.Close()
+		defer upd.Close()
+		sel, err := tx.PrepareContext(ctx, s.q(`SELECT last_seen_at FROM devices WHERE tenant = ? AND id = ?`))
+		if err != nil {
+			return s.wrap("touch devices", err)
+		}
+		defer sel.Close()
 		for _, d := range seen {
+			if d.Check {
+				var last sql.NullInt64
+				err := sel.QueryRowContext(ctx, d.Tenant, d.ID).Scan(&last)
+				if err == nil && (!last.Valid || last.Int64 < ts(offlineBefore)) {
+					online = append(online, d)
+				} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return s.wrap("touch devices", err)
+				}
+			}
 			at := ts(d.At)
-			if _, err := stmt.ExecContext(ctx, at, d.Tenant, d.ID, at); err != nil {
+			if _, err := upd.ExecContext(ctx, at, d.Tenant, d.ID, at); err != nil {
 				return s.wrap("touch devices", err)
 			}
 		}
 		return nil
 	})
+	return online, err
+}
+
+// DevicesLastSeenBetween implements store.Devices.
+func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]store.DeviceSeen, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT tenant, id, last_seen_at FROM devices WHERE last_seen_at >= ? AND last_seen_at < ?`), ts(from), ts(to))
+	if err != nil {
+		return nil, s.wrap("devices last seen", err)
+	}
+	defer rows.Close()
+	var out []store.DeviceSeen
+	for rows.Next() {
+		var d store.DeviceSeen
+		var at int64
+		if err := rows.Scan(&d.Tenant, &d.ID, &at); err != nil {
+			return nil, s.wrap("devices last seen", err)
+		}
+		d.At = fromTS(at)
+		out = append(out, d)
+	}
+	return out, s.wrap("devices last seen", rows.Err())
 }

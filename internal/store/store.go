@@ -104,8 +104,13 @@ type Devices interface {
 	UpdateDevice(ctx context.Context, tenant, id string, p DevicePatch, now time.Time) (flotilla.Device, error)
 	// DeleteDevice removes the device and its history; ENotFound.
 	DeleteDevice(ctx context.Context, tenant, id string) error
-	// TouchDevices records when devices were last seen, in one write.
-	TouchDevices(ctx context.Context, seen []DeviceSeen) error
+	// TouchDevices records when devices were last seen, in one write. For
+	// entries with Check set it returns those whose previous sighting was
+	// missing or before offlineBefore: devices that came online.
+	TouchDevices(ctx context.Context, seen []DeviceSeen, offlineBefore time.Time) ([]DeviceSeen, error)
+	// DevicesLastSeenBetween lists devices last seen in [from, to): those
+	// that went offline when to is now minus the offline threshold.
+	DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]DeviceSeen, error)
 }
 
 // DeviceSeen is one entry for TouchDevices.
@@ -113,6 +118,7 @@ type DeviceSeen struct {
 	Tenant string
 	ID     string
 	At     time.Time
+	Check  bool
 }
 
 // Superseded is a deployment that a new assignment canceled or asked to

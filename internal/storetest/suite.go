@@ -254,9 +254,25 @@ func testDevices(t *testing.T, s store.Store) {
 	wantCode(t, err, flotilla.ENotFound)
 
 	seen := t0.Add(2 * time.Hour)
-	must(t, s.TouchDevices(ctx, []store.DeviceSeen{{Tenant: "acme", ID: "kiosk-1", At: seen}, {Tenant: "acme", ID: "ghost", At: seen}}))
+	online, err := s.TouchDevices(ctx, []store.DeviceSeen{{Tenant: "acme", ID: "kiosk-1", At: seen, Check: true}, {Tenant: "acme", ID: "ghost", At: seen, Check: true}}, seen.Add(-time.Minute))
+	must(t, err)
+	if len(online) != 1 || online[0].ID != "kiosk-1" {
+		t.Fatalf("came online = %+v, want kiosk-1 (never seen before)", online)
+	}
+	// Seen again a second later: still online, no transition.
+	online, _ = s.TouchDevices(ctx, []store.DeviceSeen{{Tenant: "acme", ID: "kiosk-1", At: seen.Add(time.Second), Check: true}}, seen.Add(-time.Minute))
+	if len(online) != 0 {
+		t.Fatalf("came online again: %+v", online)
+	}
+	seen = seen.Add(time.Second)
 	// An older sighting never moves last_seen backwards.
-	must(t, s.TouchDevices(ctx, []store.DeviceSeen{{Tenant: "acme", ID: "kiosk-1", At: t0}}))
+	_, err = s.TouchDevices(ctx, []store.DeviceSeen{{Tenant: "acme", ID: "kiosk-1", At: t0}}, t0)
+	must(t, err)
+	gone, err := s.DevicesLastSeenBetween(ctx, seen.Add(-time.Second), seen.Add(time.Second))
+	must(t, err)
+	if len(gone) != 1 || gone[0].ID != "kiosk-1" {
+		t.Fatalf("DevicesLastSeenBetween = %+v", gone)
+	}
 	got, _ = s.GetDevice(ctx, "acme", "kiosk-1")
 	if got.LastSeenAt == nil || !got.LastSeenAt.Equal(seen) {
 		t.Fatalf("LastSeenAt = %v, want %v", got.LastSeenAt, seen)

@@ -1,0 +1,1 @@
+CREATE INDEX devices_last_seen ON devices (last_seen_at);
