@@ -86,6 +86,7 @@ var routeBodies = map[string]any{
 	"DELETE /api/v1/artifacts/{name}/{version}":          nil,
 	"GET /api/v1/artifacts/{name}/{version}/content":     nil,
 	"GET /api/v1/devices":                                nil,
+	"GET /api/v1/fleet":                                  nil,
 	"GET /api/v1/devices/{id}":                           nil,
 	"DELETE /api/v1/devices/{id}":                        nil,
 	"POST /api/v1/devices/{id}/deployments":              map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}},

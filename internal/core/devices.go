@@ -181,3 +181,15 @@ func (c *Core) DeleteDevice(ctx context.Context, p Principal, tenant, id string)
 func (c *Core) DeviceStatus(d flotilla.Device) string {
 	return d.Status(c.Now(), c.Config.OfflineAfter)
 }
+
+// FleetSummary counts the tenant's devices by connectivity and version.
+func (c *Core) FleetSummary(ctx context.Context, p Principal, tenant string) (store.FleetSummary, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return store.FleetSummary{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
+		return store.FleetSummary{}, err
+	}
+	return c.Store.FleetSummary(ctx, tenant, c.Now().Add(-c.Config.OfflineAfter))
+}

@@ -113,3 +113,13 @@ func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, p co
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
+
+func (s *Server) handleFleet(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	sum, err := s.core.FleetSummary(r.Context(), p, r.URL.Query().Get("tenant"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total": sum.Total, "online": sum.Online, "never_seen": sum.Never,
+		"offline": sum.Total - sum.Online - sum.Never, "versions": sum.Versions})
+}

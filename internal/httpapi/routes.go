@@ -25,6 +25,7 @@ func (s *Server) addRoutes() {
 	s.handle("DELETE /api/v1/artifacts/{name}/{version}", s.authed(s.handleDeleteArtifact))
 	s.handle("GET /api/v1/artifacts/{name}/{version}/content", s.authed(s.handleArtifactContent))
 
+	s.handle("GET /api/v1/fleet", s.authed(s.handleFleet))
 	s.handle("POST /api/v1/devices", s.authed(s.handleCreateDevice))
 	s.handle("GET /api/v1/devices", s.authed(s.handleListDevices))
 	s.handle("GET /api/v1/devices/{id}", s.authed(s.handleGetDevice))

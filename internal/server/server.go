@@ -26,6 +26,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/scheduler"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
+	"github.com/flotilla-ota/flotilla/internal/ui"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -135,12 +136,8 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
 	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.Handle("GET /", ui.Handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintln(w, "Flotilla control plane. API description: /api/v1/openapi.json")
-			return
-		}
 		wire.Error(w, r, s.Log, flotilla.Errorf(flotilla.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	// The management API, the device API and the rest are separate muxes;

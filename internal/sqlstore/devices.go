@@ -221,3 +221,32 @@ func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) 
 	}
 	return out, s.wrap("devices last seen", rows.Err())
 }
+
+// FleetSummary implements store.Devices.
+func (s *Store) FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (store.FleetSummary, error) {
+	defer s.observe("fleet summary", time.Now())
+	sum := store.FleetSummary{Versions: map[string]int{}}
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_at >= ? THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN last_seen_at IS NULL THEN 1 ELSE 0 END), 0) FROM devices WHERE tenant = ?`), ts(onlineSince), tenant).
+		Scan(&sum.Total, &sum.Online, &sum.Never)
+	if err != nil {
+		return sum, s.wrap("fleet summary", err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT version, COUNT(*) FROM devices WHERE tenant = ? GROUP BY version`), tenant)
+	if err != nil {
+		return sum, s.wrap("fleet summary", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		var n int
+		if err := rows.Scan(&v, &n); err != nil {
+			return sum, s.wrap("fleet summary", err)
+		}
+		if v == "" {
+			v = "unknown"
+		}
+		sum.Versions[v] += n
+	}
+	return sum, s.wrap("fleet summary", rows.Err())
+}

@@ -108,9 +108,18 @@ type Devices interface {
 	// entries with Check set it returns those whose previous sighting was
 	// missing or before offlineBefore: devices that came online.
 	TouchDevices(ctx context.Context, seen []DeviceSeen, offlineBefore time.Time) ([]DeviceSeen, error)
+	// FleetSummary counts a tenant's devices: in all, seen since
+	// onlineSince, never seen, and by reported version.
+	FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (FleetSummary, error)
 	// DevicesLastSeenBetween lists devices last seen in [from, to): those
 	// that went offline when to is now minus the offline threshold.
 	DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]DeviceSeen, error)
+}
+
+// FleetSummary is what the dashboard shows about the fleet.
+type FleetSummary struct {
+	Total, Online, Never int
+	Versions             map[string]int
 }
 
 // DeviceSeen is one entry for TouchDevices.
