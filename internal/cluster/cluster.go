@@ -37,12 +37,12 @@ type Handlers struct {
 
 // message is what goes over the bus.
 type message struct {
-	Origin  string          `json:"o"`
-	Tenant  string          `json:"t,omitempty"`
-	Devices []string        `json:"d,omitempty"`
-	All     bool            `json:"a,omitempty"` // every device of Tenant
-	Auth    bool            `json:"f,omitempty"`
-	Wake    []string        `json:"w,omitempty"`
+	Origin  string            `json:"o"`
+	Tenant  string            `json:"t,omitempty"`
+	Devices []string          `json:"d,omitempty"`
+	All     bool              `json:"a,omitempty"` // every device of Tenant
+	Auth    bool              `json:"f,omitempty"`
+	Wake    []string          `json:"w,omitempty"`
 	Events  []json.RawMessage `json:"e,omitempty"`
 }
 

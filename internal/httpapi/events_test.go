@@ -209,4 +209,3 @@ func TestSSEResume(t *testing.T) {
 		t.Fatalf("unknown Last-Event-ID: %s %s", typ, data)
 	}
 }
-
