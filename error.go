@@ -19,6 +19,7 @@ const (
 	EInternal      = "internal"       // 500
 	EPrecondition  = "precondition"   // 412
 	ENotAcceptable = "not_acceptable" // 406
+	EBadGateway    = "bad_gateway"    // 502: a device the server talks to failed
 )
 
 // Error is a failure a caller can act on. Message is safe to show to users.

@@ -241,6 +241,9 @@ type Rollout struct {
 	Channel         string
 	WaveCount       int
 	Groups          []WaveSpec
+	// DeviceIDs, when set, is the rollout's device list instead of the
+	// devices matching Selector.
+	DeviceIDs []string
 	Status          RolloutStatus
 	Reason          string
 	// StartWhenReady starts the rollout as soon as its snapshot is taken.

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"testing"
+
+	"github.com/flotilla-ota/flotilla/push"
 )
 
 // extendFixture adds resources that later parts of the API need.
@@ -17,6 +22,21 @@ func extendFixture(t *testing.T, f *fixture) {
 	f.params["id@/api/v1/rollouts"] = ro.ID
 	f.a.Must(201, "PUT", "/api/v1/channels/stable", map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, nil)
 	f.params["name@/api/v1/channels"] = "stable"
+	// A push node of acme's with an update in flight.
+	node, err := push.NewNode(push.NodeConfig{StateDir: t.TempDir(), Version: "0.9.0", Logger: slog.New(slog.DiscardHandler),
+		Installer: push.InstallerFunc(func(context.Context, push.Artifact, string) error { return nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := httptest.NewServer(node)
+	t.Cleanup(ns.Close)
+	f.a.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "acme-node", "address": ns.URL}, nil)
+	uid := "6f1c2d4e-0000-4000-8000-0000000000bb"
+	f.a.Must(202, "POST", "/api/v1/devices/acme-node/updates", map[string]any{"id": uid, "artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, nil)
+	f.params["uid"] = uid
+	for _, p := range []string{"/api/v1/devices/{id}/updates", "/api/v1/devices/{id}/updates/{uid}", "/api/v1/devices/{id}/updates/{uid}/abort"} {
+		f.params["id@"+p] = "acme-node"
+	}
 }
 
 // checkFixtureIntact verifies those resources after the isolation walk.

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -50,6 +51,11 @@ directory. The first start creates the tenant "default" and prints an admin toke
 	f.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", e.Int64("FLOTILLA_MAX_ARTIFACT_SIZE", 4<<30), "largest accepted artifact in bytes (FLOTILLA_MAX_ARTIFACT_SIZE)")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", e.Duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")
 	f.DurationVar(&cfg.OfflineAfter, "offline-after", e.Duration("FLOTILLA_OFFLINE_AFTER", 0), "a device unseen this long is offline (default 2*poll-interval+1m) (FLOTILLA_OFFLINE_AFTER)")
+	f.IntVar(&cfg.PushWorkers, "push-workers", int(e.Int64("FLOTILLA_PUSH_WORKERS", 16)), "push nodes updated at once (FLOTILLA_PUSH_WORKERS)")
+	f.StringVar(&cfg.NodeToken, "node-token", e.Str("FLOTILLA_NODE_TOKEN", ""), "bearer token sent to push nodes (FLOTILLA_NODE_TOKEN)")
+	f.BoolVar(&cfg.SporeOpen, "spore-open", e.Str("FLOTILLA_SPORE_OPEN", "") == "true", "serve the SPORE-compatible /api/cluster, /api/rollout and /api/registry endpoints without a token, as the default tenant (FLOTILLA_SPORE_OPEN)")
+	f.DurationVar(&cfg.SchedulerLease, "scheduler-lease", e.Duration("FLOTILLA_SCHEDULER_LEASE", 15*time.Second), "how long a replica's claim on a rollout lasts without renewal: the failover time (FLOTILLA_SCHEDULER_LEASE)")
+	f.DurationVar(&cfg.PushLease, "push-lease", e.Duration("FLOTILLA_PUSH_LEASE", 15*time.Second), "the same for push deliveries (FLOTILLA_PUSH_LEASE)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	logs.Register(cmd, e)
 	return cmd

@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/push"
 	"github.com/flotilla-ota/flotilla/updater"
 )
 
@@ -52,12 +54,17 @@ type Config struct {
 	// drawn between zero and it).
 	FirstCheck      time.Duration `json:"first_check"`
 	MaxDownloadRate int64         `json:"max_download_rate"`
+
+	// Listen, if set, serves the push protocol there (a push node);
+	// ListenToken is the bearer token the server must send.
+	Listen      string `json:"listen"`
+	ListenToken string `json:"listen_token"`
 }
 
 // Validate fills defaults and reports what is missing.
 func (c *Config) Validate() error {
-	if c.Server == "" {
-		return errors.New("agent: --server is required")
+	if c.Server == "" && c.Listen == "" {
+		return errors.New("agent: give --server (to poll) or --listen (to receive pushed updates), or both")
 	}
 	if c.DeviceID == "" {
 		b, err := os.ReadFile("/etc/machine-id")
@@ -66,8 +73,8 @@ func (c *Config) Validate() error {
 		}
 		c.DeviceID = strings.TrimSpace(string(b))
 	}
-	if c.Token == "" && c.GatewayToken == "" {
-		return errors.New("agent: --token or --gateway-token is required")
+	if c.Server != "" && c.Token == "" && c.GatewayToken == "" {
+		return errors.New("agent: --token or --gateway-token is required to poll")
 	}
 	if c.Target == "" && c.InstallCommand == "" {
 		return errors.New("agent: choose an installer: --target PATH or --install-command CMD")
@@ -121,6 +128,8 @@ type Agent struct {
 	log    *slog.Logger
 	client *updater.Client
 	h      *handler
+	hh     updater.Handler
+	node   *push.Node
 }
 
 // New prepares an agent; Run starts it.
@@ -140,6 +149,18 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.HealthCommand != "" || cfg.HealthURL != "" {
 		hh = &healthHandler{h}
 	}
+	a := &Agent{cfg: cfg, log: log, h: h, hh: hh}
+	if cfg.Listen != "" {
+		n, err := push.NewNode(push.NodeConfig{StateDir: filepath.Join(cfg.StateDir, "push"), Version: st.Version, DeviceID: cfg.DeviceID,
+			Labels: cfg.Labels, Token: cfg.ListenToken, Installer: push.InstallerFunc(a.installPushed), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		a.node = n
+	}
+	if cfg.Server == "" {
+		return a, nil
+	}
 	c, err := updater.New(updater.Config{
 		Server: cfg.Server, Tenant: cfg.Tenant, ControllerID: cfg.DeviceID, Token: cfg.Token, GatewayToken: cfg.GatewayToken,
 		CurrentVersion: st.Version, Channel: cfg.Channel, Labels: cfg.Labels, Attributes: cfg.Attributes,
@@ -150,21 +171,64 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log, client: c, h: h}, nil
+	a.client = c
+	return a, nil
 }
 
-// Client exposes the SDK client (for push mode, which shares the
-// installer).
-func (a *Agent) Client() *updater.Client { return a.client }
-
-// Run polls until ctx ends.
-func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("agent started", "server", a.cfg.Server, "device", a.cfg.DeviceID, "version", a.client.Version())
-	if err := a.client.Start(ctx); err != nil {
+// installPushed installs an update the server pushed, with the same
+// installer, health check and rollback as a pulled one.
+func (a *Agent) installPushed(ctx context.Context, art push.Artifact, payload string) error {
+	u := &updater.Update{Name: art.Name, Version: art.Version, Type: "binary",
+		Artifacts: []updater.Artifact{{Filename: art.Name, Size: art.Size, SHA256: art.SHA256}}}
+	if err := a.hh.Apply(ctx, u, &updater.Payload{Path: payload, Files: []string{payload}}); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	a.client.Stop()
-	a.log.Info("agent stopped", "version", a.client.Version())
+	if hc, ok := a.hh.(updater.HealthChecker); ok {
+		if err := hc.CheckHealth(ctx, u); err != nil {
+			if rb, ok := a.hh.(updater.RollBacker); ok {
+				if rerr := rb.RollBack(ctx, u); rerr != nil {
+					return fmt.Errorf("unhealthy (%v) and roll back failed: %v", err, rerr)
+				}
+				return fmt.Errorf("unhealthy, rolled back: %v", err)
+			}
+			return fmt.Errorf("unhealthy: %v", err)
+		}
+	}
+	return nil
+}
+
+// Run polls and/or listens until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	var srv *http.Server
+	errc := make(chan error, 1)
+	if a.node != nil {
+		ln, err := net.Listen("tcp", a.cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("agent: listen: %w", err)
+		}
+		srv = &http.Server{Handler: a.node, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- srv.Serve(ln) }()
+		a.log.Info("push node listening", "addr", ln.Addr().String(), "device", a.cfg.DeviceID, "version", a.node.Status().Version)
+	}
+	if a.client != nil {
+		a.log.Info("agent started", "server", a.cfg.Server, "device", a.cfg.DeviceID, "version", a.client.Version())
+		if err := a.client.Start(ctx); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("agent: push listener: %w", err)
+	}
+	if a.client != nil {
+		a.client.Stop()
+	}
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(sctx)
+		cancel()
+	}
+	a.log.Info("agent stopped")
 	return nil
 }

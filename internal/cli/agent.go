@@ -66,6 +66,8 @@ when the device is unhealthy. Every flag can be set by FLOTILLA_<FLAG> or in a J
 	f.DurationVar(&cfg.HealthGrace, "health-grace", e.Duration("FLOTILLA_HEALTH_GRACE", 30e9), "how long the device has to become healthy after an install")
 	f.DurationVar(&cfg.HealthInterval, "health-interval", e.Duration("FLOTILLA_HEALTH_INTERVAL", 1e9), "pause between health probes")
 	f.DurationVar(&cfg.FirstCheck, "first-check", e.Duration("FLOTILLA_FIRST_CHECK", 10e9), "longest random wait before the first poll")
+	f.StringVar(&cfg.Listen, "listen", e.Str("FLOTILLA_AGENT_LISTEN", ""), "serve the push protocol on this address (e.g. :8080), so the server can push updates")
+	f.StringVar(&cfg.ListenToken, "listen-token", e.Str("FLOTILLA_LISTEN_TOKEN", ""), "bearer token the server must send to the push listener")
 	f.Int64Var(&cfg.MaxDownloadRate, "max-download-rate", e.Int64("FLOTILLA_MAX_DOWNLOAD_RATE", 0), "download speed limit in bytes per second (0: none)")
 	logs.Register(cmd, e)
 	return cmd

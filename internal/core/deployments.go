@@ -254,3 +254,23 @@ func ValidateWindowAt(w flotilla.MaintenanceWindow, now time.Time) error {
 	}
 	return nil
 }
+
+// PushDeploymentChanged publishes a push deployment's change with the
+// node's address in the SPORE-shaped events.
+func (c *Core) PushDeploymentChanged(d flotilla.Deployment, nodeIP string, progressOnly bool) {
+	c.InvalidateDevice(d.Tenant, d.DeviceID)
+	c.publishDeployment(d, nodeIP, progressOnly)
+	for _, fn := range c.deploymentHooks {
+		fn(d)
+	}
+}
+
+// RecordDeviceVersion stores the version a push node reports.
+func (c *Core) RecordDeviceVersion(ctx context.Context, d flotilla.Deployment, version string) {
+	if version == "" {
+		return
+	}
+	if _, err := c.Store.UpdateDevice(ctx, d.Tenant, d.DeviceID, store.DevicePatch{Version: &version}, c.Now()); err != nil {
+		c.Log.Warn("record device version", "device", d.DeviceID, "err", err)
+	}
+}

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -196,6 +197,8 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 		return DeviceView{}, err
 	}
 	v := DeviceView{Installed: installed, AttributesRequested: attrs}
+	// Push deliveries are the server's business, not the polling client's.
+	open = slices.DeleteFunc(open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
 	for i := range open {
 		if open[i].State == flotilla.StateCancelRequested {
 			v.Action = &open[i]

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,6 +34,8 @@ type RolloutRequest struct {
 	// Start starts the rollout as soon as its snapshot is taken.
 	Start   bool
 	Channel string
+	// DeviceIDs names the devices instead of selecting them by labels.
+	DeviceIDs []string
 }
 
 // createWait bounds how long creating a rollout blocks the request; bigger
@@ -104,6 +107,19 @@ func (c *Core) validateRollout(ctx context.Context, tenant string, req RolloutRe
 	if _, err := label.Parse(req.Selector); err != nil {
 		return flotilla.Rollout{}, err
 	}
+	if len(req.DeviceIDs) > 0 {
+		if req.Selector != "" {
+			return flotilla.Rollout{}, flotilla.Errorf(flotilla.EInvalid, "give either selector or devices, not both")
+		}
+		if len(req.DeviceIDs) > 100000 {
+			return flotilla.Rollout{}, flotilla.Errorf(flotilla.EInvalid, "at most 100000 devices may be named; use a selector")
+		}
+		for _, id := range req.DeviceIDs {
+			if _, err := c.Store.GetDevice(ctx, tenant, id); err != nil {
+				return flotilla.Rollout{}, err
+			}
+		}
+	}
 	if req.Waves != 0 && len(req.Groups) > 0 {
 		return flotilla.Rollout{}, flotilla.Errorf(flotilla.EInvalid, "give either waves or groups, not both")
 	}
@@ -149,6 +165,7 @@ func (c *Core) validateRollout(ctx context.Context, tenant string, req RolloutRe
 		ID: NewID("r-"), Tenant: tenant, Name: name, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Selector: req.Selector, Type: typ, ForceAt: req.ForceAt, Window: req.Window, Policy: policy, PolicyName: req.PolicyName,
 		Delivery: delivery, Channel: req.Channel, WaveCount: waves, Groups: req.Groups, Status: status, StartWhenReady: req.Start,
+		DeviceIDs: req.DeviceIDs,
 		CreatedAt: now, UpdatedAt: now,
 	}, nil
 }
@@ -166,6 +183,13 @@ func (c *Core) MaterializeRollout(ctx context.Context, id string) error {
 	members, err := c.Store.RolloutMembers(ctx, r.Tenant, r.Selector)
 	if err != nil {
 		return err
+	}
+	if len(r.DeviceIDs) > 0 {
+		named := map[string]bool{}
+		for _, id := range r.DeviceIDs {
+			named[id] = true
+		}
+		members = slices.DeleteFunc(members, func(m store.Member) bool { return !named[m.ID] })
 	}
 	splitIn := make([]rollout.Member, len(members))
 	ids := make([]string, len(members))

@@ -39,6 +39,7 @@ type rolloutJSON struct {
 	Delivery          string                      `json:"delivery"`
 	Channel           string                      `json:"channel,omitempty"`
 	Groups            []flotilla.WaveSpec         `json:"groups,omitempty"`
+	Devices           []string                    `json:"devices,omitempty"`
 	Status            flotilla.RolloutStatus      `json:"status"`
 	Reason            string                      `json:"reason,omitempty"`
 	Total             int                         `json:"total"`
@@ -53,7 +54,7 @@ type rolloutJSON struct {
 func toRolloutJSON(r flotilla.Rollout, waves []flotilla.Wave) rolloutJSON {
 	out := rolloutJSON{ID: r.ID, Tenant: r.Tenant, Name: r.Name, Artifact: artifactRef{r.ArtifactName, r.ArtifactVersion}, Selector: r.Selector,
 		Type: r.Type, ForceAt: timePtr(r.ForceAt), MaintenanceWindow: r.Window, Policy: r.Policy, PolicyName: r.PolicyName, Delivery: r.Delivery,
-		Channel: r.Channel, Groups: r.Groups, Status: r.Status, Reason: r.Reason, Total: r.Total, Counts: map[string]int{},
+		Channel: r.Channel, Groups: r.Groups, Devices: r.DeviceIDs, Status: r.Status, Reason: r.Reason, Total: r.Total, Counts: map[string]int{},
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: timePtr(r.StartedAt), FinishedAt: timePtr(r.FinishedAt)}
 	for _, w := range waves {
 		wj := waveJSON{Index: w.Index, Name: w.Name, Size: w.Size, Status: w.Status, Counts: map[string]int{}, Unhealthy: w.Unhealthy,
@@ -86,6 +87,7 @@ type rolloutRequest struct {
 	Delivery          string                      `json:"delivery"`
 	Draft             bool                        `json:"draft"`
 	Start             bool                        `json:"start"`
+	Devices           []string                    `json:"devices"`
 }
 
 func (s *Server) handleCreateRollout(w http.ResponseWriter, r *http.Request, p core.Principal) {
@@ -97,7 +99,7 @@ func (s *Server) handleCreateRollout(w http.ResponseWriter, r *http.Request, p c
 	ro, waves, err := s.core.CreateRollout(r.Context(), p, core.RolloutRequest{Tenant: tenantOf(req.Tenant, r), Name: req.Name,
 		ArtifactName: req.Artifact.Name, ArtifactVersion: req.Artifact.Version, Selector: req.Selector, Waves: req.Waves, Groups: req.Groups,
 		Type: req.Type, ForceAt: req.ForceAt, Policy: req.Policy, PolicyName: req.PolicyName, Window: req.MaintenanceWindow,
-		Delivery: req.Delivery, Draft: req.Draft, Start: req.Start})
+		Delivery: req.Delivery, Draft: req.Draft, Start: req.Start, DeviceIDs: req.Devices})
 	if err != nil {
 		s.error(w, r, err)
 		return

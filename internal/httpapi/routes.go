@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/store"
 )
@@ -35,6 +36,9 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/devices/{id}/deployments", s.authed(s.handleListDeployments))
 	s.handle("GET /api/v1/devices/{id}/deployments/{did}", s.authed(s.handleGetDeployment))
 	s.handle("POST /api/v1/devices/{id}/deployments/{did}/cancel", s.authed(s.handleCancelDeployment))
+	s.handle("POST /api/v1/devices/{id}/updates", detached(time.Minute, s.authed(s.handleStartPushUpdate)))
+	s.handle("GET /api/v1/devices/{id}/updates/{uid}", s.authed(s.handlePushUpdateStatus))
+	s.handle("POST /api/v1/devices/{id}/updates/{uid}/abort", s.authed(s.handleAbortPushUpdate))
 
 	s.handle("POST /api/v1/rollouts", s.authed(s.handleCreateRollout))
 	s.handle("POST /api/v1/rollouts/preview", s.authed(s.handlePreviewRollout))
@@ -62,6 +66,15 @@ func (s *Server) addRoutes() {
 	s.handle("DELETE /api/v1/channels/{name}", s.authed(s.handleDeleteChannel))
 
 	s.handle("GET /api/v1/events", s.authed(s.handleEvents))
+
+	// The SPORE gateway's API, as thin adapters, for tools written for it.
+	s.handle("GET /api/cluster/node/versions", s.spore(s.handleSporeNodeVersions))
+	s.handle("POST /api/rollout", s.spore(s.handleSporeRollout))
+	s.handle("GET /api/registry/health", s.spore(s.handleSporeHealth))
+	s.handle("GET /api/registry/firmware", s.spore(s.handleSporeListFirmware))
+	s.handle("POST /api/registry/firmware", s.spore(s.handleSporeUploadFirmware))
+	s.handle("GET /api/registry/firmware/{name}/{version}", s.spore(s.handleSporeDownloadFirmware))
+	s.handle("PUT /api/registry/firmware/{name}/{version}", s.spore(s.handleSporeUpdateFirmware))
 
 	s.handle("/api/", http.HandlerFunc(s.handleNotFound))
 }

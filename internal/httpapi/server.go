@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/pushd"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -23,6 +25,11 @@ type Options struct {
 	PublicURL string
 	// Events is the hub /api/v1/events streams from.
 	Events *events.Hub
+	// Push delivers updates to listening devices.
+	Push *pushd.Pool
+	// SporeOpen lets the SPORE-compatible endpoints be used without a
+	// token, as the default tenant (for LAN tools that cannot send one).
+	SporeOpen bool
 }
 
 // Server is the management API handler.
@@ -87,3 +94,14 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) baseURL(r *http.Request) string { return wire.BaseURL(s.opts.PublicURL, r) }
+
+// detached runs h with a context that outlives the client's connection
+// (bounded by timeout): an operation that was fully requested is carried
+// out even if the caller hangs up at once.
+func detached(timeout time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), timeout)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

@@ -34,6 +34,15 @@ type Config struct {
 	NoScheduler    bool
 	// ReplicaID names this process in leases (default: random).
 	ReplicaID string
+	// PushWorkers bounds concurrent push deliveries (default 16).
+	PushWorkers int
+	// NodeToken is sent to push nodes as a bearer token.
+	NodeToken string
+	// PushLease bounds how long a crashed replica's push deliveries wait
+	// before another replica resumes them (default 15s).
+	PushLease time.Duration
+	// SporeOpen serves the SPORE-compatible endpoints without a token.
+	SporeOpen bool
 }
 
 // withDefaults fills in derived settings.

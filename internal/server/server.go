@@ -23,6 +23,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
+	"github.com/flotilla-ota/flotilla/internal/pushd"
 	"github.com/flotilla-ota/flotilla/internal/scheduler"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
@@ -40,6 +41,7 @@ type Server struct {
 	DDI     *deviceapi.Server
 	Sched   *scheduler.Scheduler
 	Hub     *events.Hub
+	Push    *pushd.Pool
 	link    *cluster.Link
 	Log     *slog.Logger
 	metrics *metrics
@@ -92,7 +94,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.Hub = hub
-	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub})
+	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease})
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
@@ -204,8 +207,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	if !s.Config.NoScheduler {
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); s.Sched.Run(bg) }()
+		go func() { defer wg.Done(); s.Push.Run(bg) }()
 	}
 	defer func() { stopBackground(); wg.Wait() }()
 

@@ -16,7 +16,7 @@ import (
 )
 
 const rolloutCols = `id, tenant, name, artifact_id, artifact_name, artifact_version, selector, type, force_at, maint_window, policy, policy_name,
-	delivery, channel, wave_count, groups_spec, status, reason, start_when_ready, total, created_at, updated_at, started_at, finished_at, version`
+	delivery, channel, wave_count, groups_spec, status, reason, start_when_ready, total, created_at, updated_at, started_at, finished_at, version, device_ids`
 
 // inflightStates are the open states in which a device works on a deployment.
 const inflightStates = `('pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')`
@@ -25,11 +25,11 @@ func scanRollout(sc interface{ Scan(...any) error }) (flotilla.Rollout, error) {
 	var r flotilla.Rollout
 	var artifactID, forceAt, started, finished sql.NullInt64
 	var window sql.NullString
-	var typ, policy, groups, status string
+	var typ, policy, groups, status, deviceIDs string
 	var created, updated int64
 	err := sc.Scan(&r.ID, &r.Tenant, &r.Name, &artifactID, &r.ArtifactName, &r.ArtifactVersion, &r.Selector, &typ, &forceAt, &window,
 		&policy, &r.PolicyName, &r.Delivery, &r.Channel, &r.WaveCount, &groups, &status, &r.Reason, &r.StartWhenReady, &r.Total,
-		&created, &updated, &started, &finished, &r.Version)
+		&created, &updated, &started, &finished, &r.Version, &deviceIDs)
 	if err != nil {
 		return r, err
 	}
@@ -45,6 +45,7 @@ func scanRollout(sc interface{ Scan(...any) error }) (flotilla.Rollout, error) {
 	}
 	json.Unmarshal([]byte(policy), &r.Policy)
 	json.Unmarshal([]byte(groups), &r.Groups)
+	json.Unmarshal([]byte(deviceIDs), &r.DeviceIDs)
 	return r, nil
 }
 
@@ -55,10 +56,14 @@ func (s *Store) CreateRollout(ctx context.Context, r *flotilla.Rollout) error {
 	if r.Groups == nil {
 		groups = []byte("[]")
 	}
-	_, err := s.exec(ctx, "create rollout", `INSERT INTO rollouts (`+rolloutCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	ids, _ := json.Marshal(r.DeviceIDs)
+	if r.DeviceIDs == nil {
+		ids = []byte("[]")
+	}
+	_, err := s.exec(ctx, "create rollout", `INSERT INTO rollouts (`+rolloutCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Tenant, r.Name, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, r.Selector, string(r.Type), tsPtr(r.ForceAt),
 		windowJSON(r.Window), string(policy), r.PolicyName, r.Delivery, r.Channel, r.WaveCount, string(groups), string(r.Status), r.Reason,
-		boolInt(r.StartWhenReady), r.Total, ts(r.CreatedAt), ts(r.UpdatedAt), tsPtr(r.StartedAt), tsPtr(r.FinishedAt), r.Version)
+		boolInt(r.StartWhenReady), r.Total, ts(r.CreatedAt), ts(r.UpdatedAt), tsPtr(r.StartedAt), tsPtr(r.FinishedAt), r.Version, string(ids))
 	return err
 }
 

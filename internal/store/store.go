@@ -167,6 +167,16 @@ type Deployments interface {
 	// return an error to abort. ENotFound if the tenant has no such
 	// deployment for deviceID (any device when deviceID is "").
 	UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(d flotilla.Deployment) (DeploymentChange, error)) (flotilla.Deployment, error)
+	// DeploymentByUpdateID finds a device's push deployment by the
+	// caller's update id, or ENotFound.
+	DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error)
+	// ClaimPushDeployments leases up to limit open push deployments to
+	// owner until until (renewing owner's own) and returns them.
+	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error)
+	// RenewPushClaims extends owner's leases on ids.
+	RenewPushClaims(ctx context.Context, owner string, ids []int64, until time.Time) error
+	// ReleasePushClaim gives up owner's lease on a deployment.
+	ReleasePushClaim(ctx context.Context, id int64, owner string) error
 	// OpenWindowedDeployments returns open direct assignments that have a
 	// maintenance window (rollouts handle their own).
 	OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error)

@@ -45,6 +45,8 @@ func Status(code string) int {
 		return http.StatusPreconditionFailed
 	case flotilla.ENotAcceptable:
 		return http.StatusNotAcceptable
+	case flotilla.EBadGateway:
+		return http.StatusBadGateway
 	}
 	return http.StatusInternalServerError
 }

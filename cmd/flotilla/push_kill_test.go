@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ota/flotilla/internal/server"
+	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/push"
+)
+
+// serverProc is a `flotilla server` process.
+type serverProc struct {
+	cmd *exec.Cmd
+	URL string
+	log *strings.Builder
+}
+
+var listenLineRE = regexp.MustCompile(`listening on\s+(http://\S+)`)
+
+func startServerProc(t *testing.T, dataDir string, args ...string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(flotillaBinary(t), append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
+	cmd.Env = append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret, "FLOTILLA_DATABASE_URL=")
+	out, _ := cmd.StdoutPipe()
+	var log strings.Builder
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serverProc{cmd: cmd, log: &log}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := listenLineRE.FindStringSubmatch(sc.Text()); m != nil {
+			p.URL = m[1]
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if p.URL == "" {
+		cmd.Process.Kill()
+		t.Fatalf("server did not start: %s", log.String())
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	return p
+}
+
+// TestPushSurvivesServerKill: the server is SIGKILLed in the middle of a
+// push rollout and restarted; every node ends on the new version having
+// accepted exactly one update id.
+func TestPushSurvivesServerKill(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServerProc(t, dir, "--push-workers", "6", "--push-lease", "2s", "--scheduler-lease", "2s")
+	api := &servertest.API{T: t, Base: srv.URL, Token: adminSecret}
+	payload := randomBytes(48<<10, 9)
+	api.Must(201, "PUT", "/api/v1/artifacts/node-fw/2.0.0", payload, nil)
+	var nodes []*push.Node
+	for i := 0; i < 24; i++ {
+		n, err := push.NewNode(push.NodeConfig{StateDir: t.TempDir(), Version: "1.0.0", Logger: slog.New(slog.DiscardHandler), MaxRate: 48 << 10,
+			Installer: push.InstallerFunc(func(context.Context, push.Artifact, string) error { return nil })})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(n)
+		t.Cleanup(func() { hs.CloseClientConnections(); hs.Close() })
+		nodes = append(nodes, n)
+		api.Must(201, "POST", "/api/v1/devices", map[string]any{"id": fmt.Sprintf("n%02d", i), "labels": map[string]string{"kind": "node"}, "address": hs.URL}, nil)
+	}
+	var ro struct{ ID, Status string }
+	api.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "push", "artifact": map[string]string{"name": "node-fw", "version": "2.0.0"},
+		"selector": "kind=node", "waves": 2, "delivery": "push", "start": true}, &ro)
+
+	// Kill the server once some nodes are done and others are mid-transfer.
+	servertest.Eventually(t, 60*time.Second, func() error {
+		done, receiving := 0, 0
+		for _, n := range nodes {
+			switch n.Status().State {
+			case push.StateComplete:
+				done++
+			case push.StateReceiving:
+				receiving++
+			}
+		}
+		if done == 0 || receiving == 0 {
+			return fmt.Errorf("%d done, %d receiving", done, receiving)
+		}
+		return nil
+	})
+	srv.cmd.Process.Signal(syscall.SIGKILL)
+	srv.cmd.Wait()
+
+	srv2 := startServerProc(t, dir, "--push-workers", "6", "--push-lease", "2s", "--scheduler-lease", "2s")
+	api.Base = srv2.URL
+	servertest.Eventually(t, 120*time.Second, func() error {
+		api.Must(200, "GET", "/api/v1/rollouts/"+ro.ID, nil, &ro)
+		if ro.Status != "completed" {
+			return fmt.Errorf("rollout %s", ro.Status)
+		}
+		return nil
+	})
+	for i, n := range nodes {
+		if st := n.Status(); st.Version != "2.0.0" || len(n.Accepted()) != 1 {
+			t.Fatalf("node %d: %s, accepted %v (%s)", i, st.Version, n.Accepted(), st.Error)
+		}
+	}
+}
+
+// TestAgentAsPushNode: `flotilla agent --listen` is a push node that
+// installs with the same file installer and health check as in pull mode.
+func TestAgentAsPushNode(t *testing.T) {
+	s := servertest.Start(t)
+	payload := append([]byte("healthy build\n"), randomBytes(100_000, 11)...)
+	s.API.Upload("fw", "2.0.0", payload, "")
+	dir := t.TempDir()
+	target := dir + "/app.bin"
+	os.WriteFile(target, []byte("healthy old build\n"), 0o755)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(flotillaBinary(t), "agent", "--listen", addr, "--listen-token", "node-secret", "--device-id", "edge-1",
+		"--target", target, "--state-dir", dir+"/state", "--current-version", "1.0.0",
+		"--health-command", "grep -q healthy "+target, "--health-grace", "1s", "--health-interval", "100ms")
+	var log strings.Builder
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	node := &push.Client{Base: "http://" + addr, Token: "node-secret"}
+	servertest.Eventually(t, 10*time.Second, func() error { _, err := node.Info(context.Background()); return err })
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "edge-1", "address": "http://" + addr}, nil)
+	// Without the node's token the node refuses, and the API says so.
+	code, body := s.API.Do("POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-000000000001", "artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
+	if code != 502 || !strings.Contains(string(body), "401") {
+		t.Fatalf("update without the node token = %d %s", code, body)
+	}
+	// A server that sends the token gets the update installed and checked.
+	s2 := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.NodeToken = "node-secret" }))
+	s2.API.Upload("fw", "2.0.0", payload, "")
+	s2.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "edge-1", "address": "http://" + addr}, nil)
+	uid := "1a2b3c4d-0000-4000-8000-000000000002"
+	s2.API.Must(202, "POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": uid, "artifact": map[string]string{"name": "fw", "version": "2.0.0"}}, nil)
+	servertest.Eventually(t, 30*time.Second, func() error {
+		var up struct{ State, Message string }
+		s2.API.Must(200, "GET", "/api/v1/devices/edge-1/updates/"+uid, nil, &up)
+		if up.State != "succeeded" {
+			return fmt.Errorf("update %s (%s)", up.State, up.Message)
+		}
+		return nil
+	})
+	if b, _ := os.ReadFile(target); string(b) != string(payload) {
+		t.Fatalf("target holds %d bytes, want the new build\n%s", len(b), log.String())
+	}
+	if info, _ := node.Info(context.Background()); info.Version != "2.0.0" {
+		t.Fatalf("node reports version %q", info.Version)
+	}
+}

@@ -1,0 +1,160 @@
+package pushd
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/push"
+)
+
+// nodeTimeout bounds the calls an API request makes to a node.
+const nodeTimeout = 15 * time.Second
+
+// nodeError turns a node's refusal or silence into an API error.
+func nodeError(dev flotilla.Device, err error) error {
+	var ne *push.NodeError
+	if errors.As(err, &ne) {
+		switch ne.Status {
+		case http.StatusConflict:
+			msg := ne.Message
+			if ne.Current != "" {
+				msg += " (current update " + ne.Current + ")"
+			}
+			return flotilla.Errorf(flotilla.EConflict, "node %s refused: %s", dev.ID, msg)
+		case http.StatusBadRequest:
+			return flotilla.Errorf(flotilla.EInvalid, "node %s refused the request: %s", dev.ID, ne.Message)
+		}
+		return flotilla.Errorf(flotilla.EBadGateway, "node %s answered %d: %s", dev.ID, ne.Status, ne.Message)
+	}
+	return flotilla.Errorf(flotilla.EBadGateway, "node %s at %s is unreachable: %v", dev.ID, dev.Address, err)
+}
+
+// StartUpdate records a push update under the caller's id and returns once
+// the node accepted it; the bytes follow in the background. The same id
+// again returns the update as it stands.
+func (p *Pool) StartUpdate(ctx context.Context, pr core.Principal, tenant, deviceID, updateID, name, version string) (flotilla.Deployment, push.Status, error) {
+	tenant, err := pr.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	if err := pr.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	if !push.ValidID(updateID) {
+		return flotilla.Deployment{}, push.Status{}, flotilla.Errorf(flotilla.EInvalid, "id %q must be a UUID you choose for this update", updateID)
+	}
+	dev, err := p.st.GetDevice(ctx, tenant, deviceID)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	node, err := p.node(dev)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	if d, err := p.st.DeploymentByUpdateID(ctx, tenant, deviceID, updateID); err == nil {
+		st, _ := node.Status(ctx)
+		return d, st, nil
+	}
+	if name == "" || version == "" {
+		return flotilla.Deployment{}, push.Status{}, flotilla.Errorf(flotilla.EInvalid, "artifact.name and artifact.version are required")
+	}
+	a, err := p.st.GetArtifact(ctx, tenant, name, version)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
+		return flotilla.Deployment{}, push.Status{}, flotilla.Errorf(flotilla.ENotFound, "firmware %s %s not found in the registry", name, version)
+	}
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	if _, err := p.core.Blobs.Stat(ctx, a.SHA256); err != nil {
+		return flotilla.Deployment{}, push.Status{}, flotilla.Errorf(flotilla.EUnavailable, "the blob store cannot serve %s %s right now; try again later", name, version)
+	}
+	// From here on the update belongs to the server, not to the request: a
+	// caller that disconnects must not cancel it.
+	ctx = context.WithoutCancel(ctx)
+	now := p.core.Now()
+	d := flotilla.Deployment{Tenant: tenant, DeviceID: deviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Attempt: 1, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPush, UpdateID: updateID, State: flotilla.StatePending,
+		CreatedAt: now, UpdatedAt: now, StartedAt: &now}
+	// Recorded before the node is contacted.
+	if _, err := p.st.CreateDeployment(ctx, &d, flotilla.DeploymentEvent{At: now, Source: "server",
+		Details: []string{"push update " + updateID + ": " + a.Name + " " + a.Version}}); err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+	defer cancel()
+	st, err := node.Start(nctx, push.StartRequest{ID: updateID, Artifact: push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}})
+	if err != nil {
+		apiErr := nodeError(dev, err)
+		p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateFailed, flotilla.ErrorMessage(apiErr), 0, 0)
+		return flotilla.Deployment{}, push.Status{}, apiErr
+	}
+	d, err = p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateDownloading, "node accepted the update", 0, int(a.Size))
+	p.Wake()
+	return d, st, err
+}
+
+// UpdateStatus returns the deployment and the node's own status (nil when
+// the node cannot be reached).
+func (p *Pool) UpdateStatus(ctx context.Context, pr core.Principal, tenant, deviceID, updateID string) (flotilla.Deployment, *push.Status, error) {
+	tenant, err := pr.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, nil, err
+	}
+	if err := pr.Require(flotilla.ScopeDevicesRead); err != nil {
+		return flotilla.Deployment{}, nil, err
+	}
+	d, err := p.st.DeploymentByUpdateID(ctx, tenant, deviceID, updateID)
+	if err != nil {
+		return d, nil, err
+	}
+	dev, err := p.st.GetDevice(ctx, tenant, deviceID)
+	if err != nil {
+		return d, nil, err
+	}
+	node, err := p.node(dev)
+	if err != nil {
+		return d, nil, nil
+	}
+	nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+	defer cancel()
+	st, err := node.Status(nctx)
+	if err != nil {
+		return d, nil, nil
+	}
+	return d, &st, nil
+}
+
+// AbortUpdate asks the node to abort; it refuses unless the id is its
+// current update and it has not begun applying.
+func (p *Pool) AbortUpdate(ctx context.Context, pr core.Principal, tenant, deviceID, updateID string) (flotilla.Deployment, push.Status, error) {
+	tenant, err := pr.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	if err := pr.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	dev, err := p.st.GetDevice(ctx, tenant, deviceID)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	node, err := p.node(dev)
+	if err != nil {
+		return flotilla.Deployment{}, push.Status{}, err
+	}
+	d, derr := p.st.DeploymentByUpdateID(ctx, tenant, deviceID, updateID)
+	nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+	defer cancel()
+	st, err := node.Abort(nctx, updateID)
+	if err != nil {
+		return d, st, nodeError(dev, err)
+	}
+	if derr == nil && !d.State.Terminal() {
+		d, _ = p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateCanceled, "aborted on request; the node keeps version "+st.Version, 0, 0)
+	}
+	return d, st, nil
+}

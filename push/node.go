@@ -1,0 +1,424 @@
+package push
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Installer installs a verified payload. Returning an error fails the
+// update; the node keeps (or restores) its previous version.
+type Installer interface {
+	Install(ctx context.Context, a Artifact, payload string) error
+}
+
+// InstallerFunc adapts a function to Installer.
+type InstallerFunc func(ctx context.Context, a Artifact, payload string) error
+
+// Install implements Installer.
+func (f InstallerFunc) Install(ctx context.Context, a Artifact, payload string) error { return f(ctx, a, payload) }
+
+// NodeConfig configures a Node.
+type NodeConfig struct {
+	// StateDir keeps the node's state and partial payloads across restarts.
+	StateDir string
+	// Version is the version running before the first update.
+	Version  string
+	DeviceID string
+	Labels   map[string]string
+	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
+	Token     string
+	Installer Installer
+	Logger    *slog.Logger
+	// MaxRate limits how fast the node reads a payload (bytes per second);
+	// 0 means unlimited. Useful to emulate slow links.
+	MaxRate int64
+}
+
+// Node is the node side of the push protocol, as an http.Handler.
+type Node struct {
+	cfg NodeConfig
+	log *slog.Logger
+	mux *http.ServeMux
+
+	mu     sync.Mutex
+	st     nodeState
+	cancel context.CancelFunc // of the install in progress
+	// writing serializes payload uploads.
+	writing sync.Mutex
+}
+
+// nodeState is what the node persists.
+type nodeState struct {
+	Status
+	// Accepted lists every update id the node ever accepted, in order: its
+	// own record that no update was applied twice.
+	Accepted []string `json:"accepted"`
+}
+
+// NewNode loads the node's state (resuming where a restart left it).
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.StateDir == "" || cfg.Installer == nil {
+		return nil, errors.New("push: NodeConfig.StateDir and Installer are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	n.st.State, n.st.Version = StateIdle, cfg.Version
+	if b, err := os.ReadFile(n.statePath()); err == nil {
+		if err := json.Unmarshal(b, &n.st); err != nil {
+			return nil, fmt.Errorf("push: read state: %w", err)
+		}
+	}
+	// An install a crash interrupted is reported as failed; bytes still to
+	// receive keep their offset (the file holds them).
+	if n.st.State == StateVerifying || n.st.State == StateApplying {
+		n.st.State, n.st.Error = StateFailed, "interrupted by a restart during "+n.st.State
+		n.save()
+	}
+	if n.st.State == StateReceiving {
+		if fi, err := os.Stat(n.payloadPath()); err == nil {
+			n.st.BytesReceived = fi.Size()
+		} else {
+			n.st.BytesReceived = 0
+		}
+	}
+	n.mux.HandleFunc("POST "+PathUpdate, n.handleStart)
+	n.mux.HandleFunc("GET "+PathStatus, n.handleStatus)
+	n.mux.HandleFunc("PUT "+pathPayload, n.handlePayload)
+	n.mux.HandleFunc("POST "+pathAbort, n.handleAbort)
+	n.mux.HandleFunc("GET "+PathInfo, n.handleInfo)
+	return n, nil
+}
+
+func (n *Node) statePath() string   { return filepath.Join(n.cfg.StateDir, "push-state.json") }
+func (n *Node) payloadPath() string { return filepath.Join(n.cfg.StateDir, "push-payload.bin") }
+
+// save persists the state; the caller holds n.mu.
+func (n *Node) save() {
+	n.st.UpdatedAt = time.Now().UTC()
+	b, _ := json.Marshal(n.st)
+	tmp := n.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err == nil {
+		os.Rename(tmp, n.statePath())
+	}
+}
+
+// Status returns the node's current status.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.st.Status
+}
+
+// Accepted returns every update id the node ever accepted.
+func (n *Node) Accepted() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.st.Accepted...)
+}
+
+// ServeHTTP implements http.Handler.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if n.cfg.Token != "" {
+		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.Token)) != 1 {
+			writeErr(w, http.StatusUnauthorized, "unauthorized", "send 'Authorization: Bearer <node token>'", "")
+			return
+		}
+	}
+	n.mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg, current string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message, b.Current = code, msg, current
+	writeJSON(w, status, b)
+}
+
+func (n *Node) handleStart(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid", err.Error(), "")
+		return
+	}
+	req, err := ParseStart(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid", err.Error(), "")
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.st.ID == req.ID:
+		writeJSON(w, http.StatusAccepted, n.st.Status) // the same update again
+		return
+	case !Terminal(n.st.State):
+		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s is in progress", n.st.ID), n.st.ID)
+		return
+	case slices.Contains(n.st.Accepted, req.ID):
+		// An id is used once: a server that lost track must not make the
+		// node apply the same update twice.
+		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s was already handled by this node", req.ID), n.st.ID)
+		return
+	}
+	os.Remove(n.payloadPath())
+	n.st.Status = Status{ID: req.ID, State: StateReceiving, Total: req.Artifact.Size, Artifact: req.Artifact, Version: n.st.Version}
+	n.st.Accepted = append(n.st.Accepted, req.ID)
+	n.save()
+	n.log.Info("push update accepted", "id", req.ID, "artifact", req.Artifact.Name, "version", req.Artifact.Version)
+	writeJSON(w, http.StatusAccepted, n.st.Status)
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+func (n *Node) handleInfo(w http.ResponseWriter, r *http.Request) {
+	n.mu.Lock()
+	info := Info{DeviceID: n.cfg.DeviceID, Version: n.st.Version, Labels: n.cfg.Labels}
+	n.mu.Unlock()
+	if info.Labels == nil {
+		info.Labels = map[string]string{}
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// parseContentRange reads "bytes START-END/TOTAL" (or "bytes */TOTAL").
+func parseContentRange(h string) (start, total int64, err error) {
+	spec, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: want bytes START-END/TOTAL", h)
+	}
+	rng, tot, ok := strings.Cut(spec, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: want bytes START-END/TOTAL", h)
+	}
+	if total, err = strconv.ParseInt(tot, 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("Content-Range %q: bad total", h)
+	}
+	s, _, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("Content-Range %q: bad range", h)
+	}
+	if start, err = strconv.ParseInt(s, 10, 64); err != nil || start < 0 {
+		return 0, 0, fmt.Errorf("Content-Range %q: bad start", h)
+	}
+	return start, total, nil
+}
+
+func (n *Node) handlePayload(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n.writing.Lock()
+	defer n.writing.Unlock()
+	n.mu.Lock()
+	st := n.st.Status
+	n.mu.Unlock()
+	if st.ID != id {
+		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s is not the current update", id), st.ID)
+		return
+	}
+	if st.State != StateReceiving {
+		writeJSON(w, http.StatusOK, st) // bytes already complete: nothing to do
+		return
+	}
+	start := int64(0)
+	if h := r.Header.Get("Content-Range"); h != "" {
+		var total int64
+		var err error
+		if start, total, err = parseContentRange(h); err != nil {
+			writeErr(w, http.StatusBadRequest, "invalid", err.Error(), "")
+			return
+		}
+		if total != st.Total {
+			writeErr(w, http.StatusBadRequest, "invalid", fmt.Sprintf("total %d does not match the update's size %d", total, st.Total), "")
+			return
+		}
+	}
+	if start != st.BytesReceived {
+		w.Header().Set("Range", fmt.Sprintf("bytes=0-%d", st.BytesReceived-1))
+		writeErr(w, http.StatusRequestedRangeNotSatisfiable, "range", fmt.Sprintf("the node has %d bytes; send from there", st.BytesReceived), id)
+		return
+	}
+	f, err := os.OpenFile(n.payloadPath(), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		f.Close()
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	var body io.Reader = io.LimitReader(r.Body, st.Total-start)
+	if n.cfg.MaxRate > 0 {
+		body = &slowReader{r: body, rate: n.cfg.MaxRate, start: time.Now(), ctx: r.Context()}
+	}
+	buf := make([]byte, 64<<10)
+	received := start
+	for {
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			if _, err := f.Write(buf[:k]); err != nil {
+				break
+			}
+			received += int64(k)
+			n.mu.Lock()
+			if n.st.ID != id || n.st.State != StateReceiving { // aborted meanwhile
+				n.mu.Unlock()
+				f.Close()
+				writeJSON(w, http.StatusConflict, n.Status())
+				return
+			}
+			n.st.BytesReceived = received
+			n.mu.Unlock()
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	f.Sync()
+	f.Close()
+	n.mu.Lock()
+	n.save()
+	done := n.st.ID == id && n.st.State == StateReceiving && n.st.BytesReceived == n.st.Total
+	if done {
+		n.st.State = StateVerifying
+		n.save()
+	}
+	st = n.st.Status
+	n.mu.Unlock()
+	if done {
+		go n.install(id)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// install verifies and applies the payload in the background.
+func (n *Node) install(id string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.mu.Lock()
+	n.cancel = cancel
+	a := n.st.Artifact
+	n.mu.Unlock()
+	defer cancel()
+	fail := func(msg string) {
+		n.mu.Lock()
+		if n.st.ID == id {
+			n.st.State, n.st.Error = StateFailed, msg
+			n.save()
+		}
+		n.mu.Unlock()
+		n.log.Warn("push update failed", "id", id, "err", msg)
+	}
+	f, err := os.Open(n.payloadPath())
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		fail(err.Error())
+		return
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
+		fail(fmt.Sprintf("checksum mismatch: got %s, want %s", got, a.SHA256))
+		return
+	}
+	n.mu.Lock()
+	if n.st.ID != id || n.st.State != StateVerifying {
+		n.mu.Unlock()
+		return // aborted
+	}
+	n.st.State = StateApplying
+	n.save()
+	n.mu.Unlock()
+	if err := n.cfg.Installer.Install(ctx, a, n.payloadPath()); err != nil {
+		fail("install failed: " + err.Error())
+		return
+	}
+	n.mu.Lock()
+	if n.st.ID == id {
+		n.st.State, n.st.Version, n.st.Error = StateComplete, a.Version, ""
+		n.save()
+	}
+	n.mu.Unlock()
+	os.Remove(n.payloadPath())
+	n.log.Info("push update complete", "id", id, "version", a.Version)
+}
+
+func (n *Node) handleAbort(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.st.ID != id:
+		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s is not the current update; nothing aborted", id), n.st.ID)
+		return
+	case n.st.State == StateAborted:
+		writeJSON(w, http.StatusOK, n.st.Status)
+		return
+	case n.st.State == StateApplying || n.st.State == StateComplete || n.st.State == StateFailed:
+		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s is %s and cannot be aborted", id, n.st.State), n.st.ID)
+		return
+	}
+	n.st.State, n.st.Error = StateAborted, "aborted on request"
+	if n.cancel != nil {
+		n.cancel()
+	}
+	n.save()
+	os.Remove(n.payloadPath())
+	n.log.Info("push update aborted", "id", id)
+	writeJSON(w, http.StatusOK, n.st.Status)
+}
+
+// slowReader paces reads to rate bytes per second.
+type slowReader struct {
+	r     io.Reader
+	rate  int64
+	start time.Time
+	n     int64
+	ctx   context.Context
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if max := int(s.rate / 20); max > 0 && len(p) > max {
+		p = p[:max]
+	}
+	k, err := s.r.Read(p)
+	s.n += int64(k)
+	if ahead := time.Duration(float64(s.n)/float64(s.rate)*float64(time.Second)) - time.Since(s.start); ahead > 0 {
+		select {
+		case <-time.After(ahead):
+		case <-s.ctx.Done():
+			return k, s.ctx.Err()
+		}
+	}
+	return k, err
+}
