@@ -244,8 +244,8 @@ type Rollout struct {
 	// DeviceIDs, when set, is the rollout's device list instead of the
 	// devices matching Selector.
 	DeviceIDs []string
-	Status          RolloutStatus
-	Reason          string
+	Status    RolloutStatus
+	Reason    string
 	// StartWhenReady starts the rollout as soon as its snapshot is taken.
 	StartWhenReady bool
 	Total          int

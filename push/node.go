@@ -30,7 +30,9 @@ type Installer interface {
 type InstallerFunc func(ctx context.Context, a Artifact, payload string) error
 
 // Install implements Installer.
-func (f InstallerFunc) Install(ctx context.Context, a Artifact, payload string) error { return f(ctx, a, payload) }
+func (f InstallerFunc) Install(ctx context.Context, a Artifact, payload string) error {
+	return f(ctx, a, payload)
+}
 
 // NodeConfig configures a Node.
 type NodeConfig struct {
