@@ -1,6 +1,7 @@
 package deviceapi
 
 import (
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/json"
@@ -130,14 +131,22 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 	return e
 }
 
-func (s *Server) artifactJSON(base string, a flotilla.Artifact) ddi.Artifact {
+func (s *Server) artifactJSON(ctx context.Context, base string, a flotilla.Artifact) ddi.Artifact {
 	url := base + "/softwaremodules/" + strconv.FormatInt(a.ID, 10) + "/artifacts/" + a.Filename
+	direct := url
+	if s.opts.Presign != nil {
+		if u, err := s.opts.Presign(ctx, a); err == nil {
+			direct = u
+		} else {
+			s.log.Warn("presign download", "artifact", a.Name, "err", err)
+		}
+	}
 	return ddi.Artifact{
 		Filename: a.Filename,
 		Hashes:   ddi.Hashes{SHA1: a.SHA1, MD5: a.MD5, SHA256: a.SHA256},
 		Size:     a.Size,
 		Links: ddi.ArtifactLinks{
-			Download: &ddi.Link{Href: url}, DownloadHTTP: &ddi.Link{Href: url},
+			Download: &ddi.Link{Href: url}, DownloadHTTP: &ddi.Link{Href: direct},
 			MD5Sum: &ddi.Link{Href: url + ".MD5SUM"}, MD5SumHTTP: &ddi.Link{Href: url + ".MD5SUM"},
 		},
 	}
@@ -158,7 +167,7 @@ func (s *Server) deploymentBody(r *http.Request, d flotilla.Deployment, a flotil
 			Download: download, Update: update, MaintenanceWindow: window,
 			Chunks: []ddi.Chunk{{
 				Part: part(a), Name: a.Name, Version: a.Version,
-				Artifacts: []ddi.Artifact{s.artifactJSON(s.deviceBase(r), a)},
+				Artifacts: []ddi.Artifact{s.artifactJSON(r.Context(), s.deviceBase(r), a)},
 				Metadata:  []ddi.KeyValue{{Key: "type", Value: a.Type}},
 			}},
 		},
@@ -398,7 +407,7 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "software module %d not found", mid))
 		return
 	}
-	writeHAL(w, []ddi.Artifact{s.artifactJSON(s.deviceBase(r), a)})
+	writeHAL(w, []ddi.Artifact{s.artifactJSON(r.Context(), s.deviceBase(r), a)})
 }
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {

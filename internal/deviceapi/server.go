@@ -9,6 +9,7 @@
 package deviceapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -35,6 +36,9 @@ type Options struct {
 	// invalidation; 0 means until invalidated. Replicas sharing a database
 	// set it so a lost cross-replica message cannot leave a device stale.
 	MaxCacheAge time.Duration
+	// Presign, if set, gives download-http links straight to the blob
+	// store, so downloads do not pass through the server.
+	Presign func(ctx context.Context, a flotilla.Artifact) (string, error)
 }
 
 // Server is the DDI handler.

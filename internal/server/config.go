@@ -18,7 +18,13 @@ type Config struct {
 	DataDir     string
 	DatabaseURL string // sqlite://path or postgres://...
 	BlobDir     string
-	PublicURL   string
+	// BlobURL selects another blob store: s3://bucket?endpoint=host:port.
+	BlobURL string
+	// PresignDownloads points DDI download links at the blob store
+	// directly (presigned, valid PresignTTL), when it can presign.
+	PresignDownloads bool
+	PresignTTL       time.Duration
+	PublicURL        string
 	AdminToken  string
 	// MaxArtifactSize bounds uploads (bytes).
 	MaxArtifactSize int64

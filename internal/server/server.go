@@ -17,6 +17,7 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 	"github.com/flotilla-ota/flotilla/internal/blob/disk"
+	"github.com/flotilla-ota/flotilla/internal/blob/s3"
 	"github.com/flotilla-ota/flotilla/internal/cluster"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
@@ -65,6 +66,26 @@ func OpenStore(ctx context.Context, dbURL string, log *slog.Logger) (*sqlstore.S
 	return st, nil, err
 }
 
+// OpenBlobs opens the blob store cfg names: S3 for an s3:// BlobURL, else
+// the local directory.
+func OpenBlobs(ctx context.Context, cfg Config) (blob.Store, error) {
+	switch {
+	case strings.HasPrefix(cfg.BlobURL, "s3://"):
+		sc, err := s3.ParseURL(cfg.BlobURL)
+		if err != nil {
+			return nil, err
+		}
+		return s3.Open(ctx, sc)
+	case cfg.BlobURL == "", strings.HasPrefix(cfg.BlobURL, "file://"):
+		dir := cfg.BlobDir
+		if cfg.BlobURL != "" {
+			dir = strings.TrimPrefix(cfg.BlobURL, "file://")
+		}
+		return disk.Open(dir)
+	}
+	return nil, fmt.Errorf("blob URL %q: use s3://BUCKET?endpoint=HOST:PORT or file:///PATH", cfg.BlobURL)
+}
+
 // New opens everything cfg names and bootstraps the default tenant and admin
 // token. Close releases it.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
@@ -76,7 +97,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := disk.Open(cfg.BlobDir)
+	blobs, err := OpenBlobs(ctx, cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -97,6 +118,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease})
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload}
+	if p, ok := blobs.(blob.Presigner); ok && cfg.PresignDownloads {
+		ttl := cfg.PresignTTL
+		if ttl <= 0 {
+			ttl = time.Hour
+		}
+		ddiOpts.Presign = func(ctx context.Context, a flotilla.Artifact) (string, error) {
+			return p.PresignGet(ctx, a.SHA256, ttl, a.Filename)
+		}
+	}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
 	}
@@ -238,7 +268,11 @@ func (s *Server) Banner(w io.Writer, addr string) {
 	fmt.Fprintf(w, "Flotilla control plane\n")
 	fmt.Fprintf(w, "  data dir      %s\n", s.Config.DataDir)
 	fmt.Fprintf(w, "  database      %s\n", redactURL(s.Config.DatabaseURL))
-	fmt.Fprintf(w, "  blob store    %s\n", s.Config.BlobDir)
+	if s.Config.BlobURL != "" {
+		fmt.Fprintf(w, "  blob store    %s\n", s.Config.BlobURL)
+	} else {
+		fmt.Fprintf(w, "  blob store    %s\n", s.Config.BlobDir)
+	}
 	if s.AdminToken != "" {
 		fmt.Fprintf(w, "  admin token   %s\n", s.AdminToken)
 		fmt.Fprintf(w, "                (shown once; also saved to %s)\n", filepath.Join(s.Config.DataDir, "admin-token"))
