@@ -31,8 +31,14 @@ var listenLineRE = regexp.MustCompile(`listening on\s+(http://\S+)`)
 
 func startServerProc(t *testing.T, dataDir string, args ...string) *serverProc {
 	t.Helper()
+	return startServerProcEnv(t, dataDir, nil, args...)
+}
+
+// startServerProcEnv is startServerProc with extra environment.
+func startServerProcEnv(t *testing.T, dataDir string, env []string, args ...string) *serverProc {
+	t.Helper()
 	cmd := exec.Command(flotillaBinary(t), append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
-	cmd.Env = append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret, "FLOTILLA_DATABASE_URL=")
+	cmd.Env = append(append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret, "FLOTILLA_DATABASE_URL="), env...)
 	out, _ := cmd.StdoutPipe()
 	var log strings.Builder
 	cmd.Stderr = &log

@@ -20,7 +20,13 @@ func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 		Long: `Run the Flotilla control plane: management API, DDI device API, web UI and scheduler.
 
 With no flags it keeps everything in ./flotilla-data: a SQLite database and a blob
-directory. The first start creates the tenant "default" and prints an admin token once.`,
+directory. The first start creates the tenant "default" and prints an admin token once.
+FLOTILLA_ADMIN_TOKEN sets the admin token instead; FLOTILLA_GATEWAY_TOKEN (16+
+characters) creates a gateway token devices can register themselves with.
+
+To scale out, run several replicas with --database-url postgres://... and
+--blob-url s3://BUCKET?endpoint=HOST, the same FLOTILLA_ADMIN_TOKEN on each, behind a
+load balancer; run "flotilla migrate" before a rolling upgrade.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.Logger(stderr)
@@ -57,8 +63,12 @@ directory. The first start creates the tenant "default" and prints an admin toke
 	f.StringVar(&cfg.NodeToken, "node-token", e.Str("FLOTILLA_NODE_TOKEN", ""), "bearer token sent to push nodes (FLOTILLA_NODE_TOKEN)")
 	f.BoolVar(&cfg.SporeOpen, "spore-open", e.Str("FLOTILLA_SPORE_OPEN", "") == "true", "serve the SPORE-compatible /api/cluster, /api/rollout and /api/registry endpoints without a token, as the default tenant (FLOTILLA_SPORE_OPEN)")
 	f.DurationVar(&cfg.SchedulerLease, "scheduler-lease", e.Duration("FLOTILLA_SCHEDULER_LEASE", 15*time.Second), "how long a replica's claim on a rollout lasts without renewal: the failover time (FLOTILLA_SCHEDULER_LEASE)")
+	f.DurationVar(&cfg.SchedulerTick, "scheduler-tick", e.Duration("FLOTILLA_SCHEDULER_TICK", 0), "how often the scheduler looks at running rollouts when nothing wakes it (default 1s) (FLOTILLA_SCHEDULER_TICK)")
+	f.StringVar(&cfg.ReplicaID, "replica-id", e.Str("FLOTILLA_REPLICA_ID", ""), "this replica's name in leases and logs, e.g. the pod name (default: random) (FLOTILLA_REPLICA_ID)")
+	f.DurationVar(&cfg.PresignTTL, "presign-ttl", e.Duration("FLOTILLA_PRESIGN_TTL", time.Hour), "how long presigned download links stay valid (FLOTILLA_PRESIGN_TTL)")
 	f.DurationVar(&cfg.PushLease, "push-lease", e.Duration("FLOTILLA_PUSH_LEASE", 15*time.Second), "the same for push deliveries (FLOTILLA_PUSH_LEASE)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
+	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")
 	logs.Register(cmd, e)
 	return cmd
 }

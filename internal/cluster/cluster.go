@@ -63,6 +63,10 @@ type Link struct {
 	wake    map[string]bool
 	events  []json.RawMessage
 	kick    chan struct{}
+
+	// sendMu serializes flushes, so that when Flush returns everything
+	// queued before it was published, even by a concurrent flush.
+	sendMu sync.Mutex
 }
 
 // New returns a link for the replica named origin.
@@ -152,9 +156,16 @@ func (l *Link) Run(ctx context.Context, ready chan<- struct{}) {
 	}
 }
 
+// Flush publishes everything queued so far before it returns. Callers use
+// it when a change must reach the other replicas before its author is told
+// it is done: if this replica dies right after, nothing is lost.
+func (l *Link) Flush(ctx context.Context) { l.flush(ctx) }
+
 func (l *Link) flush(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
 	l.mu.Lock()
 	devices, all, auth, wake, evs := l.devices, l.all, l.auth, l.wake, l.events
 	l.devices, l.all, l.auth, l.wake, l.events = map[string]map[string]bool{}, map[string]bool{}, false, map[string]bool{}, nil

@@ -106,7 +106,8 @@ func (c *Core) Bootstrap(ctx context.Context, adminSecret, tokenFile string) (st
 	if !have {
 		err := c.Store.CreateToken(ctx, flotilla.Token{ID: NewID("tok_"), Tenant: flotilla.DefaultTenant, Name: bootstrapTokenName,
 			Hash: hash, Scopes: []flotilla.Scope{flotilla.ScopeAdmin}, CreatedAt: now})
-		if err != nil {
+		// A conflict is a replica starting alongside that created it first.
+		if err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
 			return "", fmt.Errorf("bootstrap: create admin token: %w", err)
 		}
 	}
@@ -119,6 +120,47 @@ func (c *Core) Bootstrap(ctx context.Context, adminSecret, tokenFile string) (st
 		}
 	}
 	return generated, nil
+}
+
+const bootstrapGatewayName = "bootstrap-gateway"
+
+// BootstrapGateway makes secret a gateway token of the default tenant, so
+// that devices and simulators can register themselves from the first start
+// (hawkBit's "gateway security token"). It replaces a previous bootstrap
+// gateway token; an empty secret changes nothing.
+func (c *Core) BootstrapGateway(ctx context.Context, secret string) error {
+	if secret == "" {
+		return nil
+	}
+	if len(secret) < 16 {
+		return fmt.Errorf("bootstrap: the gateway token must be at least 16 characters")
+	}
+	now := c.Now()
+	toks, err := c.Store.ListTokens(ctx, flotilla.DefaultTenant)
+	if err != nil {
+		return fmt.Errorf("bootstrap gateway token: %w", err)
+	}
+	hash := HashSecret(secret)
+	have := false
+	for _, t := range toks {
+		if t.Name != bootstrapGatewayName || !t.Active(now) {
+			continue
+		}
+		if t.Hash == hash {
+			have = true
+		} else if err := c.Store.RevokeToken(ctx, t.Tenant, t.ID, now); err != nil {
+			return fmt.Errorf("bootstrap: revoke old gateway token: %w", err)
+		}
+	}
+	if have {
+		return nil
+	}
+	err = c.Store.CreateToken(ctx, flotilla.Token{ID: NewID("tok_"), Tenant: flotilla.DefaultTenant, Name: bootstrapGatewayName,
+		Hash: hash, Scopes: []flotilla.Scope{flotilla.ScopeGateway}, CreatedAt: now})
+	if err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
+		return fmt.Errorf("bootstrap: create gateway token: %w", err)
+	}
+	return nil
 }
 
 // CreateTenant creates a tenant. It needs tenants:write in the default

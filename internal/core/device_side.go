@@ -305,10 +305,33 @@ func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, 
 		if flotilla.IsCode(err, flotilla.ENotFound) {
 			return d, flotilla.Errorf(flotilla.ENotFound, "action %d not found for device %q", actionID, id.DeviceID)
 		}
+		if flotilla.IsCode(err, flotilla.EGone) {
+			c.replayFinal(ctx, id, actionID, f, cancel)
+		}
 		return d, err
 	}
 	c.deploymentChanged(d, d.State == before)
 	return d, nil
+}
+
+// replayFinal re-announces a deployment's final state when its device
+// repeats the feedback that ended it. A device repeats feedback when it got
+// no answer the first time — the replica that committed it may have died
+// before telling the others — so watchers might have missed the change.
+func (c *Core) replayFinal(ctx context.Context, id DeviceIdentity, actionID int64, f flotilla.Feedback, cancel bool) {
+	d, err := c.deviceDeployment(ctx, id, actionID)
+	if err != nil || !d.State.Terminal() {
+		return
+	}
+	var want flotilla.DeploymentState
+	if cancel {
+		want, err = flotilla.NextCancelState(flotilla.StateCancelRequested, d.PrevState, f)
+	} else {
+		want, err = flotilla.NextState(flotilla.StateInstalling, d.Type, f)
+	}
+	if err == nil && want == d.State {
+		c.deploymentChanged(d, false)
+	}
 }
 
 // FeedbackChange computes the effect of a device's feedback on a

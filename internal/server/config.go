@@ -25,7 +25,10 @@ type Config struct {
 	PresignDownloads bool
 	PresignTTL       time.Duration
 	PublicURL        string
-	AdminToken  string
+	AdminToken       string
+	// GatewayToken, if set, is a gateway token of the default tenant
+	// (devices register themselves with it).
+	GatewayToken string
 	// MaxArtifactSize bounds uploads (bytes).
 	MaxArtifactSize int64
 	// PollInterval is the DDI polling sleep.

@@ -113,6 +113,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := c.BootstrapGateway(ctx, cfg.GatewayToken); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.Hub = hub
 	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease})
@@ -150,9 +154,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		c.OnInvalidate(s.link.Invalidate)
 		c.OnForgetAuth(s.link.ForgetAuth)
 		c.OnDeploymentChange(func(d flotilla.Deployment) {
-			if d.RolloutID != "" && d.State.Terminal() {
+			if !d.State.Terminal() {
+				return
+			}
+			if d.RolloutID != "" {
 				s.link.Wake(d.RolloutID)
 			}
+			// A final state reaches the other replicas before the device
+			// hears back: were this replica killed right after, the device
+			// would retry elsewhere instead of the event being lost.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			s.link.Flush(ctx)
 		})
 	}
 	s.handler = s.routes()

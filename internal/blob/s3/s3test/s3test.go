@@ -7,20 +7,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/blob/s3"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 )
-
-// Version of versitygw the tests build when none is installed.
-const Version = "v1.8.0"
 
 // Credentials of every test server.
 const (
@@ -28,43 +22,9 @@ const (
 	SecretKey = "flotilla-test-secret-0123456789"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // Binary finds versitygw: $FLOTILLA_TEST_VERSITYGW, the PATH, or a copy
 // built into the user's cache with `go install` (minutes, once).
-func Binary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("FLOTILLA_TEST_VERSITYGW"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	buildOnce.Do(func() {
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			cache = os.TempDir()
-		}
-		dir := filepath.Join(cache, "flotilla-test-tools", "versitygw-"+Version)
-		binPath = filepath.Join(dir, "versitygw")
-		if _, err := os.Stat(binPath); err == nil {
-			return
-		}
-		cmd := exec.Command("go", "install", "github.com/versity/versitygw/cmd/versitygw@"+Version)
-		cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build versitygw: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func Binary(t testing.TB) string { return testtool.Versitygw.Path(t) }
 
 // Server is a running versitygw.
 type Server struct {

@@ -1,0 +1,81 @@
+// Package testtool finds the third-party programs tests run for real —
+// versitygw, helm — and builds them from the Go module proxy when they are
+// not installed, so a fresh machine needs nothing installed by hand.
+package testtool
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Tool is a program tests need.
+type Tool struct {
+	Name    string // binary name
+	Package string // Go package path of its main
+	Version string // module version
+	Env     string // environment variable that may name the binary
+}
+
+var (
+	mu     sync.Mutex
+	builds = map[string]*build{}
+)
+
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Path returns the tool's binary: $Env, the PATH, or a copy built with
+// `go install` into the user's cache (minutes, once per machine).
+func (tl Tool) Path(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(tl.Env); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath(tl.Name); err == nil {
+		return p
+	}
+	mu.Lock()
+	b := builds[tl.Name]
+	if b == nil {
+		b = &build{}
+		builds[tl.Name] = b
+	}
+	mu.Unlock()
+	b.once.Do(func() { b.path, b.err = tl.install() })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
+
+func (tl Tool) install() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "flotilla-test-tools", tl.Name+"-"+strings.TrimPrefix(tl.Version, "v"))
+	bin := filepath.Join(dir, tl.Name)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	cmd := exec.Command("go", "install", tl.Package+"@"+tl.Version)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s (set %s to use an installed one): %v\n%s", tl.Name, tl.Env, err, out)
+	}
+	return bin, nil
+}
+
+// Versitygw is the S3-compatible server the blob store tests run against.
+var Versitygw = Tool{Name: "versitygw", Package: "github.com/versity/versitygw/cmd/versitygw", Version: "v1.8.0", Env: "FLOTILLA_TEST_VERSITYGW"}
+
+// Helm renders the chart under deploy/helm.
+var Helm = Tool{Name: "helm", Package: "helm.sh/helm/v3/cmd/helm", Version: "v3.22.0", Env: "FLOTILLA_TEST_HELM"}
