@@ -2,6 +2,7 @@ package deviceapi_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla/ddi"
+	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
 )
 
@@ -414,5 +416,35 @@ func TestDownloads(t *testing.T) {
 	}
 	if s.Metric(t, `flotilla_ddi_downloads_total{kind="range"}`) < 5 {
 		t.Fatal("range downloads not counted")
+	}
+}
+
+// TestRepeatedFinalFeedbackIsReannounced: a device that repeats the feedback
+// that finished its deployment (it got no answer: the replica may have died
+// before telling the others) gets 410, and the final state is published
+// again so watchers that missed it catch up. Other late feedback is not.
+func TestRepeatedFinalFeedbackIsReannounced(t *testing.T) {
+	s, d, _ := setup(t)
+	dep := s.API.Assign("dev-1", "kiosk-fw", "2.0.0", nil)
+	if code, b := d.feedback(dep.ID, "closed", "success"); code != 200 {
+		t.Fatalf("feedback = %d %s", code, b)
+	}
+	sub, _ := s.Srv.Hub.Subscribe(events.Filter{DeviceID: "dev-1", Types: []string{events.TypeDeployment}}, 0)
+	defer sub.Close()
+	for _, f := range []struct{ exec, fin string }{{"closed", "failure"}, {"proceeding", "none"}, {"closed", "success"}} {
+		if code, _ := d.feedback(dep.ID, f.exec, f.fin); code != 410 {
+			t.Fatalf("repeated feedback %s/%s = %d, want 410", f.exec, f.fin, code)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, err := sub.Next(ctx)
+	if err != nil || len(evs) != 1 || !strings.Contains(string(evs[0].Data), `"state":"succeeded"`) {
+		t.Fatalf("events after repeated feedback: %v %v", evs, err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if more, _ := sub.Next(ctx2); len(more) != 0 {
+		t.Fatalf("mismatched late feedback was announced: %v", more)
 	}
 }
