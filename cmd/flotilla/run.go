@@ -21,7 +21,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	e := cli.Env(getenv)
-	root.AddCommand(serverCmd(e, stdout, stderr), cli.AgentCommand(e, stdout, stderr), migrateCmd(e, stdout), simCmd(e, stdout, stderr))
+	root.AddCommand(serverCmd(e, stdout, stderr), cli.AgentCommand(e, stdout, stderr), migrateCmd(e, stdout), simCmd(e, stdout, stderr), demoCmd(e, stdout, stderr))
 	root.AddCommand(cli.ManagementCommands(e, stdout, stderr)...)
 	return root.ExecuteContext(ctx)
 }

@@ -8,12 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ota/flotilla/internal/cli"
+	"github.com/flotilla-ota/flotilla/internal/demo"
 	"github.com/flotilla-ota/flotilla/internal/server"
 )
 
 func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var cfg server.Config
 	var logs cli.LogFlags
+	var demoDevices int
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane",
@@ -34,6 +36,9 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 				return err
 			}
 			ctx := cmd.Context()
+			if demoDevices > 0 {
+				return demo.Run(ctx, demo.Config{Server: cfg, Devices: demoDevices}, stdout, log)
+			}
 			srv, err := server.New(ctx, cfg, log)
 			if err != nil {
 				return err
@@ -67,6 +72,7 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 	f.StringVar(&cfg.ReplicaID, "replica-id", e.Str("FLOTILLA_REPLICA_ID", ""), "this replica's name in leases and logs, e.g. the pod name (default: random) (FLOTILLA_REPLICA_ID)")
 	f.DurationVar(&cfg.PresignTTL, "presign-ttl", e.Duration("FLOTILLA_PRESIGN_TTL", time.Hour), "how long presigned download links stay valid (FLOTILLA_PRESIGN_TTL)")
 	f.DurationVar(&cfg.PushLease, "push-lease", e.Duration("FLOTILLA_PUSH_LEASE", 15*time.Second), "the same for push deliveries (FLOTILLA_PUSH_LEASE)")
+	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")
 	logs.Register(cmd, e)
