@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -44,6 +45,36 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}
 	return err
+}
+
+// CreateDevices implements store.Devices with multi-row INSERTs.
+func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
+	const per = 11
+	rowsPer := chunk / 5 // stay under both databases' parameter limits
+	return s.inTx(ctx, "create devices", func(tx *sql.Tx) error {
+		for len(ds) > 0 {
+			n := min(len(ds), rowsPer)
+			var b strings.Builder
+			b.WriteString(`INSERT INTO devices (` + deviceCols + `) VALUES `)
+			args := make([]any, 0, n*per)
+			for i, d := range ds[:n] {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(" + placeholders(per) + ")")
+				args = append(args, d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
+					nullString(d.TokenHash), nullString(d.Token), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+			}
+			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+				if err = s.wrap("create devices", err); flotilla.IsCode(err, flotilla.EConflict) {
+					return flotilla.Errorf(flotilla.EConflict, "a device among %s…%s already exists", ds[0].ID, ds[n-1].ID)
+				}
+				return err
+			}
+			ds = ds[n:]
+		}
+		return nil
+	})
 }
 
 // GetDevice implements store.Devices.

@@ -94,6 +94,9 @@ type DevicePatch struct {
 type Devices interface {
 	// CreateDevice inserts d; EConflict if the id exists in the tenant.
 	CreateDevice(ctx context.Context, d flotilla.Device) error
+	// CreateDevices inserts many devices in one transaction: all or none
+	// (EConflict naming a device whose id exists).
+	CreateDevices(ctx context.Context, ds []flotilla.Device) error
 	// GetDevice returns the device or ENotFound.
 	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
 	// ListDevices returns devices matching q in id order.
