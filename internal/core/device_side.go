@@ -27,9 +27,12 @@ const (
 	viaAnonymous = "anonymous"
 )
 
-// authCacheTTL bounds how long a revoked gateway token or a deleted device
-// keeps working on a replica that did not see the change.
-const authCacheTTL = 30 * time.Second
+// authCacheTTL is a backstop: revocations and deletions flush the cache at
+// once, here and (over the cluster link) on other replicas; the TTL only
+// bounds how long one would keep working on a replica that missed that
+// message. It is longer than typical poll intervals so that a polling fleet
+// authenticates from memory.
+const authCacheTTL = 10 * time.Minute
 
 type authEntry struct {
 	id      DeviceIdentity

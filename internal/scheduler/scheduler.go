@@ -47,7 +47,15 @@ type Scheduler struct {
 	mu      sync.Mutex
 	pending map[string]bool
 	wake    chan struct{}
+	// due is when each rollout next needs a look without being woken: its
+	// plan's next time-based event, or a heartbeat. A running rollout of
+	// 100k devices then costs nothing between events.
+	due map[string]time.Time
 }
+
+// heartbeat is how many ticks a rollout with no time-based event waits
+// between looks that nothing asked for.
+const heartbeat = 5
 
 // New returns a scheduler and hooks it to the core's change notifications.
 func New(c *core.Core, cfg Config) *Scheduler {
@@ -66,7 +74,7 @@ func New(c *core.Core, cfg Config) *Scheduler {
 	if cfg.StaleCreate <= 0 {
 		cfg.StaleCreate = 30 * time.Second
 	}
-	s := &Scheduler{core: c, st: c.Store, log: c.Log.With("scheduler", cfg.Owner), cfg: cfg, pending: map[string]bool{}, wake: make(chan struct{}, 1)}
+	s := &Scheduler{core: c, st: c.Store, log: c.Log.With("scheduler", cfg.Owner), cfg: cfg, pending: map[string]bool{}, wake: make(chan struct{}, 1), due: map[string]time.Time{}}
 	c.OnRolloutWake(s.Wake)
 	c.OnDeploymentChange(func(d flotilla.Deployment) {
 		if d.RolloutID != "" && (d.State.Terminal() || d.State == flotilla.StateCanceled) {
@@ -135,9 +143,18 @@ func (s *Scheduler) cycleFor(ctx context.Context, only map[string]bool) {
 		}
 		return
 	}
+	now := s.core.Now()
 	for _, id := range ids {
 		if only != nil && !only[id] {
 			continue
+		}
+		if only == nil {
+			s.mu.Lock()
+			due, ok := s.due[id]
+			s.mu.Unlock()
+			if ok && now.Before(due) {
+				continue
+			}
 		}
 		if err := s.Process(ctx, id); err != nil && ctx.Err() == nil {
 			s.log.Warn("process rollout", "rollout", id, "err", err)
@@ -162,12 +179,22 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 			return nil
 		}
 		if r.Status.Finished() || r.Status == flotilla.RolloutReady || r.Status == flotilla.RolloutDraft {
+			s.mu.Lock()
+			delete(s.due, id)
+			s.mu.Unlock()
 			return s.st.ReleaseRollout(ctx, id, s.cfg.Owner)
 		}
 		plan := rollout.Compute(snap, now)
+		due := now.Add(heartbeat * s.cfg.Tick)
 		if !plan.Next.IsZero() {
 			s.wakeAt(id, plan.Next.Sub(now))
+			if plan.Next.Before(due) {
+				due = plan.Next
+			}
 		}
+		s.mu.Lock()
+		s.due[id] = due
+		s.mu.Unlock()
 		if len(plan.Actions) == 0 {
 			return nil
 		}

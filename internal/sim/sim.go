@@ -522,34 +522,35 @@ func (d *device) deploy(ctx context.Context, href string) error {
 	fb := strings.Split(href, "?")[0] + "/feedback"
 	d.f.t.inFlight.Add(1)
 	defer d.f.t.inFlight.Add(-1)
-	if err := d.feedback(ctx, fb, ddi.ExecDownload, ddi.FinishedNone, "downloading"); err != nil {
-		return err
-	}
 	version := ""
+	for _, ch := range db.Deployment.Chunks {
+		version = ch.Version
+	}
 	d.mu.Lock()
 	have := d.downloaded[db.ID]
 	d.mu.Unlock()
-	for _, ch := range db.Deployment.Chunks {
-		version = ch.Version
-		for _, a := range ch.Artifacts {
-			if have {
-				break
-			}
-			if err := d.download(ctx, a); err != nil {
-				if errors.Is(err, errHashMismatch) {
-					d.finish(db.ID)
-					d.f.t.failed.Add(1)
-					return d.feedback(ctx, fb, ddi.ExecClosed, ddi.FinishedFailure, err.Error())
+	if !have {
+		if err := d.feedback(ctx, fb, ddi.ExecDownload, ddi.FinishedNone, "downloading"); err != nil {
+			return err
+		}
+		for _, ch := range db.Deployment.Chunks {
+			for _, a := range ch.Artifacts {
+				if err := d.download(ctx, a); err != nil {
+					if errors.Is(err, errHashMismatch) {
+						d.finish(db.ID)
+						d.f.t.failed.Add(1)
+						return d.feedback(ctx, fb, ddi.ExecClosed, ddi.FinishedFailure, err.Error())
+					}
+					return err // retried on the next poll
 				}
-				return err // retried on the next poll
 			}
 		}
-	}
-	d.mu.Lock()
-	d.downloaded[db.ID] = true
-	d.mu.Unlock()
-	if err := d.feedback(ctx, fb, ddi.ExecDownloaded, ddi.FinishedNone, "downloaded"); err != nil {
-		return err
+		if err := d.feedback(ctx, fb, ddi.ExecDownloaded, ddi.FinishedNone, "downloaded"); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.downloaded[db.ID] = true
+		d.mu.Unlock()
 	}
 	if db.Deployment.Update == ddi.HandlingSkip {
 		if db.Deployment.MaintenanceWindow == ddi.WindowUnavailable {

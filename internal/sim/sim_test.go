@@ -192,7 +192,13 @@ func TestOfflineAndCancels(t *testing.T) {
 		deps[id] = s.API.Assign(id, "fw", "2.0.0", window).ID
 	}
 	servertest.Eventually(t, 30*time.Second, func() error {
-		if n := fleet.Tally().Downloads; n != 30 {
+		n := 0
+		for id, dep := range deps {
+			if s.API.Deployment(id, dep).State == "downloaded" {
+				n++
+			}
+		}
+		if n != 30 {
 			return fmt.Errorf("%d downloaded", n)
 		}
 		return nil

@@ -35,8 +35,9 @@ func Migrations() fs.FS {
 
 // Dialect describes SQLite to sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:      "sqlite",
-	MaxParams: 32000,
+	Name:            "sqlite",
+	MaxParams:       32000,
+	CacheStatements: true,
 	IsUniqueViolation: func(err error) bool {
 		var se *sqlite.Error
 		if errors.As(err, &se) {

@@ -41,7 +41,7 @@ func (s *Store) CreateArtifact(ctx context.Context, a *flotilla.Artifact) error 
 // GetArtifact implements store.Artifacts.
 func (s *Store) GetArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, error) {
 	defer s.observe("get artifact", time.Now())
-	return s.getArtifact(ctx, s.db, tenant, name, version)
+	return s.getArtifact(ctx, s.rd, tenant, name, version)
 }
 
 func (s *Store) getArtifact(ctx context.Context, q querier, tenant, name, version string) (flotilla.Artifact, error) {
@@ -55,7 +55,7 @@ func (s *Store) getArtifact(ctx context.Context, q querier, tenant, name, versio
 // GetArtifactByID implements store.Artifacts.
 func (s *Store) GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error) {
 	defer s.observe("get artifact", time.Now())
-	a, err := scanArtifact(s.db.QueryRowContext(ctx, s.q(`SELECT `+artifactCols+` FROM artifacts WHERE tenant = ? AND id = ?`), tenant, id))
+	a, err := scanArtifact(s.rd.QueryRowContext(ctx, s.q(`SELECT `+artifactCols+` FROM artifacts WHERE tenant = ? AND id = ?`), tenant, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, notFound("artifact %d not found", id)
 	}
@@ -71,7 +71,7 @@ func (s *Store) ListArtifacts(ctx context.Context, tenant string, f store.Artifa
 		query += ` AND name = ?`
 		args = append(args, f.Name)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(query+` ORDER BY name, id`), args...)
+	rows, err := s.rd.QueryContext(ctx, s.q(query+` ORDER BY name, id`), args...)
 	if err != nil {
 		return nil, s.wrap("list artifacts", err)
 	}
@@ -158,6 +158,6 @@ func (s *Store) artifactInUse(ctx context.Context, q querier, a flotilla.Artifac
 // BlobReferenced implements store.Artifacts.
 func (s *Store) BlobReferenced(ctx context.Context, sha256 string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), sha256).Scan(&n)
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), sha256).Scan(&n)
 	return n > 0, s.wrap("blob referenced", err)
 }

@@ -198,14 +198,14 @@ func (s *Store) supersede(ctx context.Context, tx *sql.Tx, tenant, deviceID stri
 // GetDeployment implements store.Deployments.
 func (s *Store) GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error) {
 	defer s.observe("get deployment", time.Now())
-	d, err := scanDeployment(s.db.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ?`), tenant, id))
+	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ?`), tenant, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, notFound("deployment %d not found", id)
 	}
 	if err != nil {
 		return d, s.wrap("get deployment", err)
 	}
-	hist, err := s.history(ctx, s.db, []int64{d.ID})
+	hist, err := s.history(ctx, s.rd, []int64{d.ID})
 	d.History = hist[d.ID]
 	return d, err
 }
@@ -252,7 +252,7 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? ORDER BY id DESC LIMIT ?`), tenant, deviceID, limit)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? ORDER BY id DESC LIMIT ?`), tenant, deviceID, limit)
 	if err != nil {
 		return nil, s.wrap("list deployments", err)
 	}
@@ -271,7 +271,7 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("list deployments", err)
 	}
-	hist, err := s.history(ctx, s.db, ids)
+	hist, err := s.history(ctx, s.rd, ids)
 	for i := range out {
 		out[i].History = hist[out[i].ID]
 	}
@@ -281,7 +281,7 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 // DeviceActions implements store.Deployments.
 func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]flotilla.Deployment, *flotilla.Deployment, error) {
 	defer s.observe("device actions", time.Now())
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state IN `+openStates+` ORDER BY id`), tenant, deviceID)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state IN `+openStates+` ORDER BY id`), tenant, deviceID)
 	if err != nil {
 		return nil, nil, s.wrap("device actions", err)
 	}
@@ -298,7 +298,7 @@ func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]f
 	if err := rows.Err(); err != nil {
 		return nil, nil, s.wrap("device actions", err)
 	}
-	d, err := scanDeployment(s.db.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1`), tenant, deviceID))
+	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1`), tenant, deviceID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return open, nil, nil
 	}
@@ -358,7 +358,7 @@ func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, i
 
 // OpenWindowedDeployments implements store.Deployments.
 func (s *Store) OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deploymentCols+` FROM deployments WHERE rollout_id IS NULL AND maint_window IS NOT NULL AND state IN `+openStates+` AND state <> 'cancel_requested'`)
+	rows, err := s.rd.QueryContext(ctx, `SELECT `+deploymentCols+` FROM deployments WHERE rollout_id IS NULL AND maint_window IS NOT NULL AND state IN `+openStates+` AND state <> 'cancel_requested'`)
 	if err != nil {
 		return nil, s.wrap("windowed deployments", err)
 	}
@@ -377,7 +377,7 @@ func (s *Store) OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deploym
 // ArtifactAssigned implements store.Deployments.
 func (s *Store) ArtifactAssigned(ctx context.Context, tenant, deviceID string, artifactID int64) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM deployments WHERE tenant = ? AND device_id = ? AND artifact_id = ?`), tenant, deviceID, artifactID).Scan(&n)
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM deployments WHERE tenant = ? AND device_id = ? AND artifact_id = ?`), tenant, deviceID, artifactID).Scan(&n)
 	return n > 0, s.wrap("artifact assigned", err)
 }
 
@@ -393,7 +393,7 @@ func (s *Store) SetAttributesRequested(ctx context.Context, tenant, deviceID str
 // AttributesRequested implements store.Deployments.
 func (s *Store) AttributesRequested(ctx context.Context, tenant, deviceID string) (bool, error) {
 	var on bool
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT attrs_requested FROM devices WHERE tenant = ? AND id = ?`), tenant, deviceID).Scan(&on)
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT attrs_requested FROM devices WHERE tenant = ? AND id = ?`), tenant, deviceID).Scan(&on)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, notFound("device %q not found", deviceID)
 	}
@@ -402,14 +402,14 @@ func (s *Store) AttributesRequested(ctx context.Context, tenant, deviceID string
 
 // DeploymentByUpdateID implements store.Deployments.
 func (s *Store) DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error) {
-	d, err := scanDeployment(s.db.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND update_id = ?`), tenant, deviceID, updateID))
+	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND update_id = ?`), tenant, deviceID, updateID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, notFound("update %q of device %q not found", updateID, deviceID)
 	}
 	if err != nil {
 		return d, s.wrap("deployment by update id", err)
 	}
-	hist, err := s.history(ctx, s.db, []int64{d.ID})
+	hist, err := s.history(ctx, s.rd, []int64{d.ID})
 	d.History = hist[d.ID]
 	return d, err
 }

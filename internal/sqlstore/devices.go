@@ -80,7 +80,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 // GetDevice implements store.Devices.
 func (s *Store) GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error) {
 	defer s.observe("get device", time.Now())
-	return s.getDevice(ctx, s.db, tenant, id)
+	return s.getDevice(ctx, s.rd, tenant, id)
 }
 
 func (s *Store) getDevice(ctx context.Context, q querier, tenant, id string) (flotilla.Device, error) {
@@ -96,7 +96,7 @@ func (s *Store) getDevice(ctx context.Context, q querier, tenant, id string) (fl
 // stops as soon as a page is full.
 func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQuery) ([]flotilla.Device, error) {
 	defer s.observe("list devices", time.Now())
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id`), tenant, q.AfterID)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id`), tenant, q.AfterID)
 	if err != nil {
 		return nil, s.wrap("list devices", err)
 	}
@@ -123,10 +123,10 @@ func (s *Store) CountDevices(ctx context.Context, tenant string, sel label.Selec
 	defer s.observe("count devices", time.Now())
 	if sel.Empty() {
 		var n int
-		err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM devices WHERE tenant = ?`), tenant).Scan(&n)
+		err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM devices WHERE tenant = ?`), tenant).Scan(&n)
 		return n, s.wrap("count devices", err)
 	}
-	ids, err := s.matchDeviceIDs(ctx, s.db, tenant, sel)
+	ids, err := s.matchDeviceIDs(ctx, s.rd, tenant, sel)
 	return len(ids), err
 }
 
@@ -235,7 +235,7 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offli
 
 // DevicesLastSeenBetween implements store.Devices.
 func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]store.DeviceSeen, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT tenant, id, last_seen_at FROM devices WHERE last_seen_at >= ? AND last_seen_at < ?`), ts(from), ts(to))
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT tenant, id, last_seen_at FROM devices WHERE last_seen_at >= ? AND last_seen_at < ?`), ts(from), ts(to))
 	if err != nil {
 		return nil, s.wrap("devices last seen", err)
 	}
@@ -257,13 +257,13 @@ func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) 
 func (s *Store) FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (store.FleetSummary, error) {
 	defer s.observe("fleet summary", time.Now())
 	sum := store.FleetSummary{Versions: map[string]int{}}
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_at >= ? THEN 1 ELSE 0 END), 0),
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_at >= ? THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN last_seen_at IS NULL THEN 1 ELSE 0 END), 0) FROM devices WHERE tenant = ?`), ts(onlineSince), tenant).
 		Scan(&sum.Total, &sum.Online, &sum.Never)
 	if err != nil {
 		return sum, s.wrap("fleet summary", err)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT version, COUNT(*) FROM devices WHERE tenant = ? GROUP BY version`), tenant)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT version, COUNT(*) FROM devices WHERE tenant = ? GROUP BY version`), tenant)
 	if err != nil {
 		return sum, s.wrap("fleet summary", err)
 	}

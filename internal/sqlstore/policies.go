@@ -43,7 +43,7 @@ func scanPolicy(sc interface{ Scan(...any) error }) (store.PolicyRecord, error) 
 // GetPolicy implements store.Policies.
 func (s *Store) GetPolicy(ctx context.Context, tenant, name string) (store.PolicyRecord, error) {
 	defer s.observe("get policy", time.Now())
-	p, err := scanPolicy(s.db.QueryRowContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? AND name = ?`), tenant, name))
+	p, err := scanPolicy(s.rd.QueryRowContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? AND name = ?`), tenant, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, notFound("policy %q not found", name)
 	}
@@ -52,7 +52,7 @@ func (s *Store) GetPolicy(ctx context.Context, tenant, name string) (store.Polic
 
 // ListPolicies implements store.Policies.
 func (s *Store) ListPolicies(ctx context.Context, tenant string) ([]store.PolicyRecord, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? ORDER BY name`), tenant)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? ORDER BY name`), tenant)
 	if err != nil {
 		return nil, s.wrap("list policies", err)
 	}
@@ -116,7 +116,7 @@ func scanChannel(sc interface{ Scan(...any) error }) (store.ChannelRecord, error
 
 // GetChannel implements store.Channels.
 func (s *Store) GetChannel(ctx context.Context, tenant, name string) (store.ChannelRecord, error) {
-	c, err := scanChannel(s.db.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? AND name = ?`), tenant, name))
+	c, err := scanChannel(s.rd.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? AND name = ?`), tenant, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, notFound("channel %q not found", name)
 	}
@@ -125,7 +125,7 @@ func (s *Store) GetChannel(ctx context.Context, tenant, name string) (store.Chan
 
 // ListChannels implements store.Channels.
 func (s *Store) ListChannels(ctx context.Context, tenant string) ([]store.ChannelRecord, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? ORDER BY name`), tenant)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? ORDER BY name`), tenant)
 	if err != nil {
 		return nil, s.wrap("list channels", err)
 	}

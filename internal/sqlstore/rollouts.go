@@ -146,11 +146,11 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 // GetRollout implements store.Rollouts.
 func (s *Store) GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error) {
 	defer s.observe("get rollout", time.Now())
-	r, err := s.getRollout(ctx, s.db, tenant, id)
+	r, err := s.getRollout(ctx, s.rd, tenant, id)
 	if err != nil {
 		return r, nil, err
 	}
-	waves, err := s.waves(ctx, s.db, r)
+	waves, err := s.waves(ctx, s.rd, r)
 	return r, waves, err
 }
 
@@ -167,7 +167,7 @@ func (s *Store) ListRollouts(ctx context.Context, tenant string, f store.Rollout
 		query += ` AND channel = ?`
 		args = append(args, f.Channel)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(query+` ORDER BY created_at DESC, id`), args...)
+	rows, err := s.rd.QueryContext(ctx, s.q(query+` ORDER BY created_at DESC, id`), args...)
 	if err != nil {
 		return nil, s.wrap("list rollouts", err)
 	}
@@ -220,7 +220,7 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
 	if err != nil {
 		return nil, s.wrap("rollout members", err)
 	}
@@ -418,11 +418,11 @@ func (s *Store) ReleaseRollout(ctx context.Context, id, owner string) error {
 func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time) (rollout.Snapshot, error) {
 	defer s.observe("rollout snapshot", time.Now())
 	var snap rollout.Snapshot
-	r, err := s.getRollout(ctx, s.db, "", id)
+	r, err := s.getRollout(ctx, s.rd, "", id)
 	if err != nil {
 		return snap, err
 	}
-	waves, err := s.waves(ctx, s.db, r)
+	waves, err := s.waves(ctx, s.rd, r)
 	if err != nil {
 		return snap, err
 	}
@@ -437,7 +437,7 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time) (
 	for _, w := range waves {
 		snap.Successes += w.Counts[flotilla.StateSucceeded]
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
 		FROM deployments d JOIN devices dv ON dv.tenant = d.tenant AND dv.id = d.device_id
 		WHERE d.rollout_id = ? AND d.retried = 0 AND (d.state IN `+inflightStates+` OR (d.state = 'scheduled' AND d.wave <= ?))
 		ORDER BY d.wave, d.device_id`), id, maxWave)
@@ -457,7 +457,7 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time) (
 		return snap, s.wrap("rollout snapshot", err)
 	}
 	if r.Policy.Retries > 0 {
-		rows, err := s.db.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
+		rows, err := s.rd.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
 			FROM deployments d JOIN devices dv ON dv.tenant = d.tenant AND dv.id = d.device_id
 			WHERE d.rollout_id = ? AND d.retried = 0 AND d.state IN ('failed', 'timed_out') AND d.attempt <= ? ORDER BY d.id`), id, r.Policy.Retries)
 		if err != nil {
@@ -477,7 +477,7 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time) (
 		}
 	}
 	if r.Policy.Rate != nil {
-		rows, err := s.db.QueryContext(ctx, s.q(`SELECT started_at FROM deployments WHERE rollout_id = ? AND started_at > ?`), id, ts(now.Add(-time.Minute)))
+		rows, err := s.rd.QueryContext(ctx, s.q(`SELECT started_at FROM deployments WHERE rollout_id = ? AND started_at > ?`), id, ts(now.Add(-time.Minute)))
 		if err != nil {
 			return snap, s.wrap("rollout snapshot", err)
 		}
@@ -850,7 +850,7 @@ func (s *Store) retryRollout(ctx context.Context, tx *sql.Tx, r flotilla.Rollout
 // ListRolloutDevices implements store.Rollouts.
 func (s *Store) ListRolloutDevices(ctx context.Context, tenant, id string, f store.RolloutDeviceFilter) ([]store.RolloutDevice, error) {
 	defer s.observe("list rollout devices", time.Now())
-	if _, err := s.getRollout(ctx, s.db, tenant, id); err != nil {
+	if _, err := s.getRollout(ctx, s.rd, tenant, id); err != nil {
 		return nil, err
 	}
 	query := `SELECT rd.device_id, rd.wave, d.id, COALESCE(d.state, 'scheduled'), d.attempt, d.healthy, d.message, d.updated_at
@@ -870,7 +870,7 @@ func (s *Store) ListRolloutDevices(ctx context.Context, tenant, id string, f sto
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	rows, err := s.rd.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, s.wrap("list rollout devices", err)
 	}
@@ -897,10 +897,10 @@ func (s *Store) ListRolloutDevices(ctx context.Context, tenant, id string, f sto
 
 // ListRolloutRuns implements store.Rollouts.
 func (s *Store) ListRolloutRuns(ctx context.Context, tenant, id string) ([]flotilla.RolloutRun, error) {
-	if _, err := s.getRollout(ctx, s.db, tenant, id); err != nil {
+	if _, err := s.getRollout(ctx, s.rd, tenant, id); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, wave, started_at, ended_at, counts, reason FROM rollout_runs WHERE rollout_id = ? ORDER BY id`), id)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, wave, started_at, ended_at, counts, reason FROM rollout_runs WHERE rollout_id = ? ORDER BY id`), id)
 	if err != nil {
 		return nil, s.wrap("list runs", err)
 	}

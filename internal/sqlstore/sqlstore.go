@@ -33,6 +33,9 @@ type Dialect struct {
 	// same transaction (" FOR UPDATE"); empty where transactions are
 	// serialized anyway (SQLite).
 	ForUpdate string
+	// CacheStatements prepares read queries once, for drivers that do not
+	// cache prepared statements themselves.
+	CacheStatements bool
 	// LockMigrations serializes migrations across processes; nil if the
 	// database does that itself.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
@@ -42,6 +45,8 @@ type Dialect struct {
 type Store struct {
 	db      *sql.DB // reads
 	wdb     *sql.DB // writes; the same pool as db except on SQLite
+	rd      querier // reads, through the statement cache where the dialect wants one
+	stmts   *stmtCache
 	d       Dialect
 	queries sync.Map // query text with '?' -> dialect text
 	closers []func() error
@@ -64,7 +69,7 @@ type Config struct {
 // returns a Store. It fails if the database has a newer schema than this
 // binary knows.
 func New(ctx context.Context, cfg Config) (*Store, error) {
-	s := &Store{db: cfg.Read, wdb: cfg.Write, d: cfg.Dialect, closers: cfg.Closers}
+	s := newStore(cfg)
 	if err := s.migrate(ctx, cfg.Migrations); err != nil {
 		s.Close()
 		return nil, err
@@ -74,13 +79,23 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 
 // Open returns a Store without migrating; CheckSchema tells whether it is
 // usable. Used by `flotilla migrate --status`.
-func Open(cfg Config) *Store {
-	return &Store{db: cfg.Read, wdb: cfg.Write, d: cfg.Dialect, closers: cfg.Closers}
+func Open(cfg Config) *Store { return newStore(cfg) }
+
+func newStore(cfg Config) *Store {
+	s := &Store{db: cfg.Read, wdb: cfg.Write, d: cfg.Dialect, closers: cfg.Closers, rd: cfg.Read}
+	if cfg.Dialect.CacheStatements {
+		s.stmts = &stmtCache{db: cfg.Read}
+		s.rd = s.stmts
+	}
+	return s
 }
 
 // Close releases the pools.
 func (s *Store) Close() error {
 	var errs []error
+	if s.stmts != nil {
+		s.stmts.close()
+	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())
 	}

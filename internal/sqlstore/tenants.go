@@ -25,7 +25,7 @@ func (s *Store) GetTenant(ctx context.Context, name string) (flotilla.Tenant, er
 	defer s.observe("get tenant", time.Now())
 	var t flotilla.Tenant
 	var created int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT name, anonymous_ddi, created_at FROM tenants WHERE name = ?`), name).
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT name, anonymous_ddi, created_at FROM tenants WHERE name = ?`), name).
 		Scan(&t.Name, &t.AnonymousDDI, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, notFound("tenant %q not found", name)
@@ -40,7 +40,7 @@ func (s *Store) GetTenant(ctx context.Context, name string) (flotilla.Tenant, er
 // ListTenants implements store.Tenants.
 func (s *Store) ListTenants(ctx context.Context) ([]flotilla.Tenant, error) {
 	defer s.observe("list tenants", time.Now())
-	rows, err := s.db.QueryContext(ctx, `SELECT name, anonymous_ddi, created_at FROM tenants ORDER BY name`)
+	rows, err := s.rd.QueryContext(ctx, `SELECT name, anonymous_ddi, created_at FROM tenants ORDER BY name`)
 	if err != nil {
 		return nil, s.wrap("list tenants", err)
 	}
@@ -99,7 +99,7 @@ func scanToken(sc interface{ Scan(...any) error }) (flotilla.Token, error) {
 // TokenByHash implements store.Tokens.
 func (s *Store) TokenByHash(ctx context.Context, hash string) (flotilla.Token, error) {
 	defer s.observe("token by hash", time.Now())
-	t, err := scanToken(s.db.QueryRowContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens WHERE hash = ?`), hash))
+	t, err := scanToken(s.rd.QueryRowContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens WHERE hash = ?`), hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, notFound("token not found")
 	}
@@ -109,7 +109,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (flotilla.Token, e
 // ListTokens implements store.Tokens.
 func (s *Store) ListTokens(ctx context.Context, tenant string) ([]flotilla.Token, error) {
 	defer s.observe("list tokens", time.Now())
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens WHERE tenant = ? ORDER BY created_at DESC, id`), tenant)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens WHERE tenant = ? ORDER BY created_at DESC, id`), tenant)
 	if err != nil {
 		return nil, s.wrap("list tokens", err)
 	}

@@ -27,34 +27,45 @@ func PostgresDSN(t testing.TB) string {
 	if base == "" {
 		t.Skipf("PostgreSQL tests skipped: set %s to a DSN such as postgres://postgres@127.0.0.1:5432/test (.ci/run does)", PostgresEnv)
 	}
-	ctx := context.Background()
+	dsn, cleanup, err := NewSchema(context.Background(), base)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	t.Cleanup(cleanup)
+	return dsn
+}
+
+// NewSchema creates a randomly named schema on the server base names and
+// returns a DSN whose search_path points at it, and a func that drops it.
+func NewSchema(ctx context.Context, base string) (string, func(), error) {
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("connect to %s: %v", PostgresEnv, err)
+		return "", nil, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
 	b := make([]byte, 6)
 	rand.Read(b)
 	schema := "flotilla_test_" + hex.EncodeToString(b)
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
+		return "", nil, fmt.Errorf("create schema: %w", err)
 	}
-	t.Cleanup(func() {
+	cleanup := func() {
 		c, err := pgx.Connect(context.Background(), base)
 		if err != nil {
 			return
 		}
 		defer c.Close(context.Background())
 		c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-	})
+	}
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("parse %s: %v", PostgresEnv, err)
+		cleanup()
+		return "", nil, err
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return u.String()
+	return u.String(), cleanup, nil
 }
 
 func randomID(prefix string) string {

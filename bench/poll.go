@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/flotilla-ota/flotilla/internal/server"
+)
+
+const pollConns = 64
+
+// measurePair runs the baseline and Flotilla alternately, rounds times,
+// and keeps the best of each: noise only ever slows a run down.
+func measurePair(o opts, baseAddr, flotAddr string, reqs [][]byte, dur time.Duration, rounds int) (base, flot loadResult, err error) {
+	for i := 0; i < rounds; i++ {
+		b := load(baseAddr, pollConns, dur, reqs, 200)
+		f := load(flotAddr, pollConns, dur, reqs, 200)
+		o.logf("round %d: baseline %.0f req/s, flotilla %.0f req/s (errors %d/%d)", i+1, b.RPS(), f.RPS(), b.Errors, f.Errors)
+		if f.Errors > 0 {
+			return b, f, fmt.Errorf("flotilla answered %d requests wrongly, first: %s", f.Errors, f.FirstError)
+		}
+		if b.RPS() > base.RPS() || base.Elapsed == 0 {
+			base = b
+		}
+		if f.RPS() > flot.RPS() || flot.Elapsed == 0 {
+			flot = f
+		}
+	}
+	return base, flot, nil
+}
+
+// runPoll measures DDI polls of 100k registered devices against a bare
+// net/http handler writing the same bytes: first idle devices, then — after
+// a one-wave rollout over all of them, itself timed — devices with a
+// pending deployment.
+func runPoll(ctx context.Context, o opts) ([]result, error) {
+	const devices = 100_000
+	dur, rounds := 10*time.Second, 3
+	if o.quick {
+		dur, rounds = 3*time.Second, 2
+	}
+	f, err := startFlotilla(filepath.Join(o.tmp, "poll"), func(c *server.Config) { c.SchedulerTick = 100 * time.Millisecond })
+	if err != nil {
+		return nil, err
+	}
+	defer f.Stop()
+	insert, err := createDevices(ctx, f.Srv.Store, devices, devices, map[string]string{"fleet": "bench"})
+	if err != nil {
+		return nil, err
+	}
+	o.logf("registered %d devices in %s", devices, insert.Round(time.Millisecond))
+	reqs := pollRequests(f.Addr, devices)
+	// Warm up: every device polls once (authentication and poll answers
+	// are cached after the first poll, as in a fleet that is running).
+	warm := loadOnce(f.Addr, pollConns, reqs, 200)
+	o.logf("warm-up: %d polls in %s", warm.Requests, warm.Elapsed.Round(time.Millisecond))
+
+	idle, err := pollAgainstBaseline(o, f, reqs, dur, rounds)
+	if err != nil {
+		return nil, err
+	}
+	idle.Name, idle.Target = "DDI poll, idle device (100k registered, 64 conns)", "≥ 0.60"
+	idle.Pass = idle.Ratio >= 0.6
+
+	// A rollout over every device, one wave: create + start, timed.
+	if err := f.upload("bench-fw", "2.0.0", strings.NewReader(strings.Repeat("x", 64<<10)), 64<<10); err != nil {
+		return nil, err
+	}
+	took, err := timeRollout(f, "fleet=bench", 1)
+	if err != nil {
+		return nil, err
+	}
+	ro := rolloutResult("Rollout create + start, 100k devices, SQLite", took, insert, 3*time.Second)
+	// Wait for the wave to be released: every device has a pending
+	// deployment.
+	var ids []rolloutView
+	if err := f.api("GET", "/api/v1/rollouts", nil, &struct{ Items *[]rolloutView }{&ids}); err != nil {
+		return nil, err
+	}
+	if _, err := f.waitRollout(ids[0].ID, time.Minute, func(r rolloutView) bool { return r.Counts["pending"] == devices }); err != nil {
+		return nil, err
+	}
+	warm = loadOnce(f.Addr, pollConns, reqs, 200)
+	o.logf("warm-up after the release: %d polls in %s", warm.Requests, warm.Elapsed.Round(time.Millisecond))
+	pending, err := pollAgainstBaseline(o, f, reqs, dur, rounds)
+	if err != nil {
+		return nil, err
+	}
+	pending.Name, pending.Target = "DDI poll, pending deployment (100k, 64 conns)", "≥ 0.40"
+	pending.Pass = pending.Ratio >= 0.4
+	return []result{idle, ro, pending}, nil
+}
+
+// pollAgainstBaseline serves device 0's current poll answer from a bare
+// handler and measures both.
+func pollAgainstBaseline(o opts, f *flot, reqs [][]byte, dur time.Duration, rounds int) (result, error) {
+	hdr, body, err := fetch(f.URL+"/default/controller/v1/"+deviceID(0), "Authorization", "TargetToken "+deviceToken(0))
+	if err != nil {
+		return result{}, err
+	}
+	header := http.Header{"Content-Type": hdr.Values("Content-Type"), "Etag": hdr.Values("Etag")}
+	baseAddr, stop, err := plainServer(header, body)
+	if err != nil {
+		return result{}, err
+	}
+	defer stop()
+	o.logf("answer: %d bytes: %s", len(body), body)
+	base, fl, err := measurePair(o, baseAddr, f.Addr, reqs, dur, rounds)
+	if err != nil {
+		return result{}, err
+	}
+	return result{Figure: rate(fl.RPS(), "req/s"), Baseline: rate(base.RPS(), "req/s (net/http)"), Ratio: fl.RPS() / base.RPS()}, nil
+}
+
+// timeRollout creates and starts a rollout over sel and returns how long
+// the two calls took.
+func timeRollout(f *flot, sel string, waves int) (time.Duration, error) {
+	start := time.Now()
+	var ro rolloutView
+	if err := f.api("POST", "/api/v1/rollouts", map[string]any{"name": fmt.Sprintf("bench-%d", time.Now().UnixNano()),
+		"artifact": map[string]string{"name": "bench-fw", "version": "2.0.0"}, "selector": sel, "waves": waves}, &ro); err != nil {
+		return 0, err
+	}
+	if err := f.api("POST", "/api/v1/rollouts/"+ro.ID+"/start", nil, &ro); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func rolloutResult(name string, took, insert time.Duration, limit time.Duration) result {
+	return result{Name: name, Figure: took.Round(time.Millisecond).String(),
+		Baseline: insert.Round(time.Millisecond).String() + " (bulk insert of the devices)", Ratio: took.Seconds() / insert.Seconds(),
+		Target: "≤ " + limit.String(), Pass: took <= limit}
+}
+
+// runRolloutScale times rollout create + start on PostgreSQL over 100k
+// devices and, in full mode, on SQLite over 1M.
+func runRolloutScale(ctx context.Context, o opts) ([]result, error) {
+	var out []result
+	type run struct {
+		name    string
+		db      string
+		devices int
+		limit   time.Duration
+	}
+	runs := []run{}
+	if o.postgres != "" {
+		runs = append(runs, run{"Rollout create + start, 100k devices, PostgreSQL", o.postgres, 100_000, 5 * time.Second})
+	} else {
+		o.logf("no PostgreSQL DSN (-postgres or FLOTILLA_TEST_POSTGRES): skipping the PostgreSQL figure")
+	}
+	if !o.quick {
+		runs = append(runs, run{"Rollout create + start, 1M devices, SQLite", "", 1_000_000, 30 * time.Second})
+	}
+	for i, r := range runs {
+		dir := filepath.Join(o.tmp, fmt.Sprintf("rollout-%d", i))
+		db := r.db
+		if strings.HasPrefix(db, "postgres") {
+			var cleanup func()
+			var err error
+			if db, cleanup, err = freshSchema(ctx, db); err != nil {
+				return nil, err
+			}
+			defer cleanup()
+		}
+		f, err := startFlotilla(dir, func(c *server.Config) {
+			if db != "" {
+				c.DatabaseURL = db
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		insert, err := createDevices(ctx, f.Srv.Store, r.devices, 0, map[string]string{"fleet": "bench"})
+		if err != nil {
+			f.Stop()
+			return nil, err
+		}
+		o.logf("%s: registered %d devices in %s", r.name, r.devices, insert.Round(time.Millisecond))
+		if err := f.upload("bench-fw", "2.0.0", strings.NewReader("x"), 1); err != nil {
+			f.Stop()
+			return nil, err
+		}
+		took, err := timeRollout(f, "fleet=bench", 5)
+		f.Stop()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rolloutResult(r.name, took, insert, r.limit))
+	}
+	return out, nil
+}
