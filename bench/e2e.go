@@ -7,11 +7,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/server"
-	"github.com/flotilla-ota/flotilla/internal/sim"
+	"github.com/flotilla-ota/flotilla/label"
 )
 
 const benchGateway = "flt_bench_gateway_token_0123456789"
@@ -38,21 +40,37 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 	if err := f.upload("bench-fw", "2.0.0", io.LimitReader(randomReader(1), size), size); err != nil {
 		return nil, err
 	}
-	fleet, err := sim.New(sim.Config{Server: f.URL, GatewayToken: benchGateway, Devices: devices, Poll: poll, InstallTime: time.Millisecond,
-		Prefix: "e2e-", Labels: []sim.LabelSpread{{Key: "fleet", Values: []string{"e2e"}, Weights: []int{1}}}})
+	// The fleet runs in its own process, `flotilla sim`, as a load
+	// generator would: 10k devices hold 10k connections on each side.
+	bin, err := buildFlotilla(o.tmp)
 	if err != nil {
 		return nil, err
 	}
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go fleet.Run(fctx)
-	deadline := time.Now().Add(2 * time.Minute)
-	for fleet.Tally().Registered < int64(devices) {
+	simCmd := exec.Command(bin, "sim", "--server", f.URL, "--gateway-token", benchGateway, "--devices", fmt.Sprint(devices),
+		"--poll", poll.String(), "--install-time", "1ms", "--prefix", "e2e-", "--labels", "fleet=e2e", "--summary-every", "1h", "--log-level", "error")
+	var simOut bytes.Buffer
+	simCmd.Stdout, simCmd.Stderr = &simOut, &simOut
+	if err := simCmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { simCmd.Process.Signal(syscall.SIGTERM); simCmd.Wait() }()
+	regStart := time.Now()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		n, err := f.Srv.Store.CountDevices(ctx, "default", label.MustParse("fleet=e2e"))
+		if err != nil {
+			return nil, err
+		}
+		if n == devices {
+			break
+		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("only %d of %d devices registered", fleet.Tally().Registered, devices)
+			return nil, fmt.Errorf("only %d of %d devices registered\n%s", n, devices, simOut.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	o.logf("%d devices registered themselves in %s", devices, time.Since(regStart).Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // let the registration burst settle
 	// One download and one report, as a single device sees them on this
 	// server right now.
 	t := time.Now()
@@ -81,10 +99,14 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 		return nil, err
 	}
 	wall := time.Since(start)
-	tally := fleet.Tally()
-	o.logf("rollout %s in %s: %v; fleet: %d succeeded, %d polls, %d poll errors", ro.Status, wall.Round(time.Millisecond), ro.Counts, tally.Succeeded, tally.Polls, tally.PollErrors)
+	o.logf("rollout %s in %s: %v", ro.Status, wall.Round(time.Millisecond), ro.Counts)
 	if ro.Status != "completed" || ro.Counts["succeeded"] != devices {
 		return nil, fmt.Errorf("rollout ended %s (%s) with %v", ro.Status, ro.Reason, ro.Counts)
+	}
+	for i, w := range ro.Waves {
+		if w.StartedAt != nil && w.FinishedAt != nil {
+			o.logf("wave %d: started +%s, took %s", i+1, w.StartedAt.Sub(start).Round(time.Millisecond), w.FinishedAt.Sub(*w.StartedAt).Round(time.Millisecond))
+		}
 	}
 	ratio := wall.Seconds() / minimum.Seconds()
 	return []result{{Name: fmt.Sprintf("End-to-end rollout, %dk devices, %d waves, 1 s poll", devices/1000, waves),

@@ -182,8 +182,10 @@ type rolloutView struct {
 	Reason string         `json:"reason"`
 	Counts map[string]int `json:"counts"`
 	Waves  []struct {
-		Status string         `json:"status"`
-		Counts map[string]int `json:"counts"`
+		Status     string         `json:"status"`
+		Counts     map[string]int `json:"counts"`
+		StartedAt  *time.Time     `json:"started_at"`
+		FinishedAt *time.Time     `json:"finished_at"`
 	} `json:"waves"`
 }
 
@@ -201,7 +203,7 @@ func (f *flot) waitRollout(id string, timeout time.Duration, cond func(rolloutVi
 		if time.Now().After(deadline) {
 			return ro, fmt.Errorf("rollout %s still %s after %s: %v", id, ro.Status, timeout, ro.Counts)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 }
 

@@ -217,11 +217,28 @@ func FormatSleep(d time.Duration) string {
 	return fmt.Sprintf("%02d:%02d:%02d", s/3600, s/60%60, s%60)
 }
 
-// ParseSleep parses HH:MM:SS.
+// ParseSleep parses HH:MM:SS. Devices call it on every poll, so it does
+// not go through fmt.
 func ParseSleep(s string) (time.Duration, error) {
-	var h, m, sec int
-	if n, err := fmt.Sscanf(strings.TrimSpace(s), "%d:%d:%d", &h, &m, &sec); err != nil || n != 3 || h < 0 || m < 0 || m > 59 || sec < 0 || sec > 59 {
-		return 0, fmt.Errorf("polling sleep %q is not HH:MM:SS", s)
+	bad := fmt.Errorf("polling sleep %q is not HH:MM:SS", s)
+	parts := strings.Split(strings.TrimSpace(s), ":")
+	if len(parts) != 3 {
+		return 0, bad
 	}
-	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second, nil
+	var n [3]int
+	for i, p := range parts {
+		if p == "" || len(p) > 6 { // 999999 hours fits a Duration
+			return 0, bad
+		}
+		for _, c := range []byte(p) {
+			if c < '0' || c > '9' {
+				return 0, bad
+			}
+			n[i] = n[i]*10 + int(c-'0')
+		}
+	}
+	if n[1] > 59 || n[2] > 59 {
+		return 0, bad
+	}
+	return time.Duration(n[0])*time.Hour + time.Duration(n[1])*time.Minute + time.Duration(n[2])*time.Second, nil
 }

@@ -18,9 +18,27 @@ func TestSleepRoundTrip(t *testing.T) {
 	if ddi.FormatSleep(220*time.Second) != "00:03:40" {
 		t.Fatal(ddi.FormatSleep(220 * time.Second))
 	}
-	for _, bad := range []string{"", "5m", "00:60:00", "a:b:c"} {
+	for _, bad := range []string{"", "5m", "00:60:00", "a:b:c", "-1:00:00", "1:2", "1:2:3:4", "00: 5:00", "+1:00:00", "00:00:60"} {
 		if _, err := ddi.ParseSleep(bad); err == nil {
 			t.Errorf("ParseSleep(%q) succeeded", bad)
 		}
 	}
+}
+
+func FuzzParseSleep(f *testing.F) {
+	for _, s := range []string{"00:05:00", "26:00:00", "1:2:3", "00:60:00", "999999999:59:59", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ddi.ParseSleep(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("ParseSleep(%q) = %v", s, d)
+		}
+		if again, err := ddi.ParseSleep(ddi.FormatSleep(d)); err != nil || again != d {
+			t.Fatalf("%q -> %v -> %q -> %v, %v", s, d, ddi.FormatSleep(d), again, err)
+		}
+	})
 }

@@ -309,6 +309,7 @@ func (c *Core) AfterRolloutChange(r flotilla.Rollout, touched []store.Touched) {
 type progressEntry struct {
 	done, total int
 	at          time.Time
+	refreshing  bool
 }
 
 // rolloutProgress returns how many of a rollout's devices finished, read
@@ -316,12 +317,26 @@ type progressEntry struct {
 func (c *Core) rolloutProgress(tenant, id string) (int, int) {
 	c.progressMu.Lock()
 	e, ok := c.progress[id]
-	c.progressMu.Unlock()
-	if ok && time.Since(e.at) < 500*time.Millisecond {
+	// One caller refreshes; the others (a wave's worth of feedback arriving
+	// at once) keep the previous figure rather than all reading the counts.
+	if ok && (time.Since(e.at) < 500*time.Millisecond || e.refreshing) {
+		c.progressMu.Unlock()
 		return e.done, e.total
 	}
+	if c.progress == nil || len(c.progress) > 10000 {
+		c.progress = map[string]progressEntry{}
+	}
+	e.refreshing = true
+	c.progress[id] = e
+	c.progressMu.Unlock()
 	r, waves, err := c.Store.GetRollout(context.Background(), tenant, id)
 	if err != nil {
+		c.progressMu.Lock()
+		if cur, ok := c.progress[id]; ok {
+			cur.refreshing, cur.at = false, time.Now()
+			c.progress[id] = cur
+		}
+		c.progressMu.Unlock()
 		return e.done, e.total
 	}
 	e = progressEntry{total: r.Total, at: time.Now()}

@@ -170,6 +170,8 @@ type device struct {
 	rng        *rand.Rand
 	mu         sync.Mutex
 	version    string
+	etag       string          // of the last poll answer
+	last       ddi.Poll        // the last poll answer
 	done       map[string]bool // action ids finished
 	downloaded map[string]bool // action ids whose bytes are in
 }
@@ -446,9 +448,9 @@ func (d *device) do(ctx context.Context, method, url string, body, out any) (int
 
 // cycle polls once and acts on the answer; it returns the server's sleep.
 func (d *device) cycle(ctx context.Context, first bool) (time.Duration, error) {
-	var p ddi.Poll
 	d.f.t.polls.Add(1)
-	if _, err := d.do(ctx, "GET", d.base(), nil, &p); err != nil {
+	p, err := d.poll(ctx)
+	if err != nil {
 		return 0, err
 	}
 	sleep, err := ddi.ParseSleep(p.Config.Polling.Sleep)
@@ -475,6 +477,41 @@ func (d *device) cycle(ctx context.Context, first bool) (time.Duration, error) {
 		return sleep, d.deploy(ctx, l.Href)
 	}
 	return sleep, nil
+}
+
+// poll asks for the controller base, conditionally: an unchanged answer is
+// a 304 with no body, as hawkBit's ETag support allows.
+func (d *device) poll(ctx context.Context) (ddi.Poll, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", d.base(), nil)
+	if err != nil {
+		return ddi.Poll{}, err
+	}
+	req.Header.Set("Authorization", "GatewayToken "+d.f.cfg.GatewayToken)
+	req.Header.Set("Accept", "application/hal+json")
+	if d.etag != "" {
+		req.Header.Set("If-None-Match", d.etag)
+	}
+	resp, err := d.f.http.Do(req)
+	if err != nil {
+		return ddi.Poll{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return ddi.Poll{}, err
+	}
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return d.last, nil
+	case http.StatusOK:
+		var p ddi.Poll
+		if err := json.Unmarshal(b, &p); err != nil {
+			return p, fmt.Errorf("poll: %w", err)
+		}
+		d.last, d.etag = p, resp.Header.Get("Etag")
+		return p, nil
+	}
+	return ddi.Poll{}, fmt.Errorf("poll: %d %s", resp.StatusCode, bytes.TrimSpace(b))
 }
 
 func (d *device) currentVersion() string {

@@ -38,6 +38,7 @@ var Dialect = sqlstore.Dialect{
 	Name:            "sqlite",
 	MaxParams:       32000,
 	CacheStatements: true,
+	GroupCommit:     true,
 	IsUniqueViolation: func(err error) bool {
 		var se *sqlite.Error
 		if errors.As(err, &se) {

@@ -92,7 +92,7 @@ func (s *Store) ListArtifacts(ctx context.Context, tenant string, f store.Artifa
 // UpdateArtifact implements store.Artifacts.
 func (s *Store) UpdateArtifact(ctx context.Context, tenant, name, version string, p store.ArtifactPatch) (flotilla.Artifact, error) {
 	var out flotilla.Artifact
-	err := s.inTx(ctx, "update artifact", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "update artifact", func(tx *Tx) error {
 		a, err := s.getArtifact(ctx, tx, tenant, name, version)
 		if err != nil {
 			return err
@@ -116,7 +116,7 @@ func (s *Store) UpdateArtifact(ctx context.Context, tenant, name, version string
 func (s *Store) DeleteArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, bool, error) {
 	var out flotilla.Artifact
 	orphan := false
-	err := s.inTx(ctx, "delete artifact", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "delete artifact", func(tx *Tx) error {
 		a, err := s.getArtifact(ctx, tx, tenant, name, version)
 		if err != nil {
 			return err

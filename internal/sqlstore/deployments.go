@@ -91,7 +91,7 @@ func (s *Store) insertEvent(ctx context.Context, q querier, depID int64, ev flot
 // CreateDeployment implements store.Deployments.
 func (s *Store) CreateDeployment(ctx context.Context, d *flotilla.Deployment, ev flotilla.DeploymentEvent) ([]store.Superseded, error) {
 	var sup []store.Superseded
-	err := s.inTx(ctx, "create deployment", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "create deployment", func(tx *Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM devices WHERE tenant = ? AND id = ?`), d.Tenant, d.DeviceID).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -140,7 +140,7 @@ func (s *Store) insertDeployment(ctx context.Context, q querier, d *flotilla.Dep
 // supersede moves the device's open deployments out of the way of a new
 // one: never-delivered ones are canceled on the server, running ones get a
 // cancel request the device answers through DDI.
-func (s *Store) supersede(ctx context.Context, tx *sql.Tx, tenant, deviceID string, now time.Time, why string) ([]store.Superseded, error) {
+func (s *Store) supersede(ctx context.Context, tx *Tx, tenant, deviceID string, now time.Time, why string) ([]store.Superseded, error) {
 	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, state, retrieved_at, rollout_id FROM deployments
 		WHERE tenant = ? AND device_id = ? AND state IN `+openStates+s.d.ForUpdate), tenant, deviceID)
 	if err != nil {
@@ -308,52 +308,64 @@ func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]f
 	return open, &d, nil
 }
 
-// UpdateDeployment implements store.Deployments.
+// UpdateDeployment implements store.Deployments. Where the dialect asks for
+// it, concurrent updates share one transaction (see groupCommit).
 func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (store.DeploymentChange, error)) (flotilla.Deployment, error) {
+	if s.group != nil {
+		return s.group.update(ctx, tenant, deviceID, id, fn)
+	}
 	var out flotilla.Deployment
-	err := s.inTx(ctx, "update deployment", func(tx *sql.Tx) error {
-		d, err := scanDeployment(tx.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ? AND (? = '' OR device_id = ?)`+s.d.ForUpdate),
-			tenant, id, deviceID, deviceID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("deployment %d not found", id)
-		}
-		if err != nil {
-			return s.wrap("update deployment", err)
-		}
-		ch, err := fn(d)
-		if err != nil {
-			return err
-		}
-		n := ch.Deployment
-		if n.ID != d.ID || n.Tenant != d.Tenant || n.DeviceID != d.DeviceID {
-			return fmt.Errorf("update deployment %d: identity changed", id)
-		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = ?, prev_state = ?, progress_cnt = ?, progress_of = ?, healthy = ?, message = ?,
-			updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ? WHERE id = ?`),
-			string(n.State), string(n.PrevState), n.ProgressCnt, n.ProgressOf, healthyValue(n.Healthy), n.Message,
-			ts(n.UpdatedAt), tsPtr(n.StartedAt), tsPtr(n.RetrievedAt), tsPtr(n.FinishedAt), tsPtr(n.ForceAt), string(n.Type),
-			nullString(n.UpdateID), id)
-		if err != nil {
-			return s.wrap("update deployment", err)
-		}
-		if ch.Event != nil {
-			if ch.Event.State == "" {
-				ch.Event.State = n.State
-			}
-			if err := s.insertEvent(ctx, tx, id, *ch.Event); err != nil {
-				return err
-			}
-		}
-		if n.State == flotilla.StateSucceeded && d.State != flotilla.StateSucceeded {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET attrs_requested = 1, version = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
-				n.ArtifactVersion, ts(n.UpdatedAt), n.Tenant, n.DeviceID); err != nil {
-				return s.wrap("update deployment", err)
-			}
-		}
-		out = n
-		return nil
+	err := s.inTx(ctx, "update deployment", func(tx *Tx) error {
+		var err error
+		out, err = s.updateDeployment(ctx, tx, tenant, deviceID, id, fn)
+		return err
 	})
-	return out, err
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	return out, nil
+}
+
+func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (store.DeploymentChange, error)) (flotilla.Deployment, error) {
+	d, err := scanDeployment(tx.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ? AND (? = '' OR device_id = ?)`+s.d.ForUpdate),
+		tenant, id, deviceID, deviceID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, notFound("deployment %d not found", id)
+	}
+	if err != nil {
+		return d, s.wrap("update deployment", err)
+	}
+	ch, err := fn(d)
+	if err != nil {
+		return d, err
+	}
+	n := ch.Deployment
+	if n.ID != d.ID || n.Tenant != d.Tenant || n.DeviceID != d.DeviceID {
+		return d, fmt.Errorf("update deployment %d: identity changed", id)
+	}
+	_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = ?, prev_state = ?, progress_cnt = ?, progress_of = ?, healthy = ?, message = ?,
+		updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ? WHERE id = ?`),
+		string(n.State), string(n.PrevState), n.ProgressCnt, n.ProgressOf, healthyValue(n.Healthy), n.Message,
+		ts(n.UpdatedAt), tsPtr(n.StartedAt), tsPtr(n.RetrievedAt), tsPtr(n.FinishedAt), tsPtr(n.ForceAt), string(n.Type),
+		nullString(n.UpdateID), id)
+	if err != nil {
+		return d, s.wrap("update deployment", err)
+	}
+	if ch.Event != nil {
+		if ch.Event.State == "" {
+			ch.Event.State = n.State
+		}
+		if err := s.insertEvent(ctx, tx, id, *ch.Event); err != nil {
+			return d, err
+		}
+	}
+	if n.State == flotilla.StateSucceeded && d.State != flotilla.StateSucceeded {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET attrs_requested = 1, version = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
+			n.ArtifactVersion, ts(n.UpdatedAt), n.Tenant, n.DeviceID); err != nil {
+			return d, s.wrap("update deployment", err)
+		}
+	}
+	return n, nil
 }
 
 // OpenWindowedDeployments implements store.Deployments.
@@ -377,7 +389,9 @@ func (s *Store) OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deploym
 // ArtifactAssigned implements store.Deployments.
 func (s *Store) ArtifactAssigned(ctx context.Context, tenant, deviceID string, artifactID int64) (bool, error) {
 	var n int
-	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM deployments WHERE tenant = ? AND device_id = ? AND artifact_id = ?`), tenant, deviceID, artifactID).Scan(&n)
+	// "+artifact_id" keeps SQLite on the (tenant, device_id) index: the
+	// artifact index would scan every device the artifact went to.
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM deployments WHERE tenant = ? AND device_id = ? AND +artifact_id = ?`), tenant, deviceID, artifactID).Scan(&n)
 	return n > 0, s.wrap("artifact assigned", err)
 }
 

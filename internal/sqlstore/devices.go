@@ -51,7 +51,7 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 	const per = 11
 	rowsPer := chunk / 5 // stay under both databases' parameter limits
-	return s.inTx(ctx, "create devices", func(tx *sql.Tx) error {
+	return s.inTx(ctx, "create devices", func(tx *Tx) error {
 		for len(ds) > 0 {
 			n := min(len(ds), rowsPer)
 			var b strings.Builder
@@ -154,7 +154,7 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 // UpdateDevice implements store.Devices.
 func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p store.DevicePatch, now time.Time) (flotilla.Device, error) {
 	var out flotilla.Device
-	err := s.inTx(ctx, "update device", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "update device", func(tx *Tx) error {
 		d, err := s.getDevice(ctx, tx, tenant, id)
 		if err != nil {
 			return err
@@ -183,7 +183,7 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p store.Dev
 // DeleteDevice implements store.Devices. Deployments and their history go
 // with the device (ON DELETE CASCADE).
 func (s *Store) DeleteDevice(ctx context.Context, tenant, id string) error {
-	return s.inTx(ctx, "delete device", func(tx *sql.Tx) error {
+	return s.inTx(ctx, "delete device", func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM devices WHERE tenant = ? AND id = ?`), tenant, id)
 		if err != nil {
 			return s.wrap("delete device", err)
@@ -201,7 +201,7 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offli
 		return nil, nil
 	}
 	var online []store.DeviceSeen
-	err := s.inTx(ctx, "touch devices", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "touch devices", func(tx *Tx) error {
 		online = nil
 		upd, err := tx.PrepareContext(ctx, s.q(`UPDATE devices SET last_seen_at = ? WHERE tenant = ? AND id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`))
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord) (bool, error) {
 	spec, _ := json.Marshal(p.Policy)
 	created := false
-	err := s.inTx(ctx, "put policy", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "put policy", func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE policies SET spec = ?, updated_at = ? WHERE tenant = ? AND name = ?`), string(spec), ts(p.UpdatedAt), p.Tenant, p.Name)
 		if err != nil {
 			return s.wrap("put policy", err)
@@ -81,7 +81,7 @@ func (s *Store) DeletePolicy(ctx context.Context, tenant, name string) error {
 func (s *Store) PutChannel(ctx context.Context, c store.ChannelRecord) (bool, error) {
 	spec, _ := json.Marshal(c.Policy)
 	created := false
-	err := s.inTx(ctx, "put channel", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "put channel", func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE channels SET artifact_id = ?, artifact_name = ?, artifact_version = ?, selector = ?, policy = ?, policy_name = ?,
 			waves = ?, rollout_id = ?, updated_at = ? WHERE tenant = ? AND name = ?`),
 			nullInt(c.ArtifactID), c.ArtifactName, c.ArtifactVersion, c.Selector, string(spec), c.PolicyName, c.Waves, c.RolloutID, ts(c.UpdatedAt), c.Tenant, c.Name)

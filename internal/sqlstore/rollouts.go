@@ -195,7 +195,7 @@ func (s *Store) PromoteDraft(ctx context.Context, tenant, id string, start bool,
 
 // DeleteRollout implements store.Rollouts.
 func (s *Store) DeleteRollout(ctx context.Context, tenant, id string) error {
-	return s.inTx(ctx, "delete rollout", func(tx *sql.Tx) error {
+	return s.inTx(ctx, "delete rollout", func(tx *Tx) error {
 		r, err := s.getRollout(ctx, tx, tenant, id)
 		if err != nil {
 			return err
@@ -241,7 +241,7 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 
 // MaterializeRollout implements store.Rollouts.
 func (s *Store) MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error {
-	return s.inTx(ctx, "materialize rollout", func(tx *sql.Tx) error {
+	return s.inTx(ctx, "materialize rollout", func(tx *Tx) error {
 		r, err := s.getRollout(ctx, tx, "", id)
 		if err != nil {
 			return err
@@ -284,7 +284,7 @@ func (s *Store) MaterializeRollout(ctx context.Context, id string, members []str
 // StartRollout implements store.Rollouts.
 func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Time) ([]store.Superseded, error) {
 	var sup []store.Superseded
-	err := s.inTx(ctx, "start rollout", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "start rollout", func(tx *Tx) error {
 		r, err := s.getRollout(ctx, tx, tenant, id)
 		if err != nil {
 			return err
@@ -320,7 +320,7 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 
 // supersedeForRollout moves the open deployments of a rollout's devices out
 // of the way, as supersede does for one device.
-func (s *Store) supersedeForRollout(ctx context.Context, tx *sql.Tx, r flotilla.Rollout, now time.Time) ([]store.Superseded, error) {
+func (s *Store) supersedeForRollout(ctx context.Context, tx *Tx, r flotilla.Rollout, now time.Time) ([]store.Superseded, error) {
 	rows, err := tx.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.state, d.retrieved_at, d.rollout_id FROM deployments d
 		JOIN rollout_devices rd ON rd.rollout_id = ? AND rd.device_id = d.device_id
 		WHERE d.tenant = ? AND d.state IN `+openStates+` AND d.state <> 'cancel_requested'`), r.ID, r.Tenant)
@@ -572,7 +572,7 @@ func (s *Store) retry(ctx context.Context, q querier, ids []int64, now time.Time
 // ApplyRolloutPlan implements store.Rollouts.
 func (s *Store) ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]store.Touched, error) {
 	var touched []store.Touched
-	err := s.inTx(ctx, "apply rollout plan", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "apply rollout plan", func(tx *Tx) error {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE rollouts SET version = version + 1, updated_at = ? WHERE id = ? AND version = ? AND lease_owner = ?`),
 			ts(now), id, version, owner)
 		if err != nil {
@@ -597,7 +597,7 @@ func (s *Store) ApplyRolloutPlan(ctx context.Context, id, owner string, version 
 	return touched, err
 }
 
-func (s *Store) applyAction(ctx context.Context, tx *sql.Tx, r flotilla.Rollout, a rollout.Action, now time.Time) ([]store.Touched, error) {
+func (s *Store) applyAction(ctx context.Context, tx *Tx, r flotilla.Rollout, a rollout.Action, now time.Time) ([]store.Touched, error) {
 	switch a.Kind {
 	case rollout.ActTimeOut:
 		return s.setStates(ctx, tx, a.IDs, inflightStates, `state = 'timed_out', finished_at = ?, updated_at = ?, message = ?`,
@@ -735,7 +735,7 @@ func (s *Store) setRolloutStatus(ctx context.Context, q querier, r flotilla.Roll
 func (s *Store) ChangeRollout(ctx context.Context, tenant, id string, op store.RolloutOp, now time.Time) (flotilla.Rollout, []store.Touched, error) {
 	var out flotilla.Rollout
 	var touched []store.Touched
-	err := s.inTx(ctx, "change rollout", func(tx *sql.Tx) error {
+	err := s.inTx(ctx, "change rollout", func(tx *Tx) error {
 		r, err := s.getRollout(ctx, tx, tenant, id)
 		if err != nil {
 			return err
@@ -805,7 +805,7 @@ func (s *Store) restartRuns(ctx context.Context, q querier, id string, now time.
 
 // retryRollout re-runs the failed, timed-out, rejected and skipped devices
 // of a started rollout.
-func (s *Store) retryRollout(ctx context.Context, tx *sql.Tx, r flotilla.Rollout, now time.Time) ([]store.Touched, error) {
+func (s *Store) retryRollout(ctx context.Context, tx *Tx, r flotilla.Rollout, now time.Time) ([]store.Touched, error) {
 	if r.StartedAt == nil || r.Status == flotilla.RolloutAborted {
 		return nil, flotilla.Errorf(flotilla.EConflict, "cannot retry rollout %s: it is %s", r.ID, r.Status)
 	}

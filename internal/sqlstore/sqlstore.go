@@ -36,6 +36,9 @@ type Dialect struct {
 	// CacheStatements prepares read queries once, for drivers that do not
 	// cache prepared statements themselves.
 	CacheStatements bool
+	// GroupCommit shares transactions between concurrent deployment
+	// updates, for databases with a single writer.
+	GroupCommit bool
 	// LockMigrations serializes migrations across processes; nil if the
 	// database does that itself.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
@@ -47,6 +50,8 @@ type Store struct {
 	wdb     *sql.DB // writes; the same pool as db except on SQLite
 	rd      querier // reads, through the statement cache where the dialect wants one
 	stmts   *stmtCache
+	wstmts  *stmtCache // prepared on the write pool, used inside transactions
+	group   *groupCommit
 	d       Dialect
 	queries sync.Map // query text with '?' -> dialect text
 	closers []func() error
@@ -86,6 +91,10 @@ func newStore(cfg Config) *Store {
 	if cfg.Dialect.CacheStatements {
 		s.stmts = &stmtCache{db: cfg.Read}
 		s.rd = s.stmts
+		s.wstmts = &stmtCache{db: cfg.Write}
+	}
+	if cfg.Dialect.GroupCommit {
+		s.group = newGroupCommit(s)
 	}
 	return s
 }
@@ -95,6 +104,7 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.stmts != nil {
 		s.stmts.close()
+		s.wstmts.close()
 	}
 	if s.db != nil {
 		errs = append(errs, s.db.Close())
@@ -147,7 +157,7 @@ func (s *Store) q(query string) string {
 	return out
 }
 
-// querier is satisfied by *sql.DB, *sql.Tx and *sql.Conn.
+// querier is satisfied by *sql.DB, *Tx and *sql.Conn.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -161,12 +171,13 @@ func (s *Store) observe(op string, start time.Time) {
 }
 
 // inTx runs fn in a write transaction, committing if it returns nil.
-func (s *Store) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) (err error) {
+func (s *Store) inTx(ctx context.Context, op string, fn func(tx *Tx) error) (err error) {
 	defer s.observe(op, time.Now())
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	stx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, err)
 	}
+	tx := &Tx{Tx: stx, stmts: s.wstmts}
 	defer func() {
 		if err != nil {
 			tx.Rollback()

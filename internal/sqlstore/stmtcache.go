@@ -10,28 +10,40 @@ import (
 // cache statements themselves (modernc's SQLite) otherwise parse every query
 // on every call, which dominated the cost of a device's first poll.
 type stmtCache struct {
-	db *sql.DB
-	mu sync.RWMutex
-	m  map[string]*sql.Stmt
+	db        *sql.DB
+	mu        sync.RWMutex
+	m         map[string]*sql.Stmt
+	preparing map[string]bool
 }
 
 // maxStmts bounds the cache; queries built with variable IN lists beyond
 // it run unprepared.
 const maxStmts = 256
 
-func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
+// cached returns the prepared statement if there is one.
+func (c *stmtCache) cached(query string) *sql.Stmt {
 	c.mu.RLock()
-	st := c.m[query]
-	c.mu.RUnlock()
-	if st != nil {
+	defer c.mu.RUnlock()
+	return c.m[query]
+}
+
+func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
+	c.mu.Lock()
+	if st := c.m[query]; st != nil || len(c.m) >= maxStmts || c.preparing[query] {
+		c.mu.Unlock()
 		return st
 	}
+	if c.preparing == nil {
+		c.preparing = map[string]bool{}
+	}
+	c.preparing[query] = true
+	c.mu.Unlock()
+	// Never prepare under the lock: on a one-connection pool the prepare
+	// waits for whichever transaction holds the connection.
+	st, err := c.db.PrepareContext(context.WithoutCancel(ctx), query)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st = c.m[query]; st != nil || len(c.m) >= maxStmts {
-		return st
-	}
-	st, err := c.db.PrepareContext(context.WithoutCancel(ctx), query)
+	delete(c.preparing, query)
 	if err != nil {
 		return nil // the plain query reports the error
 	}
@@ -67,4 +79,48 @@ func (c *stmtCache) close() {
 		st.Close()
 	}
 	c.m = nil
+}
+
+// Tx is a write transaction whose statements come from the write pool's
+// statement cache when there is one (database/sql rebinds a statement
+// prepared on the pool to the transaction's connection, preparing it only
+// once per connection).
+type Tx struct {
+	*sql.Tx
+	stmts *stmtCache
+}
+
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, query, args...)
+}
+
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+func (t *Tx) stmt(ctx context.Context, query string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	st := t.stmts.cached(query)
+	if st == nil {
+		// Preparing on the pool needs a connection, and this transaction
+		// may hold the only one: prepare once it is free, run plain now.
+		go t.stmts.stmt(context.Background(), query)
+		return nil
+	}
+	return t.Tx.StmtContext(ctx, st)
 }
