@@ -206,8 +206,20 @@ func (s *Store) GetDeployment(ctx context.Context, tenant string, id int64) (flo
 		return d, s.wrap("get deployment", err)
 	}
 	hist, err := s.history(ctx, s.rd, []int64{d.ID})
-	d.History = hist[d.ID]
+	d.History = withScheduled(d, hist[d.ID])
 	return d, err
+}
+
+// withScheduled puts the "scheduled" entry at the head of a rollout
+// deployment's history. Starting a rollout does not write one row per
+// device for it (over 100k devices that doubled the cost of the start); it
+// is implied by the deployment's creation.
+func withScheduled(d flotilla.Deployment, hist []flotilla.DeploymentEvent) []flotilla.DeploymentEvent {
+	if d.RolloutID == "" || d.Attempt > 1 || (len(hist) > 0 && hist[0].State == flotilla.StateScheduled) {
+		return hist
+	}
+	return append([]flotilla.DeploymentEvent{{At: d.CreatedAt, State: flotilla.StateScheduled, Source: "server",
+		Details: []string{"scheduled by rollout " + d.RolloutID}}}, hist...)
 }
 
 // history loads the events of the given deployments, oldest first.
@@ -273,7 +285,7 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 	}
 	hist, err := s.history(ctx, s.rd, ids)
 	for i := range out {
-		out[i].History = hist[out[i].ID]
+		out[i].History = withScheduled(out[i], hist[out[i].ID])
 	}
 	return out, err
 }
@@ -424,7 +436,7 @@ func (s *Store) DeploymentByUpdateID(ctx context.Context, tenant, deviceID, upda
 		return d, s.wrap("deployment by update id", err)
 	}
 	hist, err := s.history(ctx, s.rd, []int64{d.ID})
-	d.History = hist[d.ID]
+	d.History = withScheduled(d, hist[d.ID])
 	return d, err
 }
 

@@ -305,12 +305,8 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 		if err != nil {
 			return s.wrap("start rollout", err)
 		}
-		detail, _ := json.Marshal([]string{"scheduled by rollout " + r.Name})
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO deployment_events (deployment_id, at, state, details, source)
-			SELECT id, ?, 'scheduled', ?, 'server' FROM deployments WHERE rollout_id = ?`), ts(now), string(detail), id)
-		if err != nil {
-			return s.wrap("start rollout", err)
-		}
+		// The "scheduled" history entry of each deployment is implied by its
+		// creation (see withScheduled), not written here.
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'running', started_at = ?, updated_at = ?, reason = '', version = version + 1 WHERE id = ?`),
 			ts(now), ts(now), id)
 		return s.wrap("start rollout", err)
