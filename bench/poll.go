@@ -74,8 +74,7 @@ func runPoll(ctx context.Context, o opts) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	o.logf("rollout over 100k devices: %s", lastSplit)
-	ro := rolloutResult("Rollout create + start, 100k devices, SQLite", took, insert, 3*time.Second)
+	o.logf("rollout over the 100k polling devices (one wave): %s, %s in all", lastSplit, took.Round(time.Millisecond))
 	// Wait for the wave to be released: every device has a pending
 	// deployment.
 	var ids []rolloutView
@@ -93,7 +92,7 @@ func runPoll(ctx context.Context, o opts) ([]result, error) {
 	}
 	pending.Name, pending.Target = "DDI poll, pending deployment (100k, 64 conns)", "≥ 0.40"
 	pending.Pass = pending.Ratio >= 0.4
-	return []result{idle, ro, pending}, nil
+	return []result{idle, pending}, nil
 }
 
 // pollAgainstBaseline serves device 0's current poll answer from a bare
@@ -150,8 +149,8 @@ func rolloutResult(name string, took, insert time.Duration, limit time.Duration)
 		Target: "≤ " + limit.String(), Pass: took <= limit}
 }
 
-// runRolloutScale times rollout create + start on PostgreSQL over 100k
-// devices and, in full mode, on SQLite over 1M.
+// runRolloutScale times rollout create + start (5 waves) on a quiet server:
+// SQLite and PostgreSQL over 100k devices and, in full mode, SQLite over 1M.
 func runRolloutScale(ctx context.Context, o opts) ([]result, error) {
 	var out []result
 	type run struct {
@@ -160,7 +159,7 @@ func runRolloutScale(ctx context.Context, o opts) ([]result, error) {
 		devices int
 		limit   time.Duration
 	}
-	runs := []run{}
+	runs := []run{{"Rollout create + start, 100k devices, SQLite", "", 100_000, 3 * time.Second}}
 	if o.postgres != "" {
 		runs = append(runs, run{"Rollout create + start, 100k devices, PostgreSQL", o.postgres, 100_000, 5 * time.Second})
 	} else {

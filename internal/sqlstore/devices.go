@@ -139,12 +139,21 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 	}
 	defer rows.Close()
 	var ids []string
+	// Fleets repeat the same few label sets: decide each distinct set once.
+	seen := map[string]bool{}
 	for rows.Next() {
 		var id, labels string
 		if err := rows.Scan(&id, &labels); err != nil {
 			return nil, s.wrap("match devices", err)
 		}
-		if sel.Empty() || sel.Matches(decodeMap(labels)) {
+		match, ok := seen[labels]
+		if !ok {
+			match = sel.Empty() || sel.Matches(decodeMap(labels))
+			if len(seen) < 100_000 {
+				seen[labels] = match
+			}
+		}
+		if match {
 			ids = append(ids, id)
 		}
 	}
