@@ -22,9 +22,11 @@ type seenBatch struct {
 }
 
 // seenResolution is how stale a device's stored last_seen_at may get while
-// it keeps polling: far below any offline threshold, far above the polling
-// rate of a fleet under load.
-const seenResolution = 15 * time.Second
+// it keeps polling: a quarter of the offline threshold, at most a minute —
+// far below the threshold, far above the polling rate of a fleet under load.
+func (c *Core) seenResolution() time.Duration {
+	return min(max(c.Config.OfflineAfter/4, time.Second), time.Minute)
+}
 
 // MarkSeen records that a device talked to the server now.
 func (c *Core) MarkSeen(tenant, deviceID string) {
@@ -55,7 +57,7 @@ func (c *Core) FlushSeen(ctx context.Context) error {
 	}
 	for k, at := range batch {
 		last, ok := c.seen.recent[k]
-		if ok && at.Sub(last) < seenResolution && !last.Before(offlineBefore) {
+		if ok && at.Sub(last) < c.seenResolution() && !last.Before(offlineBefore) {
 			continue // written moments ago; a fast-polling fleet would otherwise rewrite every row every flush
 		}
 		list = append(list, store.DeviceSeen{Tenant: k[0], ID: k[1], At: at, Check: !ok || last.Before(offlineBefore)})
