@@ -33,10 +33,11 @@ const migrationLockID = 0x466c6f74
 
 // Dialect describes PostgreSQL to sqlstore.
 var Dialect = sqlstore.Dialect{
-	Name:      "postgres",
-	Numbered:  true,
-	ForUpdate: " FOR UPDATE",
-	MaxParams: 65000,
+	Name:        "postgres",
+	Numbered:    true,
+	ArrayParams: true,
+	ForUpdate:   " FOR UPDATE",
+	MaxParams:   65000,
 	IsUniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

@@ -254,7 +254,18 @@ func (s *Store) MaterializeRollout(ctx context.Context, id string, members []str
 				return s.wrap("materialize rollout", err)
 			}
 		}
-		for start := 0; start < len(members); start += chunk {
+		if s.d.ArrayParams {
+			// One statement for the whole membership.
+			waves := make([]int64, len(assign))
+			for i, w := range assign {
+				waves[i] = int64(w)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_devices (rollout_id, device_id, wave) SELECT $1, m.d, m.w FROM unnest($2::text[], $3::bigint[]) AS m(d, w)`,
+				id, members, waves); err != nil {
+				return s.wrap("materialize rollout", err)
+			}
+		}
+		for start := 0; start < len(members) && !s.d.ArrayParams; start += chunk {
 			end := min(start+chunk, len(members))
 			var b strings.Builder
 			args := make([]any, 0, (end-start)*3)

@@ -39,6 +39,9 @@ type Dialect struct {
 	// GroupCommit shares transactions between concurrent deployment
 	// updates, for databases with a single writer.
 	GroupCommit bool
+	// ArrayParams: the driver passes Go slices as SQL arrays, so bulk
+	// inserts can be one INSERT ... SELECT FROM unnest(...).
+	ArrayParams bool
 	// LockMigrations serializes migrations across processes; nil if the
 	// database does that itself.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)
