@@ -45,6 +45,28 @@ type opts struct {
 	log      *slog.Logger
 	out      io.Writer
 	tmp      string
+	// windowProfile, when set, is where a scenario writes a CPU profile of
+	// its measured section only (see -cpuprofile-window).
+	windowProfile string
+}
+
+// profileWindow starts a CPU profile of the measured section when asked
+// for; the returned func stops it.
+func (o opts) profileWindow() func() {
+	if o.windowProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(o.windowProfile)
+	if err != nil {
+		o.logf("profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		o.logf("profile: %v", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func (o opts) logf(format string, args ...any) { fmt.Fprintf(o.out, "  · "+format+"\n", args...) }
@@ -71,8 +93,12 @@ func run(args []string, stdout io.Writer) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: "+names())
 	pg := fs.String("postgres", os.Getenv("FLOTILLA_TEST_POSTGRES"), "PostgreSQL DSN for the Postgres rollout figure (default $FLOTILLA_TEST_POSTGRES)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server included) to this file")
+	windowProfile := fs.String("cpuprofile-window", "", "write a CPU profile of the measured section only (e2e) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" && *windowProfile != "" {
+		return fmt.Errorf("-cpuprofile and -cpuprofile-window are exclusive")
 	}
 	if *cpuProfile != "" {
 		pf, err := os.Create(*cpuProfile)
@@ -89,7 +115,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	o := opts{quick: *quick, postgres: *pg, log: slog.New(slog.DiscardHandler), out: stdout, tmp: tmp}
+	o := opts{quick: *quick, postgres: *pg, log: slog.New(slog.DiscardHandler), out: stdout, tmp: tmp, windowProfile: *windowProfile}
 	mode := "full"
 	if o.quick {
 		mode = "quick"

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +22,7 @@ func simCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var logs cli.LogFlags
 	var duration, every time.Duration
 	var asJSON bool
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Simulate a fleet of devices against a server",
@@ -53,6 +56,17 @@ after --duration).`,
 			fleet, err := sim.New(cfg)
 			if err != nil {
 				return err
+			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			ctx := cmd.Context()
 			if duration > 0 {
@@ -111,6 +125,7 @@ after --duration).`,
 	f.DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")
 	f.DurationVar(&every, "summary-every", 5*time.Second, "how often to print the live summary")
 	f.BoolVar(&asJSON, "json", false, "print only the final tally, as JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulator itself to this file")
 	logs.Register(cmd, e)
 	return cmd
 }

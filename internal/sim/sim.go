@@ -142,6 +142,10 @@ type Tally struct {
 	Versions map[string]int `json:"versions"`
 }
 
+// devicesPerTransport is how many simulated devices share one HTTP
+// Transport (and its idle connection pool).
+const devicesPerTransport = 256
+
 // Fleet is a running simulation.
 type Fleet struct {
 	cfg     Config
@@ -164,6 +168,7 @@ type fate struct {
 
 type device struct {
 	f          *Fleet
+	http       *http.Client
 	id         string
 	labels     map[string]string
 	fate       fate
@@ -215,9 +220,20 @@ func New(cfg Config) (*Fleet, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, http: cfg.HTTPClient, log: cfg.Log}
-	if f.http == nil {
-		f.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
-			MaxIdleConns: cfg.Devices + 16, MaxIdleConnsPerHost: cfg.Devices + 16, IdleConnTimeout: 2 * time.Minute}}
+	// Devices share connections in groups: one Transport per
+	// devicesPerTransport devices. A single Transport holding 10k idle
+	// connections to one host spends most of its time in tryPutIdleConn,
+	// which scans that host's idle list on every request.
+	var clients []*http.Client
+	if f.http != nil {
+		clients = []*http.Client{f.http}
+	} else {
+		for n := cfg.Devices; n > 0; n -= devicesPerTransport {
+			per := min(n, devicesPerTransport) + 16
+			clients = append(clients, &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
+				MaxIdleConns: per, MaxIdleConnsPerHost: per, IdleConnTimeout: 2 * time.Minute}})
+		}
+		f.http = clients[0]
 	}
 	deal := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	// Exact proportions. Offline, failing and unhealthy devices are
@@ -248,7 +264,7 @@ func New(cfg Config) (*Fleet, error) {
 	slow, reject := pick(cfg.SlowDownloadRate), pick(cfg.RejectCancelRate)
 	width := len(strconv.Itoa(cfg.Devices - 1))
 	for i := 0; i < cfg.Devices; i++ {
-		d := &device{f: f, id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,
+		d := &device{f: f, http: clients[i/devicesPerTransport%len(clients)], id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,
 			rng:  rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)),
 			fate: fate{offline: offline[i], fail: fail[i], slow: slow[i], unhealthy: unhealthy[i], rejectCancel: reject[i]},
 			done: map[string]bool{}, downloaded: map[string]bool{}}
@@ -426,7 +442,7 @@ func (d *device) do(ctx context.Context, method, url string, body, out any) (int
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := d.f.http.Do(req)
+	resp, err := d.http.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -491,7 +507,7 @@ func (d *device) poll(ctx context.Context) (ddi.Poll, error) {
 	if d.etag != "" {
 		req.Header.Set("If-None-Match", d.etag)
 	}
-	resp, err := d.f.http.Do(req)
+	resp, err := d.http.Do(req)
 	if err != nil {
 		return ddi.Poll{}, err
 	}
@@ -657,7 +673,7 @@ func (d *device) download(ctx context.Context, a ddi.Artifact) error {
 	if strings.HasPrefix(url, d.f.cfg.Server) {
 		req.Header.Set("Authorization", "GatewayToken "+d.f.cfg.GatewayToken)
 	}
-	resp, err := d.f.http.Do(req)
+	resp, err := d.http.Do(req)
 	if err != nil {
 		return err
 	}
