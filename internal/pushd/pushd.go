@@ -37,8 +37,10 @@ type Config struct {
 	// Unreachable fails a delivery whose node did not answer for this long
 	// (default 2m).
 	Unreachable time.Duration
-	// Poll is how often a node's status is asked while it works (default
-	// 250ms).
+	// Poll is the longest wait between status questions while a node
+	// works (default 250ms). The first questions after a step come
+	// sooner and back off to it: a small update verifies and applies in
+	// milliseconds.
 	Poll time.Duration
 }
 
@@ -247,6 +249,9 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 	}
 	art := push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}
 	var lastContact = time.Now()
+	// wait backs off from a few milliseconds to cfg.Poll while the node
+	// stays in one state, and starts over when it moves on.
+	wait, seen := p.cfg.Poll/32, ""
 	for ctx.Err() == nil {
 		if d.State.Terminal() {
 			// Canceled on the server meanwhile: make sure the node stops too.
@@ -273,6 +278,9 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 			continue
 		}
 		lastContact = time.Now()
+		if st.State != seen {
+			wait, seen = p.cfg.Poll/32, st.State
+		}
 		if st.ID != d.UpdateID {
 			if d.State == flotilla.StatePending || d.State == flotilla.StateDownloading {
 				if !push.Terminal(st.State) {
@@ -315,7 +323,8 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 					return
 				}
 			}
-			sleep(ctx, p.cfg.Poll)
+			sleep(ctx, wait)
+			wait = min(2*wait, p.cfg.Poll)
 		case push.StateComplete:
 			nd, err := p.set(ctx, d, dev, flotilla.StateSucceeded, "node runs "+st.Version, int(art.Size), int(art.Size))
 			if err == nil {
@@ -329,7 +338,8 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 			p.set(ctx, d, dev, flotilla.StateCanceled, "node aborted the update", 0, 0)
 			return
 		default:
-			sleep(ctx, p.cfg.Poll)
+			sleep(ctx, wait)
+			wait = min(2*wait, p.cfg.Poll)
 		}
 		d = p.reload(ctx, d)
 	}
