@@ -49,6 +49,12 @@ type NodeConfig struct {
 	// MaxRate limits how fast the node reads a payload (bytes per second);
 	// 0 means unlimited. Useful to emulate slow links.
 	MaxRate int64
+	// NoFetch makes the node ignore a start request's URL and wait for
+	// the bytes to be sent, as a node that cannot reach object storage.
+	NoFetch bool
+	// HTTPClient fetches from a start request's URL (default: a client
+	// with a 30s response-header timeout).
+	HTTPClient *http.Client
 }
 
 // Node is the node side of the push protocol, as an http.Handler.
@@ -83,6 +89,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, err
 	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, ResponseHeaderTimeout: 30 * time.Second}}
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	n.st.State, n.st.Version = StateIdle, cfg.Version
 	if b, err := os.ReadFile(n.statePath()); err == nil {
@@ -97,6 +106,9 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		n.save()
 	}
 	if n.st.State == StateReceiving {
+		// A fetch the restart cut short is not resumed (its URL may have
+		// expired): the server sees "fetching" false and sends the rest.
+		n.st.Fetching = false
 		if fi, err := os.Stat(n.payloadPath()); err == nil {
 			n.st.BytesReceived = fi.Size()
 		} else {
@@ -191,9 +203,66 @@ func (n *Node) handleStart(w http.ResponseWriter, r *http.Request) {
 	os.Remove(n.payloadPath())
 	n.st.Status = Status{ID: req.ID, State: StateReceiving, Total: req.Artifact.Size, Artifact: req.Artifact, Version: n.st.Version}
 	n.st.Accepted = append(n.st.Accepted, req.ID)
+	fetch := req.URL != "" && !n.cfg.NoFetch && req.Artifact.Size > 0
+	if fetch {
+		n.st.Fetching = true
+		ctx, cancel := context.WithCancel(context.Background())
+		n.cancel = cancel
+		go n.fetch(ctx, req.ID, req.URL)
+	}
 	n.save()
-	n.log.Info("push update accepted", "id", req.ID, "artifact", req.Artifact.Name, "version", req.Artifact.Version)
+	n.log.Info("push update accepted", "id", req.ID, "artifact", req.Artifact.Name, "version", req.Artifact.Version, "fetch", fetch)
 	writeJSON(w, http.StatusAccepted, n.st.Status)
+}
+
+// fetch GETs the bytes from url itself, resuming with Range from what the
+// node holds; on failure it hands over to the server (fetching false).
+func (n *Node) fetch(ctx context.Context, id, url string) {
+	n.writing.Lock()
+	defer n.writing.Unlock()
+	err := func() error {
+		n.mu.Lock()
+		st := n.st.Status
+		n.mu.Unlock()
+		if st.ID != id || st.State != StateReceiving {
+			return nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if st.BytesReceived > 0 {
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-", st.BytesReceived))
+		}
+		resp, err := n.cfg.HTTPClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		switch {
+		case st.BytesReceived > 0 && resp.StatusCode == http.StatusPartialContent:
+		case st.BytesReceived == 0 && resp.StatusCode == http.StatusOK:
+		default:
+			return fmt.Errorf("GET answered %s", resp.Status)
+		}
+		var body io.Reader = resp.Body
+		if n.cfg.MaxRate > 0 {
+			body = &slowReader{r: body, rate: n.cfg.MaxRate, start: time.Now(), ctx: ctx}
+		}
+		_, err = n.receive(ctx, id, st.BytesReceived, body)
+		return err
+	}()
+	n.mu.Lock()
+	if n.st.ID == id && n.st.Fetching {
+		n.st.Fetching = false
+		if err != nil && n.st.State == StateReceiving {
+			n.st.Error = "fetch: " + err.Error()
+			n.log.Warn("push fetch failed; waiting for the server to send the bytes", "id", id, "err", err)
+		}
+		n.save()
+	}
+	n.mu.Unlock()
+	n.completeIfReceived(id)
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -266,58 +335,91 @@ func (n *Node) handlePayload(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestedRangeNotSatisfiable, "range", fmt.Sprintf("the node has %d bytes; send from there", st.BytesReceived), id)
 		return
 	}
-	f, err := os.OpenFile(n.payloadPath(), os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
-		return
-	}
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		f.Close()
-		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
-		return
-	}
 	var body io.Reader = io.LimitReader(r.Body, st.Total-start)
 	if n.cfg.MaxRate > 0 {
 		body = &slowReader{r: body, rate: n.cfg.MaxRate, start: time.Now(), ctx: r.Context()}
 	}
+	aborted, err := n.receive(r.Context(), id, start, body)
+	switch {
+	case aborted:
+		writeJSON(w, http.StatusConflict, n.Status())
+		return
+	case err != nil && errors.Is(err, errStorage):
+		writeErr(w, http.StatusInternalServerError, "internal", err.Error(), "")
+		return
+	}
+	n.completeIfReceived(id)
+	writeJSON(w, http.StatusOK, n.Status())
+}
+
+var errStorage = errors.New("node storage")
+
+// receive appends body to the payload file at offset start; the caller
+// holds n.writing. aborted reports that the update stopped being the
+// current one meanwhile. A body that ends early is not an error: the
+// bytes so far count, and the rest can follow.
+func (n *Node) receive(ctx context.Context, id string, start int64, body io.Reader) (aborted bool, err error) {
+	f, err := os.OpenFile(n.payloadPath(), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", errStorage, err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return false, fmt.Errorf("%w: %v", errStorage, err)
+	}
+	n.mu.Lock()
+	total := n.st.Total
+	n.mu.Unlock()
+	body = io.LimitReader(body, total-start)
 	buf := make([]byte, 64<<10)
 	received := start
-	for {
-		k, rerr := body.Read(buf)
+	var rerr error
+	for ctx.Err() == nil {
+		k, err := body.Read(buf)
 		if k > 0 {
-			if _, err := f.Write(buf[:k]); err != nil {
+			if _, werr := f.Write(buf[:k]); werr != nil {
+				rerr = fmt.Errorf("%w: %v", errStorage, werr)
 				break
 			}
 			received += int64(k)
 			n.mu.Lock()
 			if n.st.ID != id || n.st.State != StateReceiving { // aborted meanwhile
 				n.mu.Unlock()
-				f.Close()
-				writeJSON(w, http.StatusConflict, n.Status())
-				return
+				return true, nil
 			}
 			n.st.BytesReceived = received
 			n.mu.Unlock()
 		}
-		if rerr != nil {
+		if err != nil {
+			if err != io.EOF {
+				rerr = err
+			}
 			break
 		}
 	}
 	f.Sync()
-	f.Close()
 	n.mu.Lock()
 	n.save()
-	done := n.st.ID == id && n.st.State == StateReceiving && n.st.BytesReceived == n.st.Total
+	n.mu.Unlock()
+	if rerr == nil && ctx.Err() != nil {
+		rerr = ctx.Err()
+	}
+	return false, rerr
+}
+
+// completeIfReceived moves an update whose bytes are all in to verifying
+// and starts the install.
+func (n *Node) completeIfReceived(id string) {
+	n.mu.Lock()
+	done := n.st.ID == id && n.st.State == StateReceiving && !n.st.Fetching && n.st.BytesReceived == n.st.Total
 	if done {
-		n.st.State = StateVerifying
+		n.st.State, n.st.Error = StateVerifying, ""
 		n.save()
 	}
-	st = n.st.Status
 	n.mu.Unlock()
 	if done {
 		go n.install(id)
 	}
-	writeJSON(w, http.StatusOK, st)
 }
 
 // install verifies and applies the payload in the background.

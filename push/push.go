@@ -13,6 +13,7 @@ package push
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"time"
 )
@@ -44,6 +45,13 @@ type Artifact struct {
 type StartRequest struct {
 	ID       string   `json:"id"`
 	Artifact Artifact `json:"artifact"`
+	// URL, when set, is where the node may fetch the bytes itself with
+	// GET (a presigned object-storage URL, valid for a limited time), so
+	// that they need not pass through the server. A node that fetches
+	// reports "fetching": true while it does; a node that cannot, or
+	// whose fetch fails, stays "receiving" and the server sends the rest
+	// with PUT .../payload as usual.
+	URL string `json:"url,omitempty"`
 }
 
 // States of an update on a node.
@@ -70,6 +78,9 @@ type Status struct {
 	Total         int64    `json:"total"`
 	Error         string   `json:"error,omitempty"`
 	Artifact      Artifact `json:"artifact"`
+	// Fetching is true while the node fetches the bytes from the start
+	// request's URL itself.
+	Fetching bool `json:"fetching,omitempty"`
 	// Version is the version the node runs now.
 	Version   string    `json:"version"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -110,6 +121,11 @@ func (r StartRequest) Validate() error {
 		return fmt.Errorf("artifact.size must not be negative")
 	case !sha256RE.MatchString(r.Artifact.SHA256):
 		return fmt.Errorf("artifact.sha256 must be 64 lower-case hex digits")
+	}
+	if r.URL != "" {
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("url must be an absolute http or https URL")
+		}
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 	f.StringVar(&cfg.DatabaseURL, "database-url", e.Str("FLOTILLA_DATABASE_URL", ""), "sqlite://PATH or postgres://... (default sqlite://DATA_DIR/flotilla.db) (FLOTILLA_DATABASE_URL)")
 	f.StringVar(&cfg.BlobDir, "blob-dir", e.Str("FLOTILLA_BLOB_DIR", ""), "directory for artifact bytes (default DATA_DIR/blobs) (FLOTILLA_BLOB_DIR)")
 	f.StringVar(&cfg.BlobURL, "blob-url", e.Str("FLOTILLA_BLOB_URL", ""), "blob store: s3://BUCKET?endpoint=HOST:PORT[&insecure=true][&create=true] (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or file:///PATH (FLOTILLA_BLOB_URL)")
-	f.BoolVar(&cfg.PresignDownloads, "presign-downloads", e.Str("FLOTILLA_PRESIGN_DOWNLOADS", "") == "true", "DDI download-http links go straight to the blob store, presigned (FLOTILLA_PRESIGN_DOWNLOADS)")
+	f.BoolVar(&cfg.PresignDownloads, "presign-downloads", e.Str("FLOTILLA_PRESIGN_DOWNLOADS", "") == "true", "DDI download-http links and push deliveries go straight to the blob store, presigned (FLOTILLA_PRESIGN_DOWNLOADS)")
 	f.StringVar(&cfg.PublicURL, "public-url", e.Str("FLOTILLA_PUBLIC_URL", ""), "externally visible base URL used in links, e.g. https://ota.example.com (FLOTILLA_PUBLIC_URL)")
 	f.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", e.Int64("FLOTILLA_MAX_ARTIFACT_SIZE", 4<<30), "largest accepted artifact in bytes (FLOTILLA_MAX_ARTIFACT_SIZE)")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", e.Duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")

@@ -86,7 +86,7 @@ func (p *Pool) StartUpdate(ctx context.Context, pr core.Principal, tenant, devic
 	}
 	nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
 	defer cancel()
-	st, err := node.Start(nctx, push.StartRequest{ID: updateID, Artifact: push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}})
+	st, err := node.Start(nctx, p.startRequest(ctx, updateID, a))
 	if err != nil {
 		apiErr := nodeError(dev, err)
 		p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateFailed, flotilla.ErrorMessage(apiErr), 0, 0)

@@ -42,6 +42,10 @@ type Config struct {
 	// sooner and back off to it: a small update verifies and applies in
 	// milliseconds.
 	Poll time.Duration
+	// Presign, if set, gives a URL the node may fetch the artifact from
+	// itself (object storage, presigned); the server sends the bytes only
+	// when the node does not or cannot.
+	Presign func(ctx context.Context, a flotilla.Artifact) (string, error)
 }
 
 // Pool is one replica's set of push workers.
@@ -217,6 +221,20 @@ func (p *Pool) set(ctx context.Context, d flotilla.Deployment, dev flotilla.Devi
 	return nd, nil
 }
 
+// startRequest is what a node is asked to do for update id: with a
+// presigned URL to fetch from when the blob store gives one.
+func (p *Pool) startRequest(ctx context.Context, id string, a flotilla.Artifact) push.StartRequest {
+	r := push.StartRequest{ID: id, Artifact: push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}}
+	if p.cfg.Presign != nil {
+		if u, err := p.cfg.Presign(ctx, a); err == nil {
+			r.URL = u
+		} else {
+			p.log.Warn("presign for push failed; the server sends the bytes", "update", id, "err", err)
+		}
+	}
+	return r
+}
+
 // deliver drives one push deployment to its end, or until ctx ends.
 func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 	dev, err := p.st.GetDevice(ctx, d.Tenant, d.DeviceID)
@@ -252,6 +270,7 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 	// wait backs off from a few milliseconds to cfg.Poll while the node
 	// stays in one state, and starts over when it moves on.
 	wait, seen := p.cfg.Poll/32, ""
+	var reported time.Time // last progress written while the node fetches
 	for ctx.Err() == nil {
 		if d.State.Terminal() {
 			// Canceled on the server meanwhile: make sure the node stops too.
@@ -289,7 +308,7 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 					d = p.reload(ctx, d)
 					continue
 				}
-				if _, err := node.Start(ctx, push.StartRequest{ID: d.UpdateID, Artifact: art}); err != nil {
+				if _, err := node.Start(ctx, p.startRequest(ctx, d.UpdateID, a)); err != nil {
 					var ne *push.NodeError
 					if errors.As(err, &ne) && ne.Status == http.StatusConflict {
 						p.set(ctx, d, dev, flotilla.StateFailed, "node refused the update: "+ne.Message, 0, 0)
@@ -312,6 +331,19 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 				if d, err = p.set(ctx, d, dev, flotilla.StateDownloading, "node accepted the update", int(st.BytesReceived), int(art.Size)); err != nil {
 					return
 				}
+			}
+			if st.Fetching {
+				// The node pulls the bytes from object storage itself.
+				if st.BytesReceived > 0 && time.Since(reported) >= time.Second {
+					if nd, err := p.set(ctx, d, dev, flotilla.StateDownloading, "node is fetching the artifact from object storage", int(st.BytesReceived), int(art.Size)); err == nil {
+						d = nd
+					}
+					reported = time.Now()
+				}
+				sleep(ctx, wait)
+				wait = min(2*wait, p.cfg.Poll)
+				d = p.reload(ctx, d)
+				continue
 			}
 			if err := p.send(ctx, d, dev, node, a, st.BytesReceived); err != nil && ctx.Err() == nil {
 				p.log.Debug("payload interrupted; resuming", "deployment", d.ID, "err", err)

@@ -7,12 +7,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +24,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/blob/s3/s3test"
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/push"
 	"github.com/flotilla-ota/flotilla/updater"
 )
 
@@ -191,3 +196,84 @@ func TestReadyzFollowsObjectStorage(t *testing.T) {
 		t.Fatalf("healthz with S3 down: %d", code)
 	}
 }
+
+// TestPushFromObjectStorage: with presigning on, a push node is handed a
+// presigned URL and fetches the artifact from object storage itself — the
+// server sends no bytes. A node that will not fetch, and one whose fetch
+// fails, get the bytes from the server instead; all three install exactly
+// the uploaded artifact.
+func TestPushFromObjectStorage(t *testing.T) {
+	s, _ := startOnS3(t)
+	payload := make([]byte, 3<<20)
+	rand.Read(payload)
+	s.API.Upload("node-fw", "4.0.0", payload, "")
+
+	type node struct {
+		*push.Node
+		puts      atomic.Int32
+		installed chan []byte
+	}
+	broken := &http.Client{Transport: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return nil, errors.New("object storage unreachable from this node")
+	})}
+	start := func(id string, cfg push.NodeConfig) *node {
+		n := &node{installed: make(chan []byte, 1)}
+		cfg.StateDir, cfg.Version, cfg.Logger = t.TempDir(), "3.0.0", slog.New(slog.DiscardHandler)
+		cfg.Installer = push.InstallerFunc(func(_ context.Context, _ push.Artifact, p string) error {
+			b, err := os.ReadFile(p)
+			n.installed <- b
+			return err
+		})
+		pn, err := push.NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Node = pn
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut {
+				n.puts.Add(1)
+			}
+			pn.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": id, "address": srv.URL}, nil)
+		return n
+	}
+	nodes := map[string]*node{
+		"fetches":    start("fetches", push.NodeConfig{}),
+		"no-fetch":   start("no-fetch", push.NodeConfig{NoFetch: true}),
+		"fetch-fail": start("fetch-fail", push.NodeConfig{HTTPClient: broken}),
+	}
+	for i, id := range []string{"fetches", "no-fetch", "fetch-fail"} {
+		uid := fmt.Sprintf("4d5e6f70-0000-4000-8000-%012d", i)
+		s.API.Must(202, "POST", "/api/v1/devices/"+id+"/updates", map[string]any{"id": uid, "artifact": map[string]string{"name": "node-fw", "version": "4.0.0"}}, nil)
+	}
+	for id, n := range nodes {
+		select {
+		case b := <-n.installed:
+			if !bytes.Equal(b, payload) {
+				t.Fatalf("%s installed %d bytes that differ from the upload", id, len(b))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: no install; node status %+v", id, n.Status())
+		}
+		servertest.Eventually(t, 10*time.Second, func() error {
+			if st := n.Status(); st.State != push.StateComplete || st.Version != "4.0.0" {
+				return fmt.Errorf("%s: node %s at %s", id, st.State, st.Version)
+			}
+			return nil
+		})
+	}
+	if k := nodes["fetches"].puts.Load(); k != 0 {
+		t.Fatalf("the server sent the fetching node the bytes %d times", k)
+	}
+	for _, id := range []string{"no-fetch", "fetch-fail"} {
+		if nodes[id].puts.Load() == 0 {
+			t.Fatalf("%s got no bytes from the server", id)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

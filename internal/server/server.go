@@ -119,18 +119,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
 	s.Hub = hub
-	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease})
-	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
-	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload}
+	// With presigning on, DDI download links and push deliveries point
+	// at object storage, so the bytes do not pass through the replicas.
+	var presign func(ctx context.Context, a flotilla.Artifact) (string, error)
 	if p, ok := blobs.(blob.Presigner); ok && cfg.PresignDownloads {
 		ttl := cfg.PresignTTL
 		if ttl <= 0 {
 			ttl = time.Hour
 		}
-		ddiOpts.Presign = func(ctx context.Context, a flotilla.Artifact) (string, error) {
+		presign = func(ctx context.Context, a flotilla.Artifact) (string, error) {
 			return p.PresignGet(ctx, a.SHA256, ttl, a.Filename)
 		}
 	}
+	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease, Presign: presign})
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
+	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
 	}

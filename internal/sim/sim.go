@@ -404,6 +404,9 @@ func (d *device) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		sleep, err := d.cycle(ctx, !registered)
 		if err != nil {
+			if ctx.Err() != nil {
+				return // stopping: a request cut short is not an error
+			}
 			d.f.t.pollErrors.Add(1)
 			d.f.log.Debug("poll", "device", d.id, "err", err)
 			if !d.sleep(ctx, d.jitter(first)) {
