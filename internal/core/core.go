@@ -49,6 +49,7 @@ type Core struct {
 	progressMu      sync.Mutex
 	progress        map[string]progressEntry
 	seen            seenBatch
+	channels        channelCache
 }
 
 // OnInvalidate registers fn to run when what a device should be told

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -441,6 +442,9 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	}
 	c.InvalidateDevice(id.Tenant, id.DeviceID)
 	c.publishDevice(events.TypeDeviceUpdated, nd)
+	if nd.Version != d.Version || !maps.Equal(nd.Labels, d.Labels) {
+		c.catchUp(ctx, nd)
+	}
 	return nil
 }
 

@@ -155,6 +155,9 @@ func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string,
 	d, err := c.Store.UpdateDevice(ctx, tenant, id, patch, c.Now())
 	if err == nil {
 		c.publishDevice(events.TypeDeviceUpdated, d)
+		if patch.Labels != nil {
+			c.catchUp(ctx, d)
+		}
 	}
 	return d, err
 }

@@ -604,6 +604,7 @@ func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) 
 		rec.RolloutID, started = r.ID, &r
 	}
 	created, err := c.Store.PutChannel(ctx, rec)
+	c.forgetChannels(tenant)
 	if err != nil {
 		return store.ChannelRecord{}, nil, false, err
 	}
@@ -644,5 +645,6 @@ func (c *Core) DeleteChannel(ctx context.Context, p Principal, tenant, name stri
 	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
 		return err
 	}
+	defer c.forgetChannels(tenant)
 	return c.Store.DeleteChannel(ctx, tenant, name)
 }

@@ -2,9 +2,11 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,103 @@ func TestChannelsAndSupersede(t *testing.T) {
 	s.API.Must(200, "GET", "/api/v1/rollouts?channel=beta", nil, &list)
 	if len(list.Items) != 2 {
 		t.Fatalf("channel rollouts = %+v", list.Items)
+	}
+}
+
+type failingInstall struct{ updater.DefaultFetcher }
+
+func (failingInstall) Apply(ctx context.Context, u *updater.Update, p *updater.Payload) error {
+	return errors.New("flash write failed (simulated)")
+}
+
+// TestChannelCatchUp: a device that joins a channel after its release gets
+// the channel's version (Nebraska's model: a device on "stable" runs what
+// "stable" points at), while devices on another channel, devices already on
+// the version, and a device whose install of it failed are left alone. A
+// paused release does not spread.
+func TestChannelCatchUp(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.SchedulerTick = 100 * time.Millisecond }))
+	s.API.Upload("app", "2.0.0", []byte("app 2"), "")
+	s.API.Upload("app", "3.0.0", []byte("app 3"), "")
+	gw := s.API.GatewayToken()
+	device := func(id, channel, version string, h updater.Handler) {
+		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, GatewayToken: gw, CurrentVersion: version,
+			Channel: channel, Handler: h, StateDir: filepath.Join(t.TempDir(), id),
+			Logger: slog.New(slog.DiscardHandler), FirstCheck: updater.Interval{Min: time.Millisecond, Max: 10 * time.Millisecond}, ActiveInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.CheckNow(context.Background()) // registers with its channel label and version
+		c.Start(context.Background())
+		t.Cleanup(c.Stop)
+	}
+	deployments := func(id string) []servertest.Deployment {
+		var list struct{ Items []servertest.Deployment }
+		s.API.Must(200, "GET", "/api/v1/devices/"+id+"/deployments", nil, &list)
+		return list.Items
+	}
+	waitVersion := func(id, want string) {
+		servertest.Eventually(t, 30*time.Second, func() error {
+			var d struct{ Version string }
+			s.API.Must(200, "GET", "/api/v1/devices/"+id, nil, &d)
+			if d.Version != want {
+				return fmt.Errorf("%s runs %q, want %s", id, d.Version, want)
+			}
+			return nil
+		})
+	}
+
+	got := make(chan string, 10)
+	device("early", "stable", "1.0.0", versionRecorder{got: got})
+	var ch struct {
+		RolloutID string `json:"rollout_id"`
+	}
+	s.API.Must(201, "PUT", "/api/v1/channels/stable", map[string]any{"artifact": map[string]string{"name": "app", "version": "2.0.0"}}, &ch)
+	waitVersion("early", "2.0.0")
+	servertest.Eventually(t, 30*time.Second, func() error {
+		var r struct{ Status string }
+		s.API.Must(200, "GET", "/api/v1/rollouts/"+ch.RolloutID, nil, &r)
+		if r.Status != "completed" {
+			return fmt.Errorf("channel rollout %s", r.Status)
+		}
+		return nil
+	})
+
+	// Late arrivals, after the release finished.
+	device("late", "stable", "1.0.0", versionRecorder{got: got})
+	device("other-channel", "beta", "1.0.0", versionRecorder{got: got})
+	device("current", "stable", "2.0.0", versionRecorder{got: got})
+	device("broken", "stable", "1.0.0", failingInstall{})
+	waitVersion("late", "2.0.0")
+	ds := deployments("late")
+	if len(ds) != 1 || ds[0].RolloutID != "" || !strings.Contains(ds[0].History[0].Details[0], "channel stable") {
+		t.Fatalf("late device's deployments: %+v", ds)
+	}
+	servertest.Eventually(t, 30*time.Second, func() error {
+		ds := deployments("broken")
+		if len(ds) != 1 || ds[0].State != "failed" {
+			return fmt.Errorf("broken device's deployments: %+v", ds)
+		}
+		return nil
+	})
+	// Touching the failed device's labels does not retry behind the
+	// operator's back.
+	s.API.Must(200, "PATCH", "/api/v1/devices/broken", map[string]any{"labels": map[string]string{"channel": "stable", "site": "b"}}, nil)
+	for _, id := range []string{"other-channel", "current"} {
+		if ds := deployments(id); len(ds) != 0 {
+			t.Fatalf("%s got deployments: %+v", id, ds)
+		}
+	}
+	if ds := deployments("broken"); len(ds) != 1 {
+		t.Fatalf("a failed device was assigned again: %+v", ds)
+	}
+
+	// A paused release does not spread: pause the next one at once.
+	s.API.Must(200, "PUT", "/api/v1/channels/stable", map[string]any{"artifact": map[string]string{"name": "app", "version": "3.0.0"}}, &ch)
+	s.API.Must(200, "POST", "/api/v1/rollouts/"+ch.RolloutID+"/pause", nil, nil)
+	// An operator moves a device onto the channel by label.
+	s.API.Must(200, "PATCH", "/api/v1/devices/other-channel", map[string]any{"labels": map[string]string{"channel": "stable"}}, nil)
+	if ds := deployments("other-channel"); len(ds) != 0 {
+		t.Fatalf("a paused release reached a late device: %+v", ds)
 	}
 }
