@@ -132,3 +132,41 @@ func (c *Core) catchUpTo(ctx context.Context, d flotilla.Device, ch store.Channe
 	c.DeploymentChanged(dep)
 	return nil
 }
+
+// SweepChannel catches up, in the background, every device of r's channel
+// that the event-driven catch-up could not serve while r was not running
+// (joined while it was paused, say). It runs when a channel's rollout
+// resumes or completes; a rollout no longer the channel's current one is
+// ignored.
+func (c *Core) SweepChannel(r flotilla.Rollout) {
+	if r.Channel == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		ch, err := c.Store.GetChannel(ctx, r.Tenant, r.Channel)
+		if err != nil || ch.RolloutID != r.ID {
+			return
+		}
+		sel, err := label.Parse(ch.Selector)
+		if err != nil {
+			return
+		}
+		c.forgetChannels(r.Tenant)
+		for after := ""; ; {
+			page, err := c.Store.ListDevices(ctx, r.Tenant, store.DeviceQuery{Selector: sel, AfterID: after, Limit: 1000})
+			if err != nil {
+				c.Log.Warn("channel sweep", "tenant", r.Tenant, "channel", r.Channel, "err", err)
+				return
+			}
+			for _, d := range page {
+				c.catchUp(ctx, d)
+			}
+			if len(page) < 1000 {
+				return
+			}
+			after = page[len(page)-1].ID
+		}
+	}()
+}

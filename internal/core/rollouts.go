@@ -290,6 +290,9 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 	}
 	c.AfterRolloutChange(r, touched)
 	c.WakeRollout(id)
+	if op == store.OpResume {
+		c.SweepChannel(r)
+	}
 	return c.Store.GetRollout(ctx, tenant, id)
 }
 

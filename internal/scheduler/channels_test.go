@@ -111,7 +111,7 @@ func (failingInstall) Apply(ctx context.Context, u *updater.Update, p *updater.P
 // the channel's version (Nebraska's model: a device on "stable" runs what
 // "stable" points at), while devices on another channel, devices already on
 // the version, and a device whose install of it failed are left alone. A
-// paused release does not spread.
+// paused release does not spread until it resumes.
 func TestChannelCatchUp(t *testing.T) {
 	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.SchedulerTick = 100 * time.Millisecond }))
 	s.API.Upload("app", "2.0.0", []byte("app 2"), "")
@@ -197,4 +197,8 @@ func TestChannelCatchUp(t *testing.T) {
 	if ds := deployments("other-channel"); len(ds) != 0 {
 		t.Fatalf("a paused release reached a late device: %+v", ds)
 	}
+	// Resuming the release sweeps the channel: the device that joined
+	// while it was paused catches up too.
+	s.API.Must(200, "POST", "/api/v1/rollouts/"+ch.RolloutID+"/resume", nil, nil)
+	waitVersion("other-channel", "3.0.0")
 }

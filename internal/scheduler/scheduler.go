@@ -224,6 +224,9 @@ func (s *Scheduler) announce(ctx context.Context, before flotilla.Rollout, plan 
 			s.core.PublishWave(after, *a.Wave, a.WaveStatus, a.Reason)
 		case rollout.ActSetStatus:
 			s.log.Info("rollout status", "rollout", before.ID, "status", a.Status, "reason", a.Reason)
+			if a.Status == flotilla.RolloutCompleted {
+				s.core.SweepChannel(after)
+			}
 		}
 	}
 	s.core.AfterRolloutChange(after, touched)
