@@ -59,6 +59,10 @@ type Config struct {
 	// ListenToken is the bearer token the server must send.
 	Listen      string `json:"listen"`
 	ListenToken string `json:"listen_token"`
+	// NoFetch makes the push node wait for the server to send the bytes
+	// even when it is offered a presigned object-storage URL (nodes with
+	// no route to the bucket).
+	NoFetch bool `json:"no_fetch"`
 }
 
 // Validate fills defaults and reports what is missing.
@@ -152,7 +156,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, h: h, hh: hh}
 	if cfg.Listen != "" {
 		n, err := push.NewNode(push.NodeConfig{StateDir: filepath.Join(cfg.StateDir, "push"), Version: st.Version, DeviceID: cfg.DeviceID,
-			Labels: cfg.Labels, Token: cfg.ListenToken, Installer: push.InstallerFunc(a.installPushed), Logger: log})
+			Labels: cfg.Labels, Token: cfg.ListenToken, NoFetch: cfg.NoFetch, Installer: push.InstallerFunc(a.installPushed), Logger: log})
 		if err != nil {
 			return nil, err
 		}
