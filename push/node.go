@@ -256,6 +256,8 @@ func (n *Node) fetch(ctx context.Context, id, url string) {
 		_, err = n.receive(ctx, id, st.BytesReceived, body)
 		return err
 	}()
+	// One step from "fetching" to "verifying": a status read in between
+	// would show all bytes in, not fetching, and invite the server to send.
 	n.mu.Lock()
 	if n.st.ID == id && n.st.Fetching {
 		n.st.Fetching = false
@@ -265,8 +267,11 @@ func (n *Node) fetch(ctx context.Context, id, url string) {
 		}
 		n.save()
 	}
+	done := n.received(id)
 	n.mu.Unlock()
-	n.completeIfReceived(id)
+	if done {
+		go n.install(id)
+	}
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -415,15 +420,22 @@ func (n *Node) receive(ctx context.Context, id string, start int64, body io.Read
 // and starts the install.
 func (n *Node) completeIfReceived(id string) {
 	n.mu.Lock()
-	done := n.st.ID == id && n.st.State == StateReceiving && !n.st.Fetching && n.st.BytesReceived == n.st.Total
-	if done {
-		n.st.State, n.st.Error = StateVerifying, ""
-		n.save()
-	}
+	done := n.received(id)
 	n.mu.Unlock()
 	if done {
 		go n.install(id)
 	}
+}
+
+// received moves update id to verifying when all its bytes are in and
+// reports whether it did; the caller holds n.mu and starts the install.
+func (n *Node) received(id string) bool {
+	if n.st.ID != id || n.st.State != StateReceiving || n.st.Fetching || n.st.BytesReceived != n.st.Total {
+		return false
+	}
+	n.st.State, n.st.Error = StateVerifying, ""
+	n.save()
+	return true
 }
 
 // install verifies and applies the payload in the background.
