@@ -21,19 +21,34 @@ type channelCache struct {
 
 type channelList struct {
 	at  time.Time
-	chs []store.ChannelRecord
+	chs []channelEntry
 }
 
-func (c *Core) tenantChannels(ctx context.Context, tenant string) ([]store.ChannelRecord, error) {
+// channelEntry is a channel with its selector parsed once, not on every
+// device report.
+type channelEntry struct {
+	store.ChannelRecord
+	sel label.Selector
+}
+
+func (c *Core) tenantChannels(ctx context.Context, tenant string) ([]channelEntry, error) {
 	c.channels.mu.Lock()
 	l, ok := c.channels.m[tenant]
 	c.channels.mu.Unlock()
 	if ok && time.Since(l.at) < channelCacheTTL {
 		return l.chs, nil
 	}
-	chs, err := c.Store.ListChannels(ctx, tenant)
+	recs, err := c.Store.ListChannels(ctx, tenant)
 	if err != nil {
 		return nil, err
+	}
+	chs := make([]channelEntry, 0, len(recs))
+	for _, r := range recs {
+		sel, err := label.Parse(r.Selector)
+		if err != nil {
+			continue // validated when stored; an unparsable one matches nothing
+		}
+		chs = append(chs, channelEntry{r, sel})
 	}
 	c.channels.mu.Lock()
 	if c.channels.m == nil {
@@ -75,11 +90,10 @@ func (c *Core) catchUp(ctx context.Context, d flotilla.Device) {
 		if ch.ArtifactID == 0 || ch.ArtifactVersion == d.Version {
 			continue
 		}
-		sel, err := label.Parse(ch.Selector)
-		if err != nil || !sel.Matches(d.Labels) {
+		if !ch.sel.Matches(d.Labels) {
 			continue
 		}
-		if err := c.catchUpTo(ctx, d, ch); err != nil {
+		if err := c.catchUpTo(ctx, d, ch.ChannelRecord); err != nil {
 			c.Log.Warn("channel catch-up", "tenant", d.Tenant, "device", d.ID, "channel", ch.Name, "err", err)
 		}
 		return // one channel per device: the first that matches
@@ -119,17 +133,11 @@ func (c *Core) catchUpTo(ctx context.Context, d flotilla.Device, ch store.Channe
 	if err != nil {
 		return err
 	}
-	now := c.Now()
-	dep := flotilla.Deployment{Tenant: d.Tenant, DeviceID: d.ID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
-		Attempt: 1, Type: typ, Delivery: flotilla.DeliveryPull, State: flotilla.StatePending, CreatedAt: now, UpdatedAt: now, StartedAt: &now}
-	sup, err := c.Store.CreateDeployment(ctx, &dep, flotilla.DeploymentEvent{At: now, Source: "server",
-		Details: []string{"channel " + ch.Name + ": catching up from " + d.Version + " to " + a.Name + " " + a.Version}})
-	if err != nil {
+	dep := flotilla.Deployment{Tenant: d.Tenant, DeviceID: d.ID, Type: typ}
+	if err := c.assign(ctx, &dep, a, "channel "+ch.Name+": catching up from "+d.Version+" to "+a.Name+" "+a.Version); err != nil {
 		return err
 	}
 	c.Log.Info("channel catch-up", "tenant", d.Tenant, "device", d.ID, "channel", ch.Name, "version", a.Version)
-	c.afterSupersede(d.Tenant, sup)
-	c.DeploymentChanged(dep)
 	return nil
 }
 

@@ -53,20 +53,28 @@ func (c *Core) AssignDeployment(ctx context.Context, p Principal, req AssignRequ
 	if _, err := c.Store.GetDevice(ctx, tenant, req.DeviceID); err != nil {
 		return flotilla.Deployment{}, err
 	}
-	now := c.Now()
-	d := flotilla.Deployment{
-		Tenant: tenant, DeviceID: req.DeviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
-		Attempt: 1, Type: typ, ForceAt: req.ForceAt, Window: req.Window, Delivery: flotilla.DeliveryPull,
-		State: flotilla.StatePending, CreatedAt: now, UpdatedAt: now, StartedAt: &now,
-	}
-	sup, err := c.Store.CreateDeployment(ctx, &d, flotilla.DeploymentEvent{At: now, Source: "server",
-		Details: []string{"assigned " + a.Name + " " + a.Version + " (" + string(typ) + ")"}})
-	if err != nil {
+	d := flotilla.Deployment{Tenant: tenant, DeviceID: req.DeviceID, Type: typ, ForceAt: req.ForceAt, Window: req.Window}
+	if err := c.assign(ctx, &d, a, "assigned "+a.Name+" "+a.Version+" ("+string(typ)+")"); err != nil {
 		return flotilla.Deployment{}, err
 	}
-	c.afterSupersede(tenant, sup)
-	c.DeploymentChanged(d)
 	return c.Store.GetDeployment(ctx, tenant, d.ID)
+}
+
+// assign writes d — tenant, device, type and window already set — as a
+// new pull deployment of a outside any rollout, superseding what the
+// device was doing, and tells watchers.
+func (c *Core) assign(ctx context.Context, d *flotilla.Deployment, a flotilla.Artifact, detail string) error {
+	now := c.Now()
+	d.ArtifactID, d.ArtifactName, d.ArtifactVersion = a.ID, a.Name, a.Version
+	d.Attempt, d.Delivery, d.State = 1, flotilla.DeliveryPull, flotilla.StatePending
+	d.CreatedAt, d.UpdatedAt, d.StartedAt = now, now, &now
+	sup, err := c.Store.CreateDeployment(ctx, d, flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{detail}})
+	if err != nil {
+		return err
+	}
+	c.afterSupersede(d.Tenant, sup)
+	c.DeploymentChanged(*d)
+	return nil
 }
 
 // afterSupersede tells watchers about deployments a new assignment moved.

@@ -251,21 +251,6 @@ func (s *Server) handleSporeUploadFirmware(w http.ResponseWriter, r *http.Reques
 	}
 }
 
-func (s *Server) handleSporeDownloadFirmware(w http.ResponseWriter, r *http.Request, p core.Principal) {
-	a, err := s.core.GetArtifact(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("name"), r.PathValue("version"))
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	obj, err := s.core.OpenArtifact(r.Context(), a)
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	defer obj.Close()
-	wire.ServeBlob(w, r, obj, a.Filename, "")
-}
-
 func (s *Server) handleSporeUpdateFirmware(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	var req struct {
 		Labels      *map[string]string `json:"labels"`

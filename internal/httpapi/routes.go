@@ -73,7 +73,7 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/registry/health", s.spore(s.handleSporeHealth))
 	s.handle("GET /api/registry/firmware", s.spore(s.handleSporeListFirmware))
 	s.handle("POST /api/registry/firmware", s.spore(s.handleSporeUploadFirmware))
-	s.handle("GET /api/registry/firmware/{name}/{version}", s.spore(s.handleSporeDownloadFirmware))
+	s.handle("GET /api/registry/firmware/{name}/{version}", s.spore(s.handleArtifactContent)) // the same bytes as /api/v1
 	s.handle("PUT /api/registry/firmware/{name}/{version}", s.spore(s.handleSporeUpdateFirmware))
 
 	s.handle("/api/", http.HandlerFunc(s.handleNotFound))

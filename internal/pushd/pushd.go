@@ -221,10 +221,15 @@ func (p *Pool) set(ctx context.Context, d flotilla.Deployment, dev flotilla.Devi
 	return nd, nil
 }
 
+// pushArtifact is how a node is told what it installs.
+func pushArtifact(a flotilla.Artifact) push.Artifact {
+	return push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}
+}
+
 // startRequest is what a node is asked to do for update id: with a
 // presigned URL to fetch from when the blob store gives one.
 func (p *Pool) startRequest(ctx context.Context, id string, a flotilla.Artifact) push.StartRequest {
-	r := push.StartRequest{ID: id, Artifact: push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}}
+	r := push.StartRequest{ID: id, Artifact: pushArtifact(a)}
 	if p.cfg.Presign != nil {
 		if u, err := p.cfg.Presign(ctx, a); err == nil {
 			r.URL = u
@@ -265,7 +270,7 @@ func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
 			return
 		}
 	}
-	art := push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}
+	art := pushArtifact(a)
 	var lastContact = time.Now()
 	// wait backs off from a few milliseconds to cfg.Poll while the node
 	// stays in one state, and starts over when it moves on.

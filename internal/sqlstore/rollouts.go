@@ -183,6 +183,28 @@ func (s *Store) ListRollouts(ctx context.Context, tenant string, f store.Rollout
 	return out, s.wrap("list rollouts", rows.Err())
 }
 
+// planDeployments reads the current (not retried) deployments of rollout
+// id that match cond, with what the planner needs of each; args are id
+// followed by cond's parameters.
+func (s *Store) planDeployments(ctx context.Context, cond, order string, args ...any) ([]rollout.Deployment, error) {
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
+		FROM deployments d JOIN devices dv ON dv.tenant = d.tenant AND dv.id = d.device_id
+		WHERE d.rollout_id = ? AND d.retried = 0 AND (`+cond+`) ORDER BY `+order), args...)
+	if err != nil {
+		return nil, s.wrap("rollout snapshot", err)
+	}
+	defer rows.Close()
+	var out []rollout.Deployment
+	for rows.Next() {
+		d, err := scanPlanDeployment(rows)
+		if err != nil {
+			return nil, s.wrap("rollout snapshot", err)
+		}
+		out = append(out, d)
+	}
+	return out, s.wrap("rollout snapshot", rows.Err())
+}
+
 // PromoteDraft implements store.Rollouts.
 func (s *Store) PromoteDraft(ctx context.Context, tenant, id string, start bool, now time.Time) error {
 	n, err := s.exec(ctx, "promote draft", `UPDATE rollouts SET status = 'creating', start_when_ready = ?, updated_at = ?, version = version + 1
@@ -440,47 +462,16 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time) (
 		if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
 			maxWave = w.Index + 1
 		}
-	}
-	for _, w := range waves {
 		snap.Successes += w.Counts[flotilla.StateSucceeded]
 	}
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
-		FROM deployments d JOIN devices dv ON dv.tenant = d.tenant AND dv.id = d.device_id
-		WHERE d.rollout_id = ? AND d.retried = 0 AND (d.state IN `+inflightStates+` OR (d.state = 'scheduled' AND d.wave <= ?))
-		ORDER BY d.wave, d.device_id`), id, maxWave)
+	snap.Open, err = s.planDeployments(ctx, `d.state IN `+inflightStates+` OR (d.state = 'scheduled' AND d.wave <= ?)`, `d.wave, d.device_id`, id, maxWave)
 	if err != nil {
-		return snap, s.wrap("rollout snapshot", err)
-	}
-	for rows.Next() {
-		d, err := scanPlanDeployment(rows)
-		if err != nil {
-			rows.Close()
-			return snap, s.wrap("rollout snapshot", err)
-		}
-		snap.Open = append(snap.Open, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return snap, s.wrap("rollout snapshot", err)
+		return snap, err
 	}
 	if r.Policy.Retries > 0 {
-		rows, err := s.rd.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.wave, d.state, d.attempt, d.started_at, dv.last_seen_at
-			FROM deployments d JOIN devices dv ON dv.tenant = d.tenant AND dv.id = d.device_id
-			WHERE d.rollout_id = ? AND d.retried = 0 AND d.state IN ('failed', 'timed_out') AND d.attempt <= ? ORDER BY d.id`), id, r.Policy.Retries)
+		snap.Retryable, err = s.planDeployments(ctx, `d.state IN ('failed', 'timed_out') AND d.attempt <= ?`, `d.id`, id, r.Policy.Retries)
 		if err != nil {
-			return snap, s.wrap("rollout snapshot", err)
-		}
-		for rows.Next() {
-			d, err := scanPlanDeployment(rows)
-			if err != nil {
-				rows.Close()
-				return snap, s.wrap("rollout snapshot", err)
-			}
-			snap.Retryable = append(snap.Retryable, d)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return snap, s.wrap("rollout snapshot", err)
+			return snap, err
 		}
 	}
 	if r.Policy.Rate != nil {
