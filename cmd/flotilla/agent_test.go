@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,15 +122,9 @@ func TestAgentsAndSDKDevices(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("sdk-%02d", i)
 		tok := s.API.CreateDevice(id, map[string]string{"kind": "sdk"})
-		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, Token: tok, CurrentVersion: "1.0.0",
-			Handler: &recordInstaller{id: id, got: &installed}, StateDir: filepath.Join(dir, id), Logger: slog.New(slog.DiscardHandler),
-			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}, ActiveInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start(context.Background())
-		t.Cleanup(c.Stop)
-		sdk = append(sdk, c)
+		sdk = append(sdk, s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0",
+			Handler: &recordInstaller{id: id, got: &installed}, StateDir: filepath.Join(dir, id),
+			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}}))
 	}
 
 	deps := map[string]int64{}

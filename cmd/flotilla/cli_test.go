@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,14 +40,7 @@ func TestCLI(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		id := fmt.Sprintf("cli-%d", i)
 		tok := s.API.CreateDevice(id, map[string]string{"site": "hq"})
-		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: flakyInstaller{fail: &fail},
-			StateDir: filepath.Join(t.TempDir(), id), Logger: slog.New(slog.DiscardHandler),
-			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 50 * time.Millisecond}, ActiveInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start(context.Background())
-		t.Cleanup(c.Stop)
+		s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: flakyInstaller{fail: &fail}})
 	}
 	cfg := filepath.Join(t.TempDir(), "cli.json")
 	flotilla := func(args ...string) (string, string, error) {

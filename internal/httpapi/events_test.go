@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,14 +27,8 @@ func startDevices(t *testing.T, s *servertest.Server, n int) {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("dev-%02d", i)
 		tok := s.API.CreateDevice(id, map[string]string{"fleet": "f"})
-		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: nopInstaller{},
-			StateDir: filepath.Join(t.TempDir(), id), Logger: slog.New(slog.DiscardHandler),
-			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}, ActiveInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start(context.Background())
-		t.Cleanup(c.Stop)
+		s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: nopInstaller{},
+			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}})
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,15 +58,9 @@ func startFleet(t *testing.T, servers []*servertest.Server, n, failEvery int) (*
 		s := servers[i%len(servers)]
 		tok := s.API.CreateDevice(id, map[string]string{"fleet": "kiosk"})
 		h := &fleetDevice{id: id, fail: failEvery > 0 && i%failEvery == failEvery-1, mu: &mu, seen: seen}
-		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: h,
-			StateDir: filepath.Join(dir, id), Logger: slog.New(slog.DiscardHandler),
+		s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: h, StateDir: filepath.Join(dir, id),
 			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 300 * time.Millisecond}, ActiveInterval: 200 * time.Millisecond,
 			ProgressInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start(context.Background())
-		t.Cleanup(c.Stop)
 	}
 	return &mu, seen
 }

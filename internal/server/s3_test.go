@@ -138,14 +138,8 @@ func TestSDKInstallsFromS3(t *testing.T) {
 
 	got := make(chan []byte, 1)
 	h := &fileHandler{got: got}
-	c, err := updater.New(updater.Config{Server: s.URL, ControllerID: "gw-2", Token: tok, CurrentVersion: "3.1.0", Handler: h,
-		StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
-		FirstCheck: updater.Interval{Min: time.Millisecond, Max: 10 * time.Millisecond}, ActiveInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Start(context.Background())
-	defer c.Stop()
+	s.StartDevice(t, updater.Config{ControllerID: "gw-2", Token: tok, CurrentVersion: "3.1.0", Handler: h,
+		FirstCheck: updater.Interval{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 	s.API.WaitDeployment("gw-2", d.ID, 30*time.Second, "succeeded")
 	if b := <-got; !bytes.Equal(b, payload) {
 		t.Fatalf("installed %d bytes that differ from the upload", len(b))

@@ -14,12 +14,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/server"
+	"github.com/flotilla-ota/flotilla/updater"
 )
 
 // AdminToken is the admin secret of every test server.
@@ -351,4 +353,34 @@ func (s *Server) Metric(t testing.TB, sample string) float64 {
 		}
 	}
 	return 0
+}
+
+// StartDevice runs an in-process device on the updater SDK until the test
+// ends. Fields left zero get what the tests want: this server's URL, a
+// temporary state directory, a silent logger, a first check within 50 ms
+// and a 100 ms poll while an update is active.
+func (s *Server) StartDevice(t testing.TB, cfg updater.Config) *updater.Client {
+	t.Helper()
+	if cfg.Server == "" {
+		cfg.Server = s.URL
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(t.TempDir(), cfg.ControllerID)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FirstCheck == (updater.Interval{}) {
+		cfg.FirstCheck = updater.Interval{Min: time.Millisecond, Max: 50 * time.Millisecond}
+	}
+	if cfg.ActiveInterval == 0 {
+		cfg.ActiveInterval = 100 * time.Millisecond
+	}
+	c, err := updater.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Start(context.Background())
+	t.Cleanup(c.Stop)
+	return c
 }

@@ -3,7 +3,6 @@ package ui_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,14 +52,7 @@ func TestUIRolloutInChromium(t *testing.T) {
 	for i := 0; i < 6; i++ {
 		id := fmt.Sprintf("kiosk-%d", i)
 		tok := s.API.CreateDevice(id, map[string]string{"fleet": "ui"})
-		c, err := updater.New(updater.Config{Server: s.URL, ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: nopInstaller{},
-			StateDir: filepath.Join(t.TempDir(), id), Logger: slog.New(slog.DiscardHandler),
-			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 50 * time.Millisecond}, ActiveInterval: 200 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Start(context.Background())
-		t.Cleanup(c.Stop)
+		s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0", Handler: nopInstaller{}, ActiveInterval: 200 * time.Millisecond})
 	}
 	firmware := filepath.Join(t.TempDir(), "kiosk.bin")
 	os.WriteFile(firmware, []byte(strings.Repeat("firmware 2.0.0\n", 4000)), 0o644)
