@@ -311,10 +311,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
-	var names []string
-	for _, m := range regexp.MustCompile(`FLOTILLA_[A-Z_]+`).FindAllString(string(unit), -1) {
-		names = append(names, m)
-	}
+	names := regexp.MustCompile(`FLOTILLA_[A-Z_]+`).FindAllString(string(unit), -1)
 	checkEnvKnown(t, "the systemd unit", names, knownEnv(t))
 }
 

@@ -117,14 +117,13 @@ func TestAgentsAndSDKDevices(t *testing.T) {
 		agents = append(agents, startAgent(t, s, id, tok, target, filepath.Join(dir, id, "state"), extra...))
 	}
 	// Twenty SDK devices in this process.
-	var sdk []*updater.Client
 	var installed sync.Map
 	for i := 0; i < 20; i++ {
 		id := fmt.Sprintf("sdk-%02d", i)
 		tok := s.API.CreateDevice(id, map[string]string{"kind": "sdk"})
-		sdk = append(sdk, s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0",
+		s.StartDevice(t, updater.Config{ControllerID: id, Token: tok, CurrentVersion: "1.0.0",
 			Handler: &recordInstaller{id: id, got: &installed}, StateDir: filepath.Join(dir, id),
-			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}}))
+			FirstCheck: updater.Interval{Min: time.Millisecond, Max: 100 * time.Millisecond}})
 	}
 
 	deps := map[string]int64{}

@@ -775,8 +775,8 @@ func (s *Store) ChangeRollout(ctx context.Context, tenant, id string, op store.R
 				return conflict()
 			}
 			var next int
-			err := tx.QueryRowContext(ctx, s.q(`SELECT MIN(idx) FROM rollout_waves WHERE rollout_id = ? AND status = 'scheduled'`), id).Scan(&next)
-			if err != nil {
+			// Scoped so that startRun's error below reaches the check after the switch.
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT MIN(idx) FROM rollout_waves WHERE rollout_id = ? AND status = 'scheduled'`), id).Scan(&next); err != nil {
 				return flotilla.Errorf(flotilla.EConflict, "rollout %s has no wave left to start", id)
 			}
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET status = 'running', started_at = ? WHERE rollout_id = ? AND idx = ?`), ts(now), id, next); err != nil {

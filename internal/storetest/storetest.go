@@ -67,9 +67,3 @@ func NewSchema(ctx context.Context, base string) (string, func(), error) {
 	u.RawQuery = q.Encode()
 	return u.String(), cleanup, nil
 }
-
-func randomID(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return fmt.Sprintf("%s-%s", prefix, hex.EncodeToString(b))
-}
