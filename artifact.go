@@ -129,3 +129,10 @@ func (a semver) compare(b semver) int {
 	}
 	return cmp.Compare(len(a.pre), len(b.pre))
 }
+
+// ArtifactPatch changes the mutable fields of an artifact; nil leaves a
+// field alone.
+type ArtifactPatch struct {
+	Labels      *map[string]string
+	Description *string
+}

@@ -48,12 +48,6 @@ func (s DeploymentState) Active() bool {
 	return false
 }
 
-// InFlight reports whether the device has started on it: the states a
-// rollout's max_in_flight and device_timeout look at.
-func (s DeploymentState) InFlight() bool {
-	return s.Active()
-}
-
 // Failure reports whether the state counts against a rollout's error gate.
 func (s DeploymentState) Failure() bool {
 	return s == StateFailed || s == StateTimedOut || s == StateRejected

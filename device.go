@@ -41,3 +41,17 @@ func (d Device) Status(now time.Time, offlineAfter time.Duration) string {
 	}
 	return DeviceOnline
 }
+
+// DevicePatch changes device fields; nil leaves a field alone.
+type DevicePatch struct {
+	Labels     *map[string]string
+	Attributes *map[string]string
+	Address    *string
+	Version    *string
+}
+
+// FleetSummary is what the dashboard shows about the fleet.
+type FleetSummary struct {
+	Total, Online, Never int
+	Versions             map[string]int
+}

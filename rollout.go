@@ -289,3 +289,55 @@ type RolloutRun struct {
 	Counts    map[DeploymentState]int
 	Reason    string
 }
+
+// NamedPolicy is a named, reusable rollout policy.
+type NamedPolicy struct {
+	Tenant    string
+	Name      string
+	Policy    Policy
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// RolloutFilter narrows ListRollouts.
+type RolloutFilter struct {
+	Status  RolloutStatus
+	Channel string
+}
+
+// RolloutDeviceFilter narrows ListRolloutDevices.
+type RolloutDeviceFilter struct {
+	State   DeploymentState
+	Wave    *int
+	AfterID string
+	Limit   int
+}
+
+// RolloutDevice is one device of a rollout with its current attempt.
+type RolloutDevice struct {
+	DeviceID     string
+	Wave         int
+	DeploymentID int64
+	State        DeploymentState // "scheduled" before the rollout starts
+	Attempt      int
+	Healthy      *bool
+	Message      string
+	UpdatedAt    *time.Time
+}
+
+// Channel is a release channel: a name pointing at an artifact
+// version, the devices that follow it, and how new versions roll out.
+type Channel struct {
+	Tenant          string
+	Name            string
+	ArtifactID      int64
+	ArtifactName    string
+	ArtifactVersion string
+	Selector        string
+	Policy          Policy
+	PolicyName      string
+	Waves           int
+	RolloutID       string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}

@@ -35,6 +35,9 @@ type Snapshot struct {
 	ReleasedAt []time.Time `json:"released_at,omitempty"`
 	// Successes counts the rollout's successes so far.
 	Successes int `json:"successes"`
+	// Failed are the latest attempts that failed, timed out, were rejected
+	// or skipped: what an operator's retry re-runs. Loaded only for it.
+	Failed []Deployment `json:"failed,omitempty"`
 }
 
 // ActionKind names what an action does.
@@ -42,15 +45,19 @@ type ActionKind string
 
 // The actions.
 const (
-	ActTimeOut     ActionKind = "time_out"     // in-flight deployments → timed_out
-	ActCancel      ActionKind = "cancel"       // cancel open deployments (lapsed window, abort)
+	ActTimeOut     ActionKind = "time_out"     // in-flight deployments → timed_out (flotilla.MoveTimeOut)
+	ActCancel      ActionKind = "cancel"       // cancel IDs, or every open deployment when IDs is empty (flotilla.CancelOutcome)
 	ActRetry       ActionKind = "retry"        // new scheduled attempts for failed devices
-	ActStartWave   ActionKind = "start_wave"   // wave → running
+	ActStartWave   ActionKind = "start_wave"   // wave → running, and a run of it starts
 	ActSuccessGate ActionKind = "success_gate" // record that a wave met its success threshold
-	ActRelease     ActionKind = "release"      // scheduled → pending
-	ActSkip        ActionKind = "skip"         // scheduled → skipped (offline)
-	ActFinishWave  ActionKind = "finish_wave"  // wave → succeeded | failed
-	ActSetStatus   ActionKind = "set_status"   // rollout → paused | aborted | completed | partial | failed
+	ActRelease     ActionKind = "release"      // scheduled → pending (flotilla.MoveRelease)
+	ActSkip        ActionKind = "skip"         // scheduled → skipped, offline (flotilla.MoveSkip)
+	ActFinishWave  ActionKind = "finish_wave"  // wave → succeeded | failed; its open run ends
+	ActAbortWaves  ActionKind = "abort_waves"  // every scheduled or running wave → aborted
+	ActAckErrors   ActionKind = "ack_errors"   // an operator accepted the wave's state: its error gate does not trip again
+	ActReopenWave  ActionKind = "reopen_wave"  // a finished wave runs again (retry): running, errors accepted
+	ActStartRun    ActionKind = "start_run"    // a new run of a running wave starts (resume)
+	ActSetStatus   ActionKind = "set_status"   // rollout → running | paused | aborted | completed | partial | failed; runs end when it pauses or ends
 )
 
 // Action is one step of a plan.
@@ -87,13 +94,6 @@ type planner struct {
 }
 
 func intp(i int) *int { return &i }
-
-// Plan computes the next actions for a running or paused rollout.
-func (Planner) Plan(s Snapshot, now time.Time) Plan { return Compute(s, now) }
-
-// Planner is the pure decision maker, as a value for callers that want an
-// interface.
-type Planner struct{}
 
 // Compute computes the next actions for a running or paused rollout.
 func Compute(s Snapshot, now time.Time) Plan {
@@ -181,7 +181,7 @@ func (pl *planner) timeouts() {
 	var ids []int64
 	for i := range pl.open {
 		d := &pl.open[i]
-		if !d.State.InFlight() || d.StartedAt == nil {
+		if !d.State.Active() || d.StartedAt == nil {
 			continue
 		}
 		deadline := d.StartedAt.Add(limit)
@@ -214,7 +214,7 @@ func (pl *planner) lapsed() bool {
 	var ids []int64
 	for i := range pl.open {
 		d := &pl.open[i]
-		if d.State == flotilla.StateScheduled || d.State.InFlight() {
+		if d.State == flotilla.StateScheduled || d.State.Active() {
 			ids = append(ids, d.ID)
 			pl.move(d, flotilla.StateCanceled)
 		}
@@ -281,7 +281,7 @@ func (pl *planner) mayStart(i int) bool {
 func (pl *planner) inFlight() int {
 	n := 0
 	for _, d := range pl.open {
-		if d.State.InFlight() {
+		if d.State.Active() {
 			n++
 		}
 	}
@@ -464,10 +464,20 @@ func (pl *planner) onError(why string) {
 	pl.add(Action{Kind: ActSetStatus, Status: flotilla.RolloutPaused, Reason: why})
 }
 
-// abort ends the rollout; applying the status cancels everything open, as a
-// manual abort does.
+// abort ends the rollout and cancels everything still open, as a manual
+// abort does.
 func (pl *planner) abort(why string) {
-	pl.add(Action{Kind: ActSetStatus, Status: flotilla.RolloutAborted, Reason: why})
+	pl.plan.Actions = append(pl.plan.Actions, abortActions(why)...)
+}
+
+// abortActions cancel every open deployment, abort the waves that have not
+// ended and set the rollout aborted.
+func abortActions(why string) []Action {
+	return []Action{
+		{Kind: ActCancel, Reason: "rollout aborted: " + why},
+		{Kind: ActAbortWaves},
+		{Kind: ActSetStatus, Status: flotilla.RolloutAborted, Reason: why},
+	}
 }
 
 // complete ends the rollout once every wave has finished.

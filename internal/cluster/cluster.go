@@ -134,6 +134,17 @@ func (l *Link) QueueEvent(payload []byte) {
 	l.poke()
 }
 
+// Notice wraps one event payload as a message for the other replicas, for a
+// store to send inside a transaction (see sqlstore.Store.NotifyFinal); ""
+// when the payload is too big to travel.
+func (l *Link) Notice(event []byte) (channel, payload string) {
+	if len(event) > maxEventBytes {
+		return "", ""
+	}
+	b, _ := json.Marshal(message{Origin: l.origin, Events: []json.RawMessage{event}})
+	return Channel, string(b)
+}
+
 // Run flushes queued messages and applies incoming ones until ctx ends.
 // ready, if not nil, is closed once the replica listens.
 func (l *Link) Run(ctx context.Context, ready chan<- struct{}) {

@@ -237,7 +237,7 @@ func (c *Core) ListArtifacts(ctx context.Context, p Principal, q ArtifactQuery) 
 }
 
 // UpdateArtifact changes labels or description.
-func (c *Core) UpdateArtifact(ctx context.Context, p Principal, tenant, name, version string, patch store.ArtifactPatch) (flotilla.Artifact, error) {
+func (c *Core) UpdateArtifact(ctx context.Context, p Principal, tenant, name, version string, patch flotilla.ArtifactPatch) (flotilla.Artifact, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return flotilla.Artifact{}, err

@@ -27,7 +27,7 @@ type channelList struct {
 // channelEntry is a channel with its selector parsed once, not on every
 // device report.
 type channelEntry struct {
-	store.ChannelRecord
+	flotilla.Channel
 	sel label.Selector
 }
 
@@ -93,14 +93,14 @@ func (c *Core) catchUp(ctx context.Context, d flotilla.Device) {
 		if !ch.sel.Matches(d.Labels) {
 			continue
 		}
-		if err := c.catchUpTo(ctx, d, ch.ChannelRecord); err != nil {
+		if err := c.catchUpTo(ctx, d, ch.Channel); err != nil {
 			c.Log.Warn("channel catch-up", "tenant", d.Tenant, "device", d.ID, "channel", ch.Name, "err", err)
 		}
 		return // one channel per device: the first that matches
 	}
 }
 
-func (c *Core) catchUpTo(ctx context.Context, d flotilla.Device, ch store.ChannelRecord) error {
+func (c *Core) catchUpTo(ctx context.Context, d flotilla.Device, ch flotilla.Channel) error {
 	typ := flotilla.TypeForced
 	if ch.RolloutID != "" {
 		r, _, err := c.Store.GetRollout(ctx, d.Tenant, ch.RolloutID)

@@ -29,6 +29,10 @@ type Config struct {
 	// OfflineAfter marks a device offline when not seen for that long;
 	// default 2*PollInterval + 1m.
 	OfflineAfter time.Duration
+	// FinalsReplicated says the store sends a deployment's final state to
+	// the other replicas with its commit (sqlstore.Store.NotifyFinal), so
+	// its event is not forwarded again.
+	FinalsReplicated bool
 }
 
 // Core holds the dependencies every operation needs.
@@ -40,29 +44,40 @@ type Core struct {
 	Now    func() time.Time
 	Config Config
 
-	locks           keyedMutex
-	deviceAuth      deviceAuth
-	deploymentHooks []func(flotilla.Deployment)
-	invalidators    []func(tenant, deviceID string)
-	rolloutWakers   []func(id string)
-	authHooks       []func()
-	progressMu      sync.Mutex
-	progress        map[string]progressEntry
-	seen            seenBatch
-	channels        channelCache
+	locks      keyedMutex
+	deviceAuth deviceAuth
+	hooks      Hooks
+	progressMu sync.Mutex
+	progress   map[string]progressEntry
+	seen       seenBatch
+	channels   channelCache
 }
 
-// OnInvalidate registers fn to run when what a device should be told
-// changes (its poll answer must be recomputed). deviceID "" means every
-// device of the tenant.
-func (c *Core) OnInvalidate(fn func(tenant, deviceID string)) {
-	c.invalidators = append(c.invalidators, fn)
+// Hooks are how the rest of a running server reacts to what the core
+// changed. internal/server sets them, in one place, before serving; each
+// must return at once (queue work, never wait for it). A nil hook is
+// skipped.
+type Hooks struct {
+	// DeploymentChanged runs after every committed deployment change.
+	DeploymentChanged func(flotilla.Deployment)
+	// Invalidate runs when what a device should be told changed: its
+	// cached poll answer must be recomputed. deviceID "" means every
+	// device of the tenant.
+	Invalidate func(tenant, deviceID string)
+	// WakeRollout runs when a rollout needs the scheduler now.
+	WakeRollout func(id string)
+	// ForgetAuth runs when device credentials may have changed (a token
+	// revoked, a device deleted, a tenant setting changed).
+	ForgetAuth func()
 }
 
-// InvalidateDevice runs the invalidation hooks for one device.
+// SetHooks installs the hooks; call it once, before serving.
+func (c *Core) SetHooks(h Hooks) { c.hooks = h }
+
+// InvalidateDevice drops a device's cached poll answer.
 func (c *Core) InvalidateDevice(tenant, deviceID string) {
-	for _, fn := range c.invalidators {
-		fn(tenant, deviceID)
+	if h := c.hooks.Invalidate; h != nil {
+		h(tenant, deviceID)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/events"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // DeviceIdentity is an authenticated DDI caller.
@@ -168,16 +167,13 @@ func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) erro
 // or a device deleted, here and (through the hooks) on other replicas.
 func (c *Core) ForgetDeviceAuth() {
 	c.deviceAuth.flush()
-	for _, fn := range c.authHooks {
-		fn()
+	if h := c.hooks.ForgetAuth; h != nil {
+		h()
 	}
 }
 
 // ForgetDeviceAuthLocal drops this replica's cached authentications only.
 func (c *Core) ForgetDeviceAuthLocal() { c.deviceAuth.flush() }
-
-// OnForgetAuth registers fn to run when credentials may have changed.
-func (c *Core) OnForgetAuth(fn func()) { c.authHooks = append(c.authHooks, fn) }
 
 // DeviceView is what a device's poll answer is computed from.
 type DeviceView struct {
@@ -243,13 +239,9 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
 	}
 	if d.RetrievedAt == nil {
-		d, err = c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
-			if d.RetrievedAt != nil {
-				return store.DeploymentChange{Deployment: d}, nil
-			}
-			now := c.Now()
-			d.RetrievedAt, d.UpdatedAt = &now, now
-			return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{"retrieved by the device"}}}, nil
+		// Not a state change: recorded, not announced.
+		d, err = c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (flotilla.Change, error) {
+			return flotilla.Retrieve(d, c.Now()), nil
 		})
 		if err != nil {
 			return d, a, err
@@ -297,14 +289,7 @@ func (c *Core) CancelFeedback(ctx context.Context, id DeviceIdentity, actionID i
 }
 
 func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, f flotilla.Feedback, cancel bool) (flotilla.Deployment, error) {
-	if err := flotilla.ValidateFeedback(f); err != nil {
-		return flotilla.Deployment{}, err
-	}
-	var before flotilla.DeploymentState
-	d, err := c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
-		before = d.State
-		return FeedbackChange(d, f, cancel, c.Now())
-	})
+	d, err := c.Report(ctx, Ref{Tenant: id.Tenant, DeviceID: id.DeviceID, ID: actionID}, Report{Feedback: f, Cancel: cancel})
 	if err != nil {
 		if flotilla.IsCode(err, flotilla.ENotFound) {
 			return d, flotilla.Errorf(flotilla.ENotFound, "action %d not found for device %q", actionID, id.DeviceID)
@@ -314,7 +299,6 @@ func (c *Core) feedback(ctx context.Context, id DeviceIdentity, actionID int64, 
 		}
 		return d, err
 	}
-	c.deploymentChanged(d, d.State == before)
 	return d, nil
 }
 
@@ -334,48 +318,8 @@ func (c *Core) replayFinal(ctx context.Context, id DeviceIdentity, actionID int6
 		want, err = flotilla.NextState(flotilla.StateInstalling, d.Type, f)
 	}
 	if err == nil && want == d.State {
-		c.deploymentChanged(d, false)
+		c.announce(d, "", false)
 	}
-}
-
-// FeedbackChange computes the effect of a device's feedback on a
-// deployment: pure, so the same rules serve DDI and push delivery.
-func FeedbackChange(d flotilla.Deployment, f flotilla.Feedback, cancel bool, now time.Time) (store.DeploymentChange, error) {
-	var next flotilla.DeploymentState
-	var err error
-	if cancel {
-		next, err = flotilla.NextCancelState(d.State, d.PrevState, f)
-	} else {
-		next, err = flotilla.NextState(d.State, d.Type, f)
-	}
-	if err != nil {
-		return store.DeploymentChange{}, err
-	}
-	if d.State == flotilla.StateCancelRequested && !next.Terminal() && next != flotilla.StateCancelRequested {
-		d.PrevState = ""
-	}
-	d.State, d.UpdatedAt = next, now
-	if f.Of > 0 {
-		d.ProgressCnt, d.ProgressOf = f.Cnt, f.Of
-	}
-	if h := flotilla.ReportedHealth(f.Details); h != nil {
-		d.Healthy = h
-	}
-	if len(f.Details) > 0 {
-		d.Message = f.Details[len(f.Details)-1]
-	}
-	if next.Terminal() && d.FinishedAt == nil {
-		d.FinishedAt = &now
-		if next == flotilla.StateSucceeded && d.ProgressOf > 0 {
-			d.ProgressCnt = d.ProgressOf
-		}
-	}
-	ev := &flotilla.DeploymentEvent{At: now, Execution: f.Execution, Finished: f.Finished, Cnt: f.Cnt, Of: f.Of,
-		Code: f.Code, Details: f.Details, Source: "device"}
-	if cancel {
-		ev.Details = append([]string{"cancel feedback"}, f.Details...)
-	}
-	return store.DeploymentChange{Deployment: d, Event: ev}, nil
 }
 
 // ConfigData updates a device's attributes from DDI's configData. Keys
@@ -429,7 +373,7 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	if err := flotilla.ValidateLabels(labels); err != nil {
 		return err
 	}
-	patch := store.DevicePatch{Attributes: &attrs, Labels: &labels}
+	patch := flotilla.DevicePatch{Attributes: &attrs, Labels: &labels}
 	if v, ok := data["version"]; ok && mode != "remove" {
 		patch.Version = &v
 	}

@@ -128,7 +128,7 @@ func (c *Core) ListDevices(ctx context.Context, p Principal, q DeviceListQuery) 
 }
 
 // UpdateDevice changes labels, attributes or the push address.
-func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string, patch store.DevicePatch) (flotilla.Device, error) {
+func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string, patch flotilla.DevicePatch) (flotilla.Device, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return flotilla.Device{}, err
@@ -186,13 +186,13 @@ func (c *Core) DeviceStatus(d flotilla.Device) string {
 }
 
 // FleetSummary counts the tenant's devices by connectivity and version.
-func (c *Core) FleetSummary(ctx context.Context, p Principal, tenant string) (store.FleetSummary, error) {
+func (c *Core) FleetSummary(ctx context.Context, p Principal, tenant string) (flotilla.FleetSummary, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
-		return store.FleetSummary{}, err
+		return flotilla.FleetSummary{}, err
 	}
 	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
-		return store.FleetSummary{}, err
+		return flotilla.FleetSummary{}, err
 	}
 	return c.Store.FleetSummary(ctx, tenant, c.Now().Add(-c.Config.OfflineAfter))
 }

@@ -189,15 +189,13 @@ func (c *Core) MaterializeRollout(ctx context.Context, id string) error {
 		for _, id := range r.DeviceIDs {
 			named[id] = true
 		}
-		members = slices.DeleteFunc(members, func(m store.Member) bool { return !named[m.ID] })
+		members = slices.DeleteFunc(members, func(m rollout.Member) bool { return !named[m.ID] })
 	}
-	splitIn := make([]rollout.Member, len(members))
 	ids := make([]string, len(members))
 	for i, m := range members {
-		splitIn[i] = rollout.Member{ID: m.ID, Labels: m.Labels}
 		ids[i] = m.ID
 	}
-	assign, defs, err := rollout.Split(splitIn, r.WaveCount, r.Groups)
+	assign, defs, err := rollout.Split(members, r.WaveCount, r.Groups)
 	if err != nil {
 		return err
 	}
@@ -255,7 +253,7 @@ func (c *Core) startRollout(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return err
 	}
-	c.afterSupersede(tenant, sup)
+	c.announceSuperseded(tenant, sup)
 	r, _, err := c.Store.GetRollout(ctx, tenant, id)
 	if err == nil {
 		c.publishRollout(r)
@@ -264,19 +262,16 @@ func (c *Core) startRollout(ctx context.Context, tenant, id string) error {
 	return nil
 }
 
-// OnRolloutWake registers fn to run when a rollout needs the scheduler.
-func (c *Core) OnRolloutWake(fn func(id string)) { c.rolloutWakers = append(c.rolloutWakers, fn) }
-
 // WakeRollout asks the scheduler to look at a rollout now.
 func (c *Core) WakeRollout(id string) {
-	for _, fn := range c.rolloutWakers {
-		fn(id)
+	if h := c.hooks.WakeRollout; h != nil {
+		h(id)
 	}
 }
 
-// ChangeRollout applies an operator action: pause, resume, abort, retry or
-// next-wave.
-func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string, op store.RolloutOp) (flotilla.Rollout, []flotilla.Wave, error) {
+// ChangeRollout applies an operator action — pause, resume, abort, retry or
+// next-wave — computed by rollout.Operate and applied like a plan.
+func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string, op rollout.Op) (flotilla.Rollout, []flotilla.Wave, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return flotilla.Rollout{}, nil, err
@@ -284,16 +279,42 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
 		return flotilla.Rollout{}, nil, err
 	}
-	r, touched, err := c.Store.ChangeRollout(ctx, tenant, id, op, c.Now())
+	if !slices.Contains(rollout.Ops, op) {
+		return flotilla.Rollout{}, nil, flotilla.Errorf(flotilla.EInvalid, "unknown rollout action %q", op)
+	}
+	var touched []store.Touched
+	for attempt := 0; ; attempt++ {
+		now := c.Now()
+		snap, err := c.Store.RolloutSnapshot(ctx, id, now, op == rollout.OpRetry)
+		if err == nil && snap.Rollout.Tenant != tenant {
+			err = flotilla.Errorf(flotilla.ENotFound, "rollout %q not found", id)
+		}
+		if err != nil {
+			return flotilla.Rollout{}, nil, err
+		}
+		actions, err := rollout.Operate(snap, op, now)
+		if err != nil {
+			return snap.Rollout, nil, err
+		}
+		touched, err = c.Store.ApplyRolloutPlan(ctx, id, "", snap.Rollout.Version, actions, now)
+		if flotilla.IsCode(err, flotilla.EConflict) && attempt < 10 {
+			continue // the scheduler got there first; look again
+		}
+		if err != nil {
+			return snap.Rollout, nil, fmt.Errorf("%s rollout %s: %w", op, id, err)
+		}
+		break
+	}
+	r, waves, err := c.Store.GetRollout(ctx, tenant, id)
 	if err != nil {
 		return r, nil, err
 	}
 	c.AfterRolloutChange(r, touched)
 	c.WakeRollout(id)
-	if op == store.OpResume {
+	if op == rollout.OpResume {
 		c.SweepChannel(r)
 	}
-	return c.Store.GetRollout(ctx, tenant, id)
+	return r, waves, nil
 }
 
 // AfterRolloutChange invalidates and publishes what a rollout operation
@@ -301,8 +322,8 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 func (c *Core) AfterRolloutChange(r flotilla.Rollout, touched []store.Touched) {
 	c.forgetProgress(r.ID)
 	for _, t := range touched {
-		c.DeploymentChanged(flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave,
-			State: t.State, ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion})
+		c.announce(flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave,
+			State: t.State, ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion}, "", false)
 	}
 	c.publishRollout(r)
 }
@@ -389,7 +410,7 @@ func (c *Core) GetRollout(ctx context.Context, p Principal, tenant, id string) (
 }
 
 // ListRollouts lists a tenant's rollouts, newest first.
-func (c *Core) ListRollouts(ctx context.Context, p Principal, tenant string, f store.RolloutFilter) ([]flotilla.Rollout, error) {
+func (c *Core) ListRollouts(ctx context.Context, p Principal, tenant string, f flotilla.RolloutFilter) ([]flotilla.Rollout, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return nil, err
@@ -413,7 +434,7 @@ func (c *Core) DeleteRollout(ctx context.Context, p Principal, tenant, id string
 }
 
 // RolloutDevices lists a rollout's devices with their current attempt.
-func (c *Core) RolloutDevices(ctx context.Context, p Principal, tenant, id string, f store.RolloutDeviceFilter) ([]store.RolloutDevice, error) {
+func (c *Core) RolloutDevices(ctx context.Context, p Principal, tenant, id string, f flotilla.RolloutDeviceFilter) ([]flotilla.RolloutDevice, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return nil, err
@@ -460,11 +481,7 @@ func (c *Core) PreviewRollout(ctx context.Context, p Principal, tenant, selector
 	if err != nil {
 		return Preview{}, err
 	}
-	in := make([]rollout.Member, len(members))
-	for i, m := range members {
-		in[i] = rollout.Member{ID: m.ID, Labels: m.Labels}
-	}
-	assign, defs, err := rollout.Split(in, waves, groups)
+	assign, defs, err := rollout.Split(members, waves, groups)
 	if err != nil {
 		return Preview{}, err
 	}
@@ -478,22 +495,22 @@ func (c *Core) PreviewRollout(ctx context.Context, p Principal, tenant, selector
 }
 
 // PutPolicy creates or replaces a named policy.
-func (c *Core) PutPolicy(ctx context.Context, p Principal, tenant, name string, pol flotilla.Policy) (store.PolicyRecord, bool, error) {
+func (c *Core) PutPolicy(ctx context.Context, p Principal, tenant, name string, pol flotilla.Policy) (flotilla.NamedPolicy, bool, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
-		return store.PolicyRecord{}, false, err
+		return flotilla.NamedPolicy{}, false, err
 	}
 	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
-		return store.PolicyRecord{}, false, err
+		return flotilla.NamedPolicy{}, false, err
 	}
 	if err := flotilla.ValidateName("policy", name); err != nil {
-		return store.PolicyRecord{}, false, err
+		return flotilla.NamedPolicy{}, false, err
 	}
 	if err := pol.Validate(); err != nil {
-		return store.PolicyRecord{}, false, err
+		return flotilla.NamedPolicy{}, false, err
 	}
 	now := c.Now()
-	rec := store.PolicyRecord{Tenant: tenant, Name: name, Policy: pol, CreatedAt: now, UpdatedAt: now}
+	rec := flotilla.NamedPolicy{Tenant: tenant, Name: name, Policy: pol, CreatedAt: now, UpdatedAt: now}
 	created, err := c.Store.PutPolicy(ctx, rec)
 	if err != nil {
 		return rec, false, err
@@ -503,19 +520,19 @@ func (c *Core) PutPolicy(ctx context.Context, p Principal, tenant, name string, 
 }
 
 // GetPolicy returns a named policy.
-func (c *Core) GetPolicy(ctx context.Context, p Principal, tenant, name string) (store.PolicyRecord, error) {
+func (c *Core) GetPolicy(ctx context.Context, p Principal, tenant, name string) (flotilla.NamedPolicy, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
-		return store.PolicyRecord{}, err
+		return flotilla.NamedPolicy{}, err
 	}
 	if err := p.Require(flotilla.ScopeRolloutsRead); err != nil {
-		return store.PolicyRecord{}, err
+		return flotilla.NamedPolicy{}, err
 	}
 	return c.Store.GetPolicy(ctx, tenant, name)
 }
 
 // ListPolicies lists named policies.
-func (c *Core) ListPolicies(ctx context.Context, p Principal, tenant string) ([]store.PolicyRecord, error) {
+func (c *Core) ListPolicies(ctx context.Context, p Principal, tenant string) ([]flotilla.NamedPolicy, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return nil, err
@@ -553,31 +570,31 @@ type ChannelRequest struct {
 // PutChannel creates or updates a channel. When its artifact version
 // changes, a rollout to the channel's devices starts with the channel's
 // policy, replacing the channel's previous rollout if it still runs.
-func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) (store.ChannelRecord, *flotilla.Rollout, bool, error) {
+func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) (flotilla.Channel, *flotilla.Rollout, bool, error) {
 	tenant, err := p.TenantFor(req.Tenant)
 	if err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	if err := flotilla.ValidateName("channel", req.Name); err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	sel := req.Selector
 	if sel == "" {
 		sel = "channel=" + req.Name
 	}
 	if _, err := label.Parse(sel); err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	pol, err := c.resolvePolicy(ctx, tenant, req.Policy, req.PolicyName)
 	if err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	a, err := c.Store.GetArtifact(ctx, tenant, req.ArtifactName, req.ArtifactVersion)
 	if err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	if req.Waves <= 0 {
 		req.Waves = 1
@@ -586,49 +603,49 @@ func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) 
 	prev, err := c.Store.GetChannel(ctx, tenant, req.Name)
 	exists := err == nil
 	if err != nil && !flotilla.IsCode(err, flotilla.ENotFound) {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
-	rec := store.ChannelRecord{Tenant: tenant, Name: req.Name, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+	rec := flotilla.Channel{Tenant: tenant, Name: req.Name, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Selector: sel, Policy: pol, PolicyName: req.PolicyName, Waves: req.Waves, RolloutID: prev.RolloutID, CreatedAt: now, UpdatedAt: now}
 	var started *flotilla.Rollout
 	if !exists || prev.ArtifactID != a.ID {
 		if exists && prev.RolloutID != "" {
 			if r, _, err := c.Store.GetRollout(ctx, tenant, prev.RolloutID); err == nil && !r.Status.Finished() {
-				if _, _, err := c.ChangeRollout(ctx, p, tenant, prev.RolloutID, store.OpAbort); err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
-					return store.ChannelRecord{}, nil, false, err
+				if _, _, err := c.ChangeRollout(ctx, p, tenant, prev.RolloutID, rollout.OpAbort); err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
+					return flotilla.Channel{}, nil, false, err
 				}
 			}
 		}
 		r, _, err := c.CreateRollout(ctx, p, RolloutRequest{Tenant: tenant, Name: fmt.Sprintf("channel %s → %s %s", req.Name, a.Name, a.Version),
 			ArtifactName: a.Name, ArtifactVersion: a.Version, Selector: sel, Waves: req.Waves, Policy: &pol, Start: true, Channel: req.Name})
 		if err != nil {
-			return store.ChannelRecord{}, nil, false, err
+			return flotilla.Channel{}, nil, false, err
 		}
 		rec.RolloutID, started = r.ID, &r
 	}
 	created, err := c.Store.PutChannel(ctx, rec)
 	c.forgetChannels(tenant)
 	if err != nil {
-		return store.ChannelRecord{}, nil, false, err
+		return flotilla.Channel{}, nil, false, err
 	}
 	rec, err = c.Store.GetChannel(ctx, tenant, req.Name)
 	return rec, started, created, err
 }
 
 // GetChannel returns a channel.
-func (c *Core) GetChannel(ctx context.Context, p Principal, tenant, name string) (store.ChannelRecord, error) {
+func (c *Core) GetChannel(ctx context.Context, p Principal, tenant, name string) (flotilla.Channel, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
-		return store.ChannelRecord{}, err
+		return flotilla.Channel{}, err
 	}
 	if err := p.Require(flotilla.ScopeRolloutsRead); err != nil {
-		return store.ChannelRecord{}, err
+		return flotilla.Channel{}, err
 	}
 	return c.Store.GetChannel(ctx, tenant, name)
 }
 
 // ListChannels lists a tenant's channels.
-func (c *Core) ListChannels(ctx context.Context, p Principal, tenant string) ([]store.ChannelRecord, error) {
+func (c *Core) ListChannels(ctx context.Context, p Principal, tenant string) ([]flotilla.Channel, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
 		return nil, err

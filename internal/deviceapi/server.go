@@ -50,7 +50,8 @@ type Server struct {
 	cache *pollCache
 }
 
-// NewServer returns the DDI API and registers its cache with the core.
+// NewServer returns the DDI API. Wire InvalidateLocal to the core's
+// Invalidate hook so that cached poll answers follow changes.
 func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
 	if opts.Backoff.Polling == 0 {
 		opts.Backoff = maintenance.DefaultBackoff
@@ -60,7 +61,6 @@ func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
 		}
 	}
 	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux(), cache: newPollCache()}
-	c.OnInvalidate(s.cache.invalidate)
 	s.routes()
 	return s
 }

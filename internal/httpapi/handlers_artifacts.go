@@ -13,7 +13,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -208,7 +207,7 @@ func (s *Server) handlePatchArtifact(w http.ResponseWriter, r *http.Request, p c
 		return
 	}
 	a, err := s.core.UpdateArtifact(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("name"), r.PathValue("version"),
-		store.ArtifactPatch{Labels: req.Labels, Description: req.Description})
+		flotilla.ArtifactPatch{Labels: req.Labels, Description: req.Description})
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -6,7 +6,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -98,7 +97,7 @@ func (s *Server) handlePatchDevice(w http.ResponseWriter, r *http.Request, p cor
 		return
 	}
 	d, err := s.core.UpdateDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"),
-		store.DevicePatch{Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
+		flotilla.DevicePatch{Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
 	if err != nil {
 		s.error(w, r, err)
 		return

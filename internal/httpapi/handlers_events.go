@@ -15,7 +15,6 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/events"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // writeTimeout drops a client that cannot take a message within it, so a
@@ -105,7 +104,7 @@ func (s *Server) snapshot(ctx context.Context, p core.Principal, tenant string, 
 			return nil, err
 		}
 		rollouts = append(rollouts, toRolloutJSON(ro, waves))
-		devs, err := s.core.RolloutDevices(ctx, p, tenant, f.RolloutID, store.RolloutDeviceFilter{Limit: 100000})
+		devs, err := s.core.RolloutDevices(ctx, p, tenant, f.RolloutID, flotilla.RolloutDeviceFilter{Limit: 100000})
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +120,7 @@ func (s *Server) snapshot(ctx context.Context, p core.Principal, tenant string, 
 		snap["devices"] = list
 	} else {
 		for _, st := range []flotilla.RolloutStatus{flotilla.RolloutRunning, flotilla.RolloutPaused} {
-			list, err := s.core.ListRollouts(ctx, p, tenant, store.RolloutFilter{Status: st})
+			list, err := s.core.ListRollouts(ctx, p, tenant, flotilla.RolloutFilter{Status: st})
 			if err != nil {
 				return nil, err
 			}

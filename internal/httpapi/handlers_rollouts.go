@@ -7,8 +7,8 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
+	"github.com/flotilla-ota/flotilla/rollout"
 )
 
 type waveJSON struct {
@@ -146,7 +146,7 @@ func (s *Server) handlePreviewRollout(w http.ResponseWriter, r *http.Request, p 
 
 func (s *Server) handleListRollouts(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	q := r.URL.Query()
-	list, err := s.core.ListRollouts(r.Context(), p, q.Get("tenant"), store.RolloutFilter{Status: flotilla.RolloutStatus(q.Get("status")), Channel: q.Get("channel")})
+	list, err := s.core.ListRollouts(r.Context(), p, q.Get("tenant"), flotilla.RolloutFilter{Status: flotilla.RolloutStatus(q.Get("status")), Channel: q.Get("channel")})
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -185,7 +185,7 @@ func (s *Server) handleStartRollout(w http.ResponseWriter, r *http.Request, p co
 }
 
 // rolloutOp serves pause, resume, abort, retry and next-wave.
-func (s *Server) rolloutOp(op store.RolloutOp) func(http.ResponseWriter, *http.Request, core.Principal) {
+func (s *Server) rolloutOp(op rollout.Op) func(http.ResponseWriter, *http.Request, core.Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p core.Principal) {
 		ro, waves, err := s.core.ChangeRollout(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"), op)
 		if err != nil {
@@ -230,7 +230,7 @@ func (s *Server) handleRolloutDevices(w http.ResponseWriter, r *http.Request, p 
 		return
 	}
 	q := r.URL.Query()
-	f := store.RolloutDeviceFilter{State: flotilla.DeploymentState(q.Get("state")), AfterID: cursor, Limit: limit + 1}
+	f := flotilla.RolloutDeviceFilter{State: flotilla.DeploymentState(q.Get("state")), AfterID: cursor, Limit: limit + 1}
 	if v := q.Get("wave"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -273,7 +273,7 @@ type policyJSON struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 }
 
-func toPolicyJSON(p store.PolicyRecord) policyJSON {
+func toPolicyJSON(p flotilla.NamedPolicy) policyJSON {
 	return policyJSON{Name: p.Name, Policy: p.Policy, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 }
 
@@ -363,7 +363,7 @@ type channelJSON struct {
 	Rollout *rolloutJSON `json:"rollout,omitempty"`
 }
 
-func toChannelJSON(c store.ChannelRecord) channelJSON {
+func toChannelJSON(c flotilla.Channel) channelJSON {
 	return channelJSON{Name: c.Name, Artifact: artifactRef{c.ArtifactName, c.ArtifactVersion}, Selector: c.Selector, Policy: c.Policy,
 		PolicyName: c.PolicyName, Waves: c.Waves, RolloutID: c.RolloutID, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt}
 }

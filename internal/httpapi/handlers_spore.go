@@ -13,7 +13,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -260,7 +259,7 @@ func (s *Server) handleSporeUpdateFirmware(w http.ResponseWriter, r *http.Reques
 		s.error(w, r, err)
 		return
 	}
-	a, err := s.core.UpdateArtifact(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("name"), r.PathValue("version"), store.ArtifactPatch{Labels: req.Labels, Description: req.Description})
+	a, err := s.core.UpdateArtifact(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("name"), r.PathValue("version"), flotilla.ArtifactPatch{Labels: req.Labels, Description: req.Description})
 	if err != nil {
 		s.error(w, r, err)
 		return

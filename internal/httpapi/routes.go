@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/rollout"
 )
 
 func (s *Server) addRoutes() {
@@ -46,11 +46,11 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/rollouts/{id}", s.authed(s.handleGetRollout))
 	s.handle("DELETE /api/v1/rollouts/{id}", s.authed(s.handleDeleteRollout))
 	s.handle("POST /api/v1/rollouts/{id}/start", s.authed(s.handleStartRollout))
-	s.handle("POST /api/v1/rollouts/{id}/pause", s.authed(s.rolloutOp(store.OpPause)))
-	s.handle("POST /api/v1/rollouts/{id}/resume", s.authed(s.rolloutOp(store.OpResume)))
-	s.handle("POST /api/v1/rollouts/{id}/abort", s.authed(s.rolloutOp(store.OpAbort)))
-	s.handle("POST /api/v1/rollouts/{id}/retry", s.authed(s.rolloutOp(store.OpRetry)))
-	s.handle("POST /api/v1/rollouts/{id}/next-wave", s.authed(s.rolloutOp(store.OpNextWave)))
+	s.handle("POST /api/v1/rollouts/{id}/pause", s.authed(s.rolloutOp(rollout.OpPause)))
+	s.handle("POST /api/v1/rollouts/{id}/resume", s.authed(s.rolloutOp(rollout.OpResume)))
+	s.handle("POST /api/v1/rollouts/{id}/abort", s.authed(s.rolloutOp(rollout.OpAbort)))
+	s.handle("POST /api/v1/rollouts/{id}/retry", s.authed(s.rolloutOp(rollout.OpRetry)))
+	s.handle("POST /api/v1/rollouts/{id}/next-wave", s.authed(s.rolloutOp(rollout.OpNextWave)))
 	s.handle("GET /api/v1/rollouts/{id}/runs", s.authed(s.handleRolloutRuns))
 	s.handle("GET /api/v1/rollouts/{id}/devices", s.authed(s.handleRolloutDevices))
 

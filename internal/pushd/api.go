@@ -75,26 +75,23 @@ func (p *Pool) StartUpdate(ctx context.Context, pr core.Principal, tenant, devic
 	// From here on the update belongs to the server, not to the request: a
 	// caller that disconnects must not cancel it.
 	ctx = context.WithoutCancel(ctx)
-	now := p.core.Now()
-	d := flotilla.Deployment{Tenant: tenant, DeviceID: deviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
-		Attempt: 1, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPush, UpdateID: updateID, State: flotilla.StatePending,
-		CreatedAt: now, UpdatedAt: now, StartedAt: &now}
 	// Recorded before the node is contacted.
-	if _, err := p.st.CreateDeployment(ctx, &d, flotilla.DeploymentEvent{At: now, Source: "server",
-		Details: []string{"push update " + updateID + ": " + a.Name + " " + a.Version}}); err != nil {
+	d, err := p.core.CreatePushDeployment(ctx, a, tenant, deviceID, updateID, NodeIP(dev.Address, dev.ID))
+	if err != nil {
 		return flotilla.Deployment{}, push.Status{}, err
 	}
+	dl := &delivery{p: p, d: d, dev: dev, a: a, node: node, ip: NodeIP(dev.Address, dev.ID)}
 	nctx, cancel := context.WithTimeout(ctx, nodeTimeout)
 	defer cancel()
 	st, err := node.Start(nctx, p.startRequest(ctx, updateID, a))
 	if err != nil {
 		apiErr := nodeError(dev, err)
-		p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateFailed, flotilla.ErrorMessage(apiErr), 0, 0)
+		dl.fail(ctx, flotilla.ErrorMessage(apiErr))
 		return flotilla.Deployment{}, push.Status{}, apiErr
 	}
-	d, err = p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateDownloading, "node accepted the update", 0, int(a.Size))
+	err = dl.accepted(ctx, 0)
 	p.Wake()
-	return d, st, err
+	return dl.d, st, err
 }
 
 // UpdateStatus returns the deployment and the node's own status (nil when
@@ -154,7 +151,9 @@ func (p *Pool) AbortUpdate(ctx context.Context, pr core.Principal, tenant, devic
 		return d, st, nodeError(dev, err)
 	}
 	if derr == nil && !d.State.Terminal() {
-		d, _ = p.set(context.WithoutCancel(ctx), d, dev, flotilla.StateCanceled, "aborted on request; the node keeps version "+st.Version, 0, 0)
+		dl := &delivery{p: p, d: d, dev: dev, node: node, ip: NodeIP(dev.Address, dev.ID)}
+		dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecCanceled, Details: []string{"aborted on request; the node keeps version " + st.Version}}, false, "")
+		d = dl.d
 	}
 	return d, st, nil
 }

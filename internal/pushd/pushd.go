@@ -7,14 +7,16 @@
 // The node is the source of truth. After a server restart a claimed
 // deployment is resumed by asking the node: continue sending, wait, or
 // record the result — a node never receives the same deployment twice.
+//
+// The pool is a transport: it writes no deployment state itself. What a
+// node says is reported to the core as DDI-style feedback, so push and
+// pull deployments follow the same transitions (flotilla.ApplyFeedback).
 package pushd
 
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -23,7 +25,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/push"
 )
 
@@ -48,10 +49,22 @@ type Config struct {
 	Presign func(ctx context.Context, a flotilla.Artifact) (string, error)
 }
 
+// Store is what the pool reads. Every write goes through the core.
+type Store interface {
+	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
+	GetArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, error)
+	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
+	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
+	DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error)
+	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error)
+	RenewPushClaims(ctx context.Context, owner string, ids []int64, until time.Time) error
+	ReleasePushClaim(ctx context.Context, id int64, owner string) error
+}
+
 // Pool is one replica's set of push workers.
 type Pool struct {
 	core *core.Core
-	st   store.Store
+	st   Store
 	log  *slog.Logger
 	cfg  Config
 	http *http.Client
@@ -62,7 +75,7 @@ type Pool struct {
 }
 
 // New returns a pool; Run starts it.
-func New(c *core.Core, cfg Config) *Pool {
+func New(c *core.Core, st Store, cfg Config) *Pool {
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
@@ -78,14 +91,16 @@ func New(c *core.Core, cfg Config) *Pool {
 	if cfg.Owner == "" {
 		cfg.Owner = core.NewID("push-")
 	}
-	p := &Pool{core: c, st: c.Store, log: c.Log.With("push", cfg.Owner), cfg: cfg, active: map[int64]bool{}, wake: make(chan struct{}, 1),
+	return &Pool{core: c, st: st, log: c.Log.With("push", cfg.Owner), cfg: cfg, active: map[int64]bool{}, wake: make(chan struct{}, 1),
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 30 * time.Second}}}
-	c.OnDeploymentChange(func(d flotilla.Deployment) {
-		if d.State == flotilla.StatePending {
-			p.Wake()
-		}
-	})
-	return p
+}
+
+// DeploymentChanged is the pool's reaction to a deployment change: a new
+// pending deployment may be a push delivery to claim.
+func (p *Pool) DeploymentChanged(d flotilla.Deployment) {
+	if d.State == flotilla.StatePending {
+		p.Wake()
+	}
 }
 
 // Wake makes the pool look for work now.
@@ -126,6 +141,7 @@ func (p *Pool) claim(ctx context.Context, wg *sync.WaitGroup) {
 	if free <= 0 {
 		return
 	}
+	// Leases are wall-clock time shared by replicas, not policy time.
 	now := time.Now()
 	list, err := p.st.ClaimPushDeployments(ctx, p.cfg.Owner, now, now.Add(p.cfg.Lease), free, exclude)
 	if err != nil {
@@ -192,35 +208,6 @@ func NodeIP(address, fallback string) string {
 	return fallback
 }
 
-// set moves a deployment and announces it.
-func (p *Pool) set(ctx context.Context, d flotilla.Deployment, dev flotilla.Device, state flotilla.DeploymentState, msg string, cnt, of int) (flotilla.Deployment, error) {
-	var before flotilla.DeploymentState
-	nd, err := p.st.UpdateDeployment(context.WithoutCancel(ctx), d.Tenant, d.DeviceID, d.ID, func(cur flotilla.Deployment) (store.DeploymentChange, error) {
-		before = cur.State
-		if cur.State.Terminal() {
-			return store.DeploymentChange{}, flotilla.Errorf(flotilla.EGone, "deployment %d is already %s", cur.ID, cur.State)
-		}
-		now := p.core.Now()
-		progressOnly := cur.State == state && msg == cur.Message
-		cur.State, cur.UpdatedAt, cur.Message = state, now, msg
-		if of > 0 {
-			cur.ProgressCnt, cur.ProgressOf = cnt, of
-		}
-		if state.Terminal() {
-			cur.FinishedAt = &now
-		}
-		if progressOnly {
-			return store.DeploymentChange{Deployment: cur}, nil
-		}
-		return store.DeploymentChange{Deployment: cur, Event: &flotilla.DeploymentEvent{At: now, Source: "server", Details: []string{msg}}}, nil
-	})
-	if err != nil {
-		return d, err
-	}
-	p.core.PushDeploymentChanged(nd, NodeIP(dev.Address, dev.ID), before == nd.State)
-	return nd, nil
-}
-
 // pushArtifact is how a node is told what it installs.
 func pushArtifact(a flotilla.Artifact) push.Artifact {
 	return push.Artifact{Name: a.Name, Version: a.Version, Size: a.Size, SHA256: a.SHA256}
@@ -238,216 +225,6 @@ func (p *Pool) startRequest(ctx context.Context, id string, a flotilla.Artifact)
 		}
 	}
 	return r
-}
-
-// deliver drives one push deployment to its end, or until ctx ends.
-func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
-	dev, err := p.st.GetDevice(ctx, d.Tenant, d.DeviceID)
-	if err != nil {
-		p.set(ctx, d, dev, flotilla.StateFailed, "device not found", 0, 0)
-		return
-	}
-	node, err := p.node(dev)
-	if err != nil {
-		p.set(ctx, d, dev, flotilla.StateFailed, flotilla.ErrorMessage(err), 0, 0)
-		return
-	}
-	a, err := p.st.GetArtifactByID(ctx, d.Tenant, d.ArtifactID)
-	if err != nil {
-		p.set(ctx, d, dev, flotilla.StateFailed, "artifact no longer exists", 0, 0)
-		return
-	}
-	// The update id is recorded before the node hears of it.
-	if d.UpdateID == "" {
-		uid := NewUpdateID()
-		d, err = p.st.UpdateDeployment(ctx, d.Tenant, d.DeviceID, d.ID, func(cur flotilla.Deployment) (store.DeploymentChange, error) {
-			if cur.UpdateID == "" {
-				cur.UpdateID = uid
-			}
-			return store.DeploymentChange{Deployment: cur}, nil
-		})
-		if err != nil {
-			return
-		}
-	}
-	art := pushArtifact(a)
-	var lastContact = time.Now()
-	// wait backs off from a few milliseconds to cfg.Poll while the node
-	// stays in one state, and starts over when it moves on.
-	wait, seen := p.cfg.Poll/32, ""
-	var reported time.Time // last progress written while the node fetches
-	for ctx.Err() == nil {
-		if d.State.Terminal() {
-			// Canceled on the server meanwhile: make sure the node stops too.
-			if st, err := node.Status(ctx); err == nil && st.ID == d.UpdateID && !push.Terminal(st.State) {
-				node.Abort(ctx, d.UpdateID)
-			}
-			return
-		}
-		if d.State == flotilla.StateCancelRequested {
-			p.abort(ctx, d, dev, node)
-			return
-		}
-		st, err := node.Status(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Since(lastContact) > p.cfg.Unreachable {
-				p.set(ctx, d, dev, flotilla.StateFailed, fmt.Sprintf("node %s unreachable: %v", dev.Address, err), 0, 0)
-				return
-			}
-			sleep(ctx, 2*time.Second)
-			d = p.reload(ctx, d)
-			continue
-		}
-		lastContact = time.Now()
-		if st.State != seen {
-			wait, seen = p.cfg.Poll/32, st.State
-		}
-		if st.ID != d.UpdateID {
-			if d.State == flotilla.StatePending || d.State == flotilla.StateDownloading {
-				if !push.Terminal(st.State) {
-					// Busy with another update: wait our turn.
-					sleep(ctx, p.cfg.Poll*4)
-					d = p.reload(ctx, d)
-					continue
-				}
-				if _, err := node.Start(ctx, p.startRequest(ctx, d.UpdateID, a)); err != nil {
-					var ne *push.NodeError
-					if errors.As(err, &ne) && ne.Status == http.StatusConflict {
-						p.set(ctx, d, dev, flotilla.StateFailed, "node refused the update: "+ne.Message, 0, 0)
-						return
-					}
-					sleep(ctx, time.Second)
-					continue
-				}
-				if d, err = p.set(ctx, d, dev, flotilla.StateDownloading, "node accepted the update", 0, int(art.Size)); err != nil {
-					return
-				}
-				continue
-			}
-			p.set(ctx, d, dev, flotilla.StateFailed, fmt.Sprintf("node no longer knows update %s (it reports %q)", d.UpdateID, st.ID), 0, 0)
-			return
-		}
-		switch st.State {
-		case push.StateReceiving:
-			if d.State == flotilla.StatePending {
-				if d, err = p.set(ctx, d, dev, flotilla.StateDownloading, "node accepted the update", int(st.BytesReceived), int(art.Size)); err != nil {
-					return
-				}
-			}
-			if st.Fetching {
-				// The node pulls the bytes from object storage itself.
-				if st.BytesReceived > 0 && time.Since(reported) >= time.Second {
-					if nd, err := p.set(ctx, d, dev, flotilla.StateDownloading, "node is fetching the artifact from object storage", int(st.BytesReceived), int(art.Size)); err == nil {
-						d = nd
-					}
-					reported = time.Now()
-				}
-				sleep(ctx, wait)
-				wait = min(2*wait, p.cfg.Poll)
-				d = p.reload(ctx, d)
-				continue
-			}
-			if err := p.send(ctx, d, dev, node, a, st.BytesReceived); err != nil && ctx.Err() == nil {
-				p.log.Debug("payload interrupted; resuming", "deployment", d.ID, "err", err)
-				sleep(ctx, 500*time.Millisecond)
-			}
-		case push.StateVerifying, push.StateApplying:
-			if d.State != flotilla.StateInstalling {
-				if d, err = p.set(ctx, d, dev, flotilla.StateInstalling, "node is "+st.State, int(art.Size), int(art.Size)); err != nil {
-					return
-				}
-			}
-			sleep(ctx, wait)
-			wait = min(2*wait, p.cfg.Poll)
-		case push.StateComplete:
-			nd, err := p.set(ctx, d, dev, flotilla.StateSucceeded, "node runs "+st.Version, int(art.Size), int(art.Size))
-			if err == nil {
-				p.core.RecordDeviceVersion(ctx, nd, st.Version)
-			}
-			return
-		case push.StateFailed:
-			p.set(ctx, d, dev, flotilla.StateFailed, "node: "+st.Error, 0, 0)
-			return
-		case push.StateAborted:
-			p.set(ctx, d, dev, flotilla.StateCanceled, "node aborted the update", 0, 0)
-			return
-		default:
-			sleep(ctx, wait)
-			wait = min(2*wait, p.cfg.Poll)
-		}
-		d = p.reload(ctx, d)
-	}
-}
-
-func (p *Pool) reload(ctx context.Context, d flotilla.Deployment) flotilla.Deployment {
-	nd, err := p.st.GetDeployment(ctx, d.Tenant, d.ID)
-	if err != nil {
-		return d
-	}
-	return nd
-}
-
-func (p *Pool) abort(ctx context.Context, d flotilla.Deployment, dev flotilla.Device, node *push.Client) {
-	st, err := node.Abort(ctx, d.UpdateID)
-	var ne *push.NodeError
-	switch {
-	case err == nil && st.State == push.StateAborted:
-		p.set(ctx, d, dev, flotilla.StateCanceled, "node aborted the update", 0, 0)
-	case errors.As(err, &ne) && ne.Status == http.StatusConflict:
-		// Too late (applying, or a different id): the delivery continues.
-		p.st.UpdateDeployment(ctx, d.Tenant, d.DeviceID, d.ID, func(cur flotilla.Deployment) (store.DeploymentChange, error) {
-			if cur.State != flotilla.StateCancelRequested {
-				return store.DeploymentChange{Deployment: cur}, nil
-			}
-			prev := cur.PrevState
-			if prev == "" {
-				prev = flotilla.StateDownloading
-			}
-			cur.State, cur.PrevState = prev, ""
-			return store.DeploymentChange{Deployment: cur, Event: &flotilla.DeploymentEvent{At: p.core.Now(), Source: "device", Execution: flotilla.ExecRejected,
-				Details: []string{"node refused to abort: " + ne.Message}}}, nil
-		})
-	default:
-		sleep(ctx, time.Second)
-	}
-}
-
-// send streams the artifact from offset, reporting progress as it goes.
-func (p *Pool) send(ctx context.Context, d flotilla.Deployment, dev flotilla.Device, node *push.Client, a flotilla.Artifact, offset int64) error {
-	obj, err := p.core.OpenArtifact(ctx, a)
-	if err != nil {
-		return err
-	}
-	defer obj.Close()
-	if _, err := obj.Seek(offset, io.SeekStart); err != nil {
-		return err
-	}
-	pr := &progress{r: obj, n: offset, every: time.Second, fn: func(n int64) {
-		p.set(ctx, d, dev, flotilla.StateDownloading, "node accepted the update", int(n), int(a.Size))
-	}}
-	_, err = node.SendPayload(ctx, d.UpdateID, pr, offset, a.Size)
-	return err
-}
-
-type progress struct {
-	r     io.Reader
-	n     int64
-	last  time.Time
-	every time.Duration
-	fn    func(int64)
-}
-
-func (p *progress) Read(b []byte) (int, error) {
-	k, err := p.r.Read(b)
-	p.n += int64(k)
-	if time.Since(p.last) > p.every {
-		p.last = time.Now()
-		p.fn(p.n)
-	}
-	return k, err
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -57,7 +57,7 @@ func TestTwoSchedulersOnePostgres(t *testing.T) {
 	// B's scheduler joins and competes for the rollout.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go scheduler.New(b.Srv.Core, scheduler.Config{Owner: "replica-b", Tick: 100 * time.Millisecond, Lease: 2 * time.Second}).Run(ctx)
+	go scheduler.New(b.Srv.Core, b.Srv.Store, scheduler.Config{Owner: "replica-b", Tick: 100 * time.Millisecond, Lease: 2 * time.Second}).Run(ctx)
 
 	// Stop A once the second wave runs.
 	servertest.Eventually(t, 60*time.Second, func() error {

@@ -37,10 +37,21 @@ type Config struct {
 	StaleCreate time.Duration
 }
 
+// Store is what the scheduler reads and writes of rollouts; deployment
+// changes outside a plan go through the core.
+type Store interface {
+	ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
+	ReleaseRollout(ctx context.Context, id, owner string) error
+	RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error)
+	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]store.Touched, error)
+	GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error)
+	OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error)
+}
+
 // Scheduler is one replica's rollout driver.
 type Scheduler struct {
 	core *core.Core
-	st   store.Store
+	st   Store
 	log  *slog.Logger
 	cfg  Config
 
@@ -57,8 +68,9 @@ type Scheduler struct {
 // between looks that nothing asked for.
 const heartbeat = 5
 
-// New returns a scheduler and hooks it to the core's change notifications.
-func New(c *core.Core, cfg Config) *Scheduler {
+// New returns a scheduler. Wire its Wake and DeploymentChanged to the
+// core's hooks so that it hears of changes as they happen.
+func New(c *core.Core, st Store, cfg Config) *Scheduler {
 	if cfg.Owner == "" {
 		cfg.Owner = core.NewID("sched-")
 	}
@@ -74,14 +86,15 @@ func New(c *core.Core, cfg Config) *Scheduler {
 	if cfg.StaleCreate <= 0 {
 		cfg.StaleCreate = 30 * time.Second
 	}
-	s := &Scheduler{core: c, st: c.Store, log: c.Log.With("scheduler", cfg.Owner), cfg: cfg, pending: map[string]bool{}, wake: make(chan struct{}, 1), due: map[string]time.Time{}}
-	c.OnRolloutWake(s.Wake)
-	c.OnDeploymentChange(func(d flotilla.Deployment) {
-		if d.RolloutID != "" && (d.State.Terminal() || d.State == flotilla.StateCanceled) {
-			s.Wake(d.RolloutID)
-		}
-	})
-	return s
+	return &Scheduler{core: c, st: st, log: c.Log.With("scheduler", cfg.Owner), cfg: cfg, pending: map[string]bool{}, wake: make(chan struct{}, 1), due: map[string]time.Time{}}
+}
+
+// DeploymentChanged is the scheduler's reaction to a deployment change: a
+// rollout device that finished may open a gate.
+func (s *Scheduler) DeploymentChanged(d flotilla.Deployment) {
+	if d.RolloutID != "" && d.State.Terminal() {
+		s.Wake(d.RolloutID)
+	}
 }
 
 // Owner is this scheduler's lease name.
@@ -135,6 +148,7 @@ func (s *Scheduler) Cycle(ctx context.Context) {
 // cycleFor processes the claimed rollouts, all of them or only those in
 // only.
 func (s *Scheduler) cycleFor(ctx context.Context, only map[string]bool) {
+	// Leases are wall-clock time shared by replicas, not policy time.
 	wall := time.Now()
 	ids, err := s.st.ClaimRollouts(ctx, s.cfg.Owner, wall, wall.Add(s.cfg.Lease), 200)
 	if err != nil {
@@ -167,13 +181,13 @@ func (s *Scheduler) cycleFor(ctx context.Context, only map[string]bool) {
 func (s *Scheduler) Process(ctx context.Context, id string) error {
 	for round := 0; round < 10; round++ {
 		now := s.core.Now()
-		snap, err := s.st.RolloutSnapshot(ctx, id, now)
+		snap, err := s.st.RolloutSnapshot(ctx, id, now, false)
 		if err != nil {
 			return err
 		}
 		r := snap.Rollout
 		if r.Status == flotilla.RolloutCreating {
-			if time.Since(r.UpdatedAt) > s.cfg.StaleCreate {
+			if now.Sub(r.UpdatedAt) > s.cfg.StaleCreate {
 				return s.core.MaterializeRollout(ctx, id)
 			}
 			return nil
@@ -253,11 +267,8 @@ func (s *Scheduler) sweepLapsedWindows(ctx context.Context) error {
 		if !core.WindowLapsed(d, now) {
 			continue
 		}
-		nd, err := s.st.UpdateDeployment(ctx, d.Tenant, d.DeviceID, d.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
-			return core.CancelChange(d, now, "the maintenance schedule has no window left")
-		})
-		if err == nil {
-			s.core.DeploymentChanged(nd)
+		if _, err := s.core.RequestCancel(ctx, core.RefOf(d), "the maintenance schedule has no window left"); err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
+			s.log.Warn("cancel for a lapsed window", "deployment", d.ID, "err", err)
 		}
 	}
 	return nil

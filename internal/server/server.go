@@ -107,6 +107,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	hub := events.NewHub(events.HubConfig{})
 	c := core.New(st, blobs, hub, log, core.Config{
 		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter,
+		FinalsReplicated: bus != nil,
 	})
 	secret, err := c.Bootstrap(ctx, cfg.AdminToken, filepath.Join(cfg.DataDir, "admin-token"))
 	if err != nil {
@@ -131,14 +132,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return p.PresignGet(ctx, a.SHA256, ttl, a.Filename)
 		}
 	}
-	s.Push = pushd.New(c, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease, Presign: presign})
+	s.Push = pushd.New(c, st, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease, Presign: presign})
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
 	}
 	s.DDI = deviceapi.NewServer(c, log, ddiOpts)
-	s.Sched = scheduler.New(c, scheduler.Config{Owner: cfg.ReplicaID, Tick: cfg.SchedulerTick, Lease: cfg.SchedulerLease})
+	s.Sched = scheduler.New(c, st, scheduler.Config{Owner: cfg.ReplicaID, Tick: cfg.SchedulerTick, Lease: cfg.SchedulerLease})
 	if bus != nil {
 		s.link = cluster.New(bus, s.Sched.Owner(), log, cluster.Handlers{
 			Invalidate: s.DDI.InvalidateLocal, ForgetAuth: c.ForgetDeviceAuthLocal, Wake: s.Sched.Wake,
@@ -149,30 +150,53 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 				}
 			},
 		})
-		link := s.link
-		hub.Forward = func(e events.Event) {
+	}
+	s.wire()
+	s.handler = s.routes()
+	return s, nil
+}
+
+// wire connects who reacts to what: the one place where the parts of a
+// running server hear of each other's changes. Every hook only queues
+// work; none blocks the request that caused it.
+func (s *Server) wire() {
+	link := s.link
+	h := core.Hooks{
+		Invalidate:  s.DDI.InvalidateLocal,
+		WakeRollout: s.Sched.Wake,
+		ForgetAuth:  func() {},
+		DeploymentChanged: func(d flotilla.Deployment) {
+			s.Sched.DeploymentChanged(d)
+			s.Push.DeploymentChanged(d)
+		},
+	}
+	if link != nil {
+		h.Invalidate = func(tenant, device string) { s.DDI.InvalidateLocal(tenant, device); link.Invalidate(tenant, device) }
+		h.ForgetAuth = link.ForgetAuth
+		h.DeploymentChanged = func(d flotilla.Deployment) {
+			s.Sched.DeploymentChanged(d)
+			s.Push.DeploymentChanged(d)
+			if d.RolloutID != "" && d.State.Terminal() {
+				link.Wake(d.RolloutID)
+			}
+		}
+		// Events reach the other replicas through the link; a deployment's
+		// final state goes with the commit that wrote it (NOTIFY in the
+		// transaction), so no replica's death between commit and forward
+		// loses it, and nobody waits for it.
+		s.Hub.Forward = func(e events.Event) {
+			if e.Replicated {
+				return
+			}
 			b, _ := json.Marshal(e)
 			link.QueueEvent(b)
 		}
-		c.OnInvalidate(s.link.Invalidate)
-		c.OnForgetAuth(s.link.ForgetAuth)
-		c.OnDeploymentChange(func(d flotilla.Deployment) {
-			if !d.State.Terminal() {
-				return
-			}
-			if d.RolloutID != "" {
-				s.link.Wake(d.RolloutID)
-			}
-			// A final state reaches the other replicas before the device
-			// hears back: were this replica killed right after, the device
-			// would retry elsewhere instead of the event being lost.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			s.link.Flush(ctx)
-		})
+		s.Store.NotifyFinal = func(d flotilla.Deployment) (string, string) {
+			b, _ := json.Marshal(core.DeploymentEvent(d, d.UpdatedAt))
+			return link.Notice(b)
+		}
 	}
-	s.handler = s.routes()
-	return s, nil
+	s.Core.SetHooks(h)
 }
 
 // Handler is the whole HTTP surface.

@@ -90,7 +90,7 @@ func (s *Store) ListArtifacts(ctx context.Context, tenant string, f store.Artifa
 }
 
 // UpdateArtifact implements store.Artifacts.
-func (s *Store) UpdateArtifact(ctx context.Context, tenant, name, version string, p store.ArtifactPatch) (flotilla.Artifact, error) {
+func (s *Store) UpdateArtifact(ctx context.Context, tenant, name, version string, p flotilla.ArtifactPatch) (flotilla.Artifact, error) {
 	var out flotilla.Artifact
 	err := s.inTx(ctx, "update artifact", func(tx *Tx) error {
 		a, err := s.getArtifact(ctx, tx, tenant, name, version)

@@ -17,8 +17,23 @@ const deploymentCols = `id, tenant, device_id, artifact_id, artifact_name, artif
 	maint_window, delivery, update_id, state, prev_state, progress_cnt, progress_of, healthy, message,
 	created_at, updated_at, started_at, retrieved_at, finished_at`
 
-// openStates are the states of deployments that still occupy a device.
-const openStates = `('scheduled', 'pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')`
+// openStates are the states of deployments that still occupy a device:
+// scheduled and the domain's active states.
+var openStates = stateList(append([]flotilla.DeploymentState{flotilla.StateScheduled}, flotilla.ActiveStates...))
+
+// stateList renders states as an SQL list literal: ('a', 'b').
+func stateList(states []flotilla.DeploymentState) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, st := range states {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("'" + string(st) + "'")
+	}
+	b.WriteByte(')')
+	return b.String()
+}
 
 func scanDeployment(sc interface{ Scan(...any) error }) (flotilla.Deployment, error) {
 	var d flotilla.Deployment
@@ -171,24 +186,23 @@ func (s *Store) supersede(ctx context.Context, tx *Tx, tenant, deviceID string, 
 	}
 	var out []store.Superseded
 	for _, o := range opens {
-		switch {
-		case o.state == flotilla.StateCancelRequested:
+		to := flotilla.CancelOutcome(o.state, o.retrieved)
+		switch to {
+		case "":
 			continue
-		case o.state == flotilla.StateScheduled || (o.state == flotilla.StatePending && !o.retrieved):
+		case flotilla.StateCanceled:
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = 'canceled', updated_at = ?, finished_at = ?, message = ? WHERE id = ?`),
 				ts(now), ts(now), why, o.id); err != nil {
 				return nil, s.wrap("supersede", err)
 			}
-			out = append(out, store.Superseded{ID: o.id, DeviceID: deviceID, RolloutID: o.rollout, State: flotilla.StateCanceled})
 		default:
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deployments SET prev_state = state, state = 'cancel_requested', updated_at = ?, message = ? WHERE id = ?`),
 				ts(now), why, o.id); err != nil {
 				return nil, s.wrap("supersede", err)
 			}
-			out = append(out, store.Superseded{ID: o.id, DeviceID: deviceID, RolloutID: o.rollout, State: flotilla.StateCancelRequested})
 		}
-		last := out[len(out)-1]
-		if err := s.insertEvent(ctx, tx, o.id, flotilla.DeploymentEvent{At: now, State: last.State, Details: []string{why}, Source: "server"}); err != nil {
+		out = append(out, store.Superseded{ID: o.id, DeviceID: deviceID, RolloutID: o.rollout, State: to})
+		if err := s.insertEvent(ctx, tx, o.id, flotilla.DeploymentEvent{At: now, State: to, Details: []string{why}, Source: flotilla.SourceServer}); err != nil {
 			return nil, err
 		}
 	}
@@ -322,7 +336,7 @@ func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]f
 
 // UpdateDeployment implements store.Deployments. Where the dialect asks for
 // it, concurrent updates share one transaction (see groupCommit).
-func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (store.DeploymentChange, error)) (flotilla.Deployment, error) {
+func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	if s.group != nil {
 		return s.group.update(ctx, tenant, deviceID, id, fn)
 	}
@@ -338,7 +352,7 @@ func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, i
 	return out, nil
 }
 
-func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (store.DeploymentChange, error)) (flotilla.Deployment, error) {
+func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	d, err := scanDeployment(tx.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ? AND (? = '' OR device_id = ?)`+s.d.ForUpdate),
 		tenant, id, deviceID, deviceID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -371,9 +385,20 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 			return d, err
 		}
 	}
-	if n.State == flotilla.StateSucceeded && d.State != flotilla.StateSucceeded {
+	if n.State.Terminal() && !d.State.Terminal() && s.NotifyFinal != nil {
+		if channel, payload := s.NotifyFinal(n); channel != "" {
+			if _, err := tx.ExecContext(ctx, s.q(`SELECT pg_notify(?, ?)`), channel, payload); err != nil {
+				return d, s.wrap("notify final state", err)
+			}
+		}
+	}
+	if ch.Installed {
+		version := ch.DeviceVersion
+		if version == "" {
+			version = n.ArtifactVersion
+		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET attrs_requested = 1, version = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
-			n.ArtifactVersion, ts(n.UpdatedAt), n.Tenant, n.DeviceID); err != nil {
+			version, ts(n.UpdatedAt), n.Tenant, n.DeviceID); err != nil {
 			return d, s.wrap("update deployment", err)
 		}
 	}

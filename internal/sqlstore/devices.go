@@ -161,7 +161,7 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 }
 
 // UpdateDevice implements store.Devices.
-func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p store.DevicePatch, now time.Time) (flotilla.Device, error) {
+func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error) {
 	var out flotilla.Device
 	err := s.inTx(ctx, "update device", func(tx *Tx) error {
 		d, err := s.getDevice(ctx, tx, tenant, id)
@@ -263,9 +263,9 @@ func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) 
 }
 
 // FleetSummary implements store.Devices.
-func (s *Store) FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (store.FleetSummary, error) {
+func (s *Store) FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (flotilla.FleetSummary, error) {
 	defer s.observe("fleet summary", time.Now())
-	sum := store.FleetSummary{Versions: map[string]int{}}
+	sum := flotilla.FleetSummary{Versions: map[string]int{}}
 	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN last_seen_at >= ? THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN last_seen_at IS NULL THEN 1 ELSE 0 END), 0) FROM devices WHERE tenant = ?`), ts(onlineSince), tenant).
 		Scan(&sum.Total, &sum.Online, &sum.Never)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // groupCommit runs concurrent deployment updates in shared transactions.
@@ -23,7 +22,7 @@ type updateReq struct {
 	ctx              context.Context
 	tenant, deviceID string
 	id               int64
-	fn               func(flotilla.Deployment) (store.DeploymentChange, error)
+	fn               func(flotilla.Deployment) (flotilla.Change, error)
 	out              flotilla.Deployment
 	err              error
 	done             chan struct{}
@@ -38,7 +37,7 @@ func newGroupCommit(s *Store) *groupCommit {
 	return g
 }
 
-func (g *groupCommit) update(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (store.DeploymentChange, error)) (flotilla.Deployment, error) {
+func (g *groupCommit) update(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	r := &updateReq{ctx: ctx, tenant: tenant, deviceID: deviceID, id: id, fn: fn, done: make(chan struct{})}
 	select {
 	case g.reqs <- r:

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"time"
 
-	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla"
 )
 
 // PutPolicy implements store.Policies.
-func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord) (bool, error) {
+func (s *Store) PutPolicy(ctx context.Context, p flotilla.NamedPolicy) (bool, error) {
 	spec, _ := json.Marshal(p.Policy)
 	created := false
 	err := s.inTx(ctx, "put policy", func(tx *Tx) error {
@@ -30,8 +30,8 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PolicyRecord) (bool, erro
 	return created, err
 }
 
-func scanPolicy(sc interface{ Scan(...any) error }) (store.PolicyRecord, error) {
-	var p store.PolicyRecord
+func scanPolicy(sc interface{ Scan(...any) error }) (flotilla.NamedPolicy, error) {
+	var p flotilla.NamedPolicy
 	var spec string
 	var created, updated int64
 	err := sc.Scan(&p.Tenant, &p.Name, &spec, &created, &updated)
@@ -41,7 +41,7 @@ func scanPolicy(sc interface{ Scan(...any) error }) (store.PolicyRecord, error) 
 }
 
 // GetPolicy implements store.Policies.
-func (s *Store) GetPolicy(ctx context.Context, tenant, name string) (store.PolicyRecord, error) {
+func (s *Store) GetPolicy(ctx context.Context, tenant, name string) (flotilla.NamedPolicy, error) {
 	defer s.observe("get policy", time.Now())
 	p, err := scanPolicy(s.rd.QueryRowContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? AND name = ?`), tenant, name))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -51,13 +51,13 @@ func (s *Store) GetPolicy(ctx context.Context, tenant, name string) (store.Polic
 }
 
 // ListPolicies implements store.Policies.
-func (s *Store) ListPolicies(ctx context.Context, tenant string) ([]store.PolicyRecord, error) {
+func (s *Store) ListPolicies(ctx context.Context, tenant string) ([]flotilla.NamedPolicy, error) {
 	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT tenant, name, spec, created_at, updated_at FROM policies WHERE tenant = ? ORDER BY name`), tenant)
 	if err != nil {
 		return nil, s.wrap("list policies", err)
 	}
 	defer rows.Close()
-	var out []store.PolicyRecord
+	var out []flotilla.NamedPolicy
 	for rows.Next() {
 		p, err := scanPolicy(rows)
 		if err != nil {
@@ -78,7 +78,7 @@ func (s *Store) DeletePolicy(ctx context.Context, tenant, name string) error {
 }
 
 // PutChannel implements store.Channels.
-func (s *Store) PutChannel(ctx context.Context, c store.ChannelRecord) (bool, error) {
+func (s *Store) PutChannel(ctx context.Context, c flotilla.Channel) (bool, error) {
 	spec, _ := json.Marshal(c.Policy)
 	created := false
 	err := s.inTx(ctx, "put channel", func(tx *Tx) error {
@@ -102,8 +102,8 @@ func (s *Store) PutChannel(ctx context.Context, c store.ChannelRecord) (bool, er
 
 const channelCols = `tenant, name, artifact_id, artifact_name, artifact_version, selector, policy, policy_name, waves, rollout_id, created_at, updated_at`
 
-func scanChannel(sc interface{ Scan(...any) error }) (store.ChannelRecord, error) {
-	var c store.ChannelRecord
+func scanChannel(sc interface{ Scan(...any) error }) (flotilla.Channel, error) {
+	var c flotilla.Channel
 	var artifactID sql.NullInt64
 	var spec string
 	var created, updated int64
@@ -115,7 +115,7 @@ func scanChannel(sc interface{ Scan(...any) error }) (store.ChannelRecord, error
 }
 
 // GetChannel implements store.Channels.
-func (s *Store) GetChannel(ctx context.Context, tenant, name string) (store.ChannelRecord, error) {
+func (s *Store) GetChannel(ctx context.Context, tenant, name string) (flotilla.Channel, error) {
 	c, err := scanChannel(s.rd.QueryRowContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? AND name = ?`), tenant, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, notFound("channel %q not found", name)
@@ -124,13 +124,13 @@ func (s *Store) GetChannel(ctx context.Context, tenant, name string) (store.Chan
 }
 
 // ListChannels implements store.Channels.
-func (s *Store) ListChannels(ctx context.Context, tenant string) ([]store.ChannelRecord, error) {
+func (s *Store) ListChannels(ctx context.Context, tenant string) ([]flotilla.Channel, error) {
 	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+channelCols+` FROM channels WHERE tenant = ? ORDER BY name`), tenant)
 	if err != nil {
 		return nil, s.wrap("list channels", err)
 	}
 	defer rows.Close()
-	var out []store.ChannelRecord
+	var out []flotilla.Channel
 	for rows.Next() {
 		c, err := scanChannel(rows)
 		if err != nil {

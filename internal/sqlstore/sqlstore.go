@@ -60,6 +60,13 @@ type Store struct {
 	closers []func() error
 	// Observe, if set, receives every statement's latency by operation name.
 	Observe func(op string, d time.Duration)
+	// NotifyFinal, if set, gives a notice to send inside the transaction
+	// that ends a deployment (UpdateDeployment to a terminal state): on
+	// PostgreSQL a NOTIFY on channel, delivered if and only if the change
+	// commits. Replicas use it so that a final state reaches the others
+	// even when the replica that wrote it dies right after. It runs inside
+	// the transaction and must not block.
+	NotifyFinal func(d flotilla.Deployment) (channel, payload string)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -132,9 +139,6 @@ func (s *Store) Ping(ctx context.Context) error {
 // DB returns the write pool, for dialect packages that add features
 // (LISTEN/NOTIFY) on the same connection settings.
 func (s *Store) DB() *sql.DB { return s.wdb }
-
-// Dialect returns the store's dialect name.
-func (s *Store) DialectName() string { return s.d.Name }
 
 // q converts a query written with '?' placeholders to the dialect's form.
 func (s *Store) q(query string) string {

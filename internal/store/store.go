@@ -47,13 +47,6 @@ type ArtifactFilter struct {
 	Selector label.Selector // on artifact labels
 }
 
-// ArtifactPatch changes the mutable fields of an artifact; nil leaves a
-// field alone.
-type ArtifactPatch struct {
-	Labels      *map[string]string
-	Description *string
-}
-
 // Artifacts stores artifact metadata; the bytes are in a blob.Store.
 type Artifacts interface {
 	// CreateArtifact inserts a and sets a.ID; EConflict if (tenant, name,
@@ -66,7 +59,7 @@ type Artifacts interface {
 	// ListArtifacts returns matching artifacts ordered by name, then id.
 	ListArtifacts(ctx context.Context, tenant string, f ArtifactFilter) ([]flotilla.Artifact, error)
 	// UpdateArtifact applies p and returns the result; ENotFound.
-	UpdateArtifact(ctx context.Context, tenant, name, version string, p ArtifactPatch) (flotilla.Artifact, error)
+	UpdateArtifact(ctx context.Context, tenant, name, version string, p flotilla.ArtifactPatch) (flotilla.Artifact, error)
 	// DeleteArtifact removes the metadata; ENotFound, or EConflict while an
 	// active deployment or rollout uses it. orphan reports whether no
 	// artifact of any tenant still references the blob.
@@ -80,14 +73,6 @@ type DeviceQuery struct {
 	Selector label.Selector
 	AfterID  string // exclusive cursor
 	Limit    int    // 0 means no limit
-}
-
-// DevicePatch changes device fields; nil leaves a field alone.
-type DevicePatch struct {
-	Labels     *map[string]string
-	Attributes *map[string]string
-	Address    *string
-	Version    *string
 }
 
 // Devices stores the fleet.
@@ -104,7 +89,7 @@ type Devices interface {
 	// CountDevices counts the tenant's devices matching sel.
 	CountDevices(ctx context.Context, tenant string, sel label.Selector) (int, error)
 	// UpdateDevice applies p at now and returns the result; ENotFound.
-	UpdateDevice(ctx context.Context, tenant, id string, p DevicePatch, now time.Time) (flotilla.Device, error)
+	UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error)
 	// DeleteDevice removes the device and its history; ENotFound.
 	DeleteDevice(ctx context.Context, tenant, id string) error
 	// TouchDevices records when devices were last seen, in one write. For
@@ -113,16 +98,10 @@ type Devices interface {
 	TouchDevices(ctx context.Context, seen []DeviceSeen, offlineBefore time.Time) ([]DeviceSeen, error)
 	// FleetSummary counts a tenant's devices: in all, seen since
 	// onlineSince, never seen, and by reported version.
-	FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (FleetSummary, error)
+	FleetSummary(ctx context.Context, tenant string, onlineSince time.Time) (flotilla.FleetSummary, error)
 	// DevicesLastSeenBetween lists devices last seen in [from, to): those
 	// that went offline when to is now minus the offline threshold.
 	DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]DeviceSeen, error)
-}
-
-// FleetSummary is what the dashboard shows about the fleet.
-type FleetSummary struct {
-	Total, Online, Never int
-	Versions             map[string]int
 }
 
 // DeviceSeen is one entry for TouchDevices.
@@ -142,20 +121,13 @@ type Superseded struct {
 	State     flotilla.DeploymentState // the state it moved to
 }
 
-// DeploymentChange is what UpdateDeployment's function returns: the
-// deployment as it should be stored and the history entry to append (nil
-// for none).
-type DeploymentChange struct {
-	Deployment flotilla.Deployment
-	Event      *flotilla.DeploymentEvent
-}
-
 // Deployments stores deployments and their history.
 type Deployments interface {
 	// CreateDeployment inserts d (setting its ID) with a first history
 	// entry. Other open deployments of the device are superseded in the
-	// same transaction: those not yet delivered are canceled, running ones
-	// move to cancel_requested. ENotFound if the device does not exist.
+	// same transaction, each as flotilla.CancelOutcome says (canceled, or
+	// cancel_requested for the device to confirm). ENotFound if the device
+	// does not exist.
 	CreateDeployment(ctx context.Context, d *flotilla.Deployment, ev flotilla.DeploymentEvent) ([]Superseded, error)
 	// GetDeployment returns a deployment of the tenant with its history.
 	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
@@ -166,10 +138,14 @@ type Deployments interface {
 	// and its last succeeded deployment, if any; no history.
 	DeviceActions(ctx context.Context, tenant, deviceID string) (open []flotilla.Deployment, installed *flotilla.Deployment, err error)
 	// UpdateDeployment reads the deployment and applies fn's change in one
-	// transaction. fn sees the current row (without history) and may
-	// return an error to abort. ENotFound if the tenant has no such
-	// deployment for deviceID (any device when deviceID is "").
-	UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(d flotilla.Deployment) (DeploymentChange, error)) (flotilla.Deployment, error)
+	// transaction: the deployment's new fields and, if set, the history
+	// entry. When the change says Installed, the device's version becomes
+	// DeviceVersion and the device is asked for its attributes (DDI
+	// configData), in the same transaction. fn sees the current row
+	// (without history) and may return an error to abort; it may run more
+	// than once. ENotFound if the tenant has no such deployment for
+	// deviceID (any device when deviceID is "").
+	UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(d flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error)
 	// DeploymentByUpdateID finds a device's push deployment by the
 	// caller's update id, or ENotFound.
 	DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error)
@@ -193,50 +169,15 @@ type Deployments interface {
 	AttributesRequested(ctx context.Context, tenant, deviceID string) (bool, error)
 }
 
-// PolicyRecord is a named, reusable rollout policy.
-type PolicyRecord struct {
-	Tenant    string
-	Name      string
-	Policy    flotilla.Policy
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
 // Policies stores reusable rollout policies.
 type Policies interface {
 	// PutPolicy creates or replaces a policy; created reports which.
-	PutPolicy(ctx context.Context, p PolicyRecord) (created bool, err error)
+	PutPolicy(ctx context.Context, p flotilla.NamedPolicy) (created bool, err error)
 	// GetPolicy returns a policy or ENotFound.
-	GetPolicy(ctx context.Context, tenant, name string) (PolicyRecord, error)
-	ListPolicies(ctx context.Context, tenant string) ([]PolicyRecord, error)
+	GetPolicy(ctx context.Context, tenant, name string) (flotilla.NamedPolicy, error)
+	ListPolicies(ctx context.Context, tenant string) ([]flotilla.NamedPolicy, error)
 	// DeletePolicy removes a policy; ENotFound.
 	DeletePolicy(ctx context.Context, tenant, name string) error
-}
-
-// RolloutFilter narrows ListRollouts.
-type RolloutFilter struct {
-	Status  flotilla.RolloutStatus
-	Channel string
-}
-
-// RolloutDeviceFilter narrows ListRolloutDevices.
-type RolloutDeviceFilter struct {
-	State   flotilla.DeploymentState
-	Wave    *int
-	AfterID string
-	Limit   int
-}
-
-// RolloutDevice is one device of a rollout with its current attempt.
-type RolloutDevice struct {
-	DeviceID     string
-	Wave         int
-	DeploymentID int64
-	State        flotilla.DeploymentState // "scheduled" before the rollout starts
-	Attempt      int
-	Healthy      *bool
-	Message      string
-	UpdatedAt    *time.Time
 }
 
 // Touched is a deployment a rollout operation changed, for cache
@@ -256,7 +197,7 @@ type Rollouts interface {
 	CreateRollout(ctx context.Context, r *flotilla.Rollout) error
 	// GetRollout returns the rollout and its waves with counts.
 	GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error)
-	ListRollouts(ctx context.Context, tenant string, f RolloutFilter) ([]flotilla.Rollout, error)
+	ListRollouts(ctx context.Context, tenant string, f flotilla.RolloutFilter) ([]flotilla.Rollout, error)
 	// PromoteDraft turns a draft into a creating rollout (start: start it
 	// when ready); EConflict if it is not a draft.
 	PromoteDraft(ctx context.Context, tenant, id string, start bool, now time.Time) error
@@ -264,7 +205,7 @@ type Rollouts interface {
 	DeleteRollout(ctx context.Context, tenant, id string) error
 	// RolloutMembers returns the ids and labels of the tenant's devices
 	// matching the selector, in id order: the snapshot a rollout takes.
-	RolloutMembers(ctx context.Context, tenant string, selector string) ([]Member, error)
+	RolloutMembers(ctx context.Context, tenant string, selector string) ([]rollout.Member, error)
 	// MaterializeRollout stores the snapshot (each member's wave) and the
 	// waves, and moves the rollout from creating to ready.
 	MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error
@@ -278,60 +219,26 @@ type Rollouts interface {
 	ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
 	// ReleaseRollout gives up owner's lease.
 	ReleaseRollout(ctx context.Context, id, owner string) error
-	// RolloutSnapshot loads what the planner needs.
-	RolloutSnapshot(ctx context.Context, id string, now time.Time) (rollout.Snapshot, error)
-	// ApplyRolloutPlan applies the planner's actions in one transaction, if
-	// owner still holds the lease and the rollout is at version; otherwise
-	// EConflict and nothing changes.
+	// RolloutSnapshot loads what the planner needs; with failed it also
+	// loads the latest attempts that failed, timed out, were rejected or
+	// skipped (Snapshot.Failed), which an operator's retry needs.
+	RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error)
+	// ApplyRolloutPlan applies actions — a plan of the scheduler's or an
+	// operator's (rollout.Operate) — in one transaction, if the rollout is
+	// at version and, for the scheduler (owner not ""), owner still holds
+	// its lease; otherwise EConflict and nothing changes. Each action does
+	// exactly what its rollout.ActionKind documents.
 	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]Touched, error)
-	// ChangeRollout applies an operator's action (pause, resume, abort,
-	// retry, next-wave) in one transaction.
-	ChangeRollout(ctx context.Context, tenant, id string, op RolloutOp, now time.Time) (flotilla.Rollout, []Touched, error)
-	ListRolloutDevices(ctx context.Context, tenant, id string, f RolloutDeviceFilter) ([]RolloutDevice, error)
+	ListRolloutDevices(ctx context.Context, tenant, id string, f flotilla.RolloutDeviceFilter) ([]flotilla.RolloutDevice, error)
 	ListRolloutRuns(ctx context.Context, tenant, id string) ([]flotilla.RolloutRun, error)
-}
-
-// Member is a device in a rollout snapshot.
-type Member struct {
-	ID     string
-	Labels map[string]string
-}
-
-// Operator actions on a rollout.
-type RolloutOp string
-
-// The operator actions.
-const (
-	OpPause    RolloutOp = "pause"
-	OpResume   RolloutOp = "resume"
-	OpAbort    RolloutOp = "abort"
-	OpRetry    RolloutOp = "retry"
-	OpNextWave RolloutOp = "next-wave"
-)
-
-// ChannelRecord is a release channel: a name pointing at an artifact
-// version, the devices that follow it, and how new versions roll out.
-type ChannelRecord struct {
-	Tenant          string
-	Name            string
-	ArtifactID      int64
-	ArtifactName    string
-	ArtifactVersion string
-	Selector        string
-	Policy          flotilla.Policy
-	PolicyName      string
-	Waves           int
-	RolloutID       string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
 }
 
 // Channels stores release channels.
 type Channels interface {
 	// PutChannel creates or replaces a channel; created reports which.
-	PutChannel(ctx context.Context, c ChannelRecord) (created bool, err error)
-	GetChannel(ctx context.Context, tenant, name string) (ChannelRecord, error)
-	ListChannels(ctx context.Context, tenant string) ([]ChannelRecord, error)
+	PutChannel(ctx context.Context, c flotilla.Channel) (created bool, err error)
+	GetChannel(ctx context.Context, tenant, name string) (flotilla.Channel, error)
+	ListChannels(ctx context.Context, tenant string) ([]flotilla.Channel, error)
 	DeleteChannel(ctx context.Context, tenant, name string) error
 }
 

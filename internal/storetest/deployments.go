@@ -59,10 +59,10 @@ func testDeployments(t *testing.T, s store.Store) {
 	}
 	// d2 is fetched and downloading: the next assignment asks the device.
 	code := 200
-	_, err = s.UpdateDeployment(ctx, "acme", "k1", d2.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+	_, err = s.UpdateDeployment(ctx, "acme", "k1", d2.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
 		now := t0.Add(2 * time.Minute)
 		d.RetrievedAt, d.State, d.UpdatedAt, d.ProgressCnt, d.ProgressOf = &now, flotilla.StateDownloading, now, 3, 10
-		return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Execution: "download", Cnt: 3, Of: 10, Code: &code, Details: []string{"a", "b"}, Source: "device"}}, nil
+		return flotilla.Change{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Execution: "download", Cnt: 3, Of: 10, Code: &code, Details: []string{"a", "b"}, Source: "device"}}, nil
 	})
 	must(t, err)
 	d3 := newDeployment("acme", "k1", a, t0.Add(3*time.Minute))
@@ -82,14 +82,15 @@ func testDeployments(t *testing.T, s store.Store) {
 		t.Fatalf("DeviceActions = %+v, %v", open, installed)
 	}
 
-	// d3 succeeds: the device reports the new version and is asked for its
-	// attributes again.
+	// d3 succeeds: a change marked Installed records the device's new
+	// version and asks it for its attributes again.
 	must(t, s.SetAttributesRequested(ctx, "acme", "k1", false))
-	_, err = s.UpdateDeployment(ctx, "acme", "k1", d3.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+	_, err = s.UpdateDeployment(ctx, "acme", "k1", d3.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
 		now := t0.Add(4 * time.Minute)
 		h := true
 		d.State, d.FinishedAt, d.UpdatedAt, d.Healthy = flotilla.StateSucceeded, &now, now, &h
-		return store.DeploymentChange{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Execution: "closed", Finished: "success", Source: "device"}}, nil
+		return flotilla.Change{Deployment: d, Event: &flotilla.DeploymentEvent{At: now, Execution: "closed", Finished: "success", Source: "device"},
+			Installed: true}, nil
 	})
 	must(t, err)
 	_, installed, _ = s.DeviceActions(ctx, "acme", "k1")
@@ -134,12 +135,12 @@ func testDeploymentUpdateAborts(t *testing.T, s store.Store) {
 	d := newDeployment("acme", "k1", a, t0)
 	_, err := s.CreateDeployment(ctx, d, assigned(t0))
 	must(t, err)
-	_, err = s.UpdateDeployment(ctx, "acme", "k1", d.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
-		return store.DeploymentChange{}, flotilla.Errorf(flotilla.EGone, "no")
+	_, err = s.UpdateDeployment(ctx, "acme", "k1", d.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		return flotilla.Change{}, flotilla.Errorf(flotilla.EGone, "no")
 	})
 	wantCode(t, err, flotilla.EGone)
-	_, err = s.UpdateDeployment(ctx, "acme", "other-device", d.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
-		return store.DeploymentChange{Deployment: d}, nil
+	_, err = s.UpdateDeployment(ctx, "acme", "other-device", d.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		return flotilla.Change{Deployment: d}, nil
 	})
 	wantCode(t, err, flotilla.ENotFound)
 	got, _ := s.GetDeployment(ctx, "acme", d.ID)

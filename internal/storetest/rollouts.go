@@ -90,7 +90,7 @@ func testRollouts(t *testing.T, s store.Store) {
 		t.Fatalf("claimed %v", claimed)
 	}
 	now := t0.Add(2 * time.Minute)
-	snap, err := s.RolloutSnapshot(ctx, r.ID, now)
+	snap, err := s.RolloutSnapshot(ctx, r.ID, now, false)
 	must(t, err)
 	if snap.Rollout.Status != flotilla.RolloutRunning || len(snap.Open) != 10 || snap.Waves[0].Counts[flotilla.StateScheduled] != 10 { // only the next wave is loaded
 		t.Fatalf("snapshot: status %s, %d open, counts %v", snap.Rollout.Status, len(snap.Open), snap.Waves[0].Counts)
@@ -112,7 +112,7 @@ func testRollouts(t *testing.T, s store.Store) {
 	if waves[0].Status != flotilla.WaveRunning || waves[0].Counts[flotilla.StatePending] != 10 || waves[1].Counts[flotilla.StateScheduled] != 10 {
 		t.Fatalf("waves after release = %+v", waves)
 	}
-	devs, err := s.ListRolloutDevices(ctx, "acme", r.ID, store.RolloutDeviceFilter{State: flotilla.StatePending, Limit: 5})
+	devs, err := s.ListRolloutDevices(ctx, "acme", r.ID, flotilla.RolloutDeviceFilter{State: flotilla.StatePending, Limit: 5})
 	must(t, err)
 	if len(devs) != 5 || devs[0].DeviceID != "dev-000" || devs[0].DeploymentID == 0 {
 		t.Fatalf("rollout devices = %+v", devs)
@@ -124,14 +124,14 @@ func testRollouts(t *testing.T, s store.Store) {
 		if i >= 8 {
 			state = flotilla.StateFailed
 		}
-		_, err := s.UpdateDeployment(ctx, "acme", dv.DeviceID, dv.ID, func(d flotilla.Deployment) (store.DeploymentChange, error) {
+		_, err := s.UpdateDeployment(ctx, "acme", dv.DeviceID, dv.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
 			d.State, d.UpdatedAt = state, now
-			return store.DeploymentChange{Deployment: d}, nil
+			return flotilla.Change{Deployment: d}, nil
 		})
 		must(t, err)
 	}
 	// Retry re-runs the two failures as new attempts.
-	ro, retried, err := s.ChangeRollout(ctx, "acme", r.ID, store.OpRetry, now)
+	ro, retried, err := operate(t, s, r.ID, rollout.OpRetry, now)
 	must(t, err)
 	if len(retried) != 2 || ro.Status != flotilla.RolloutRunning {
 		t.Fatalf("retry touched %d, status %s", len(retried), ro.Status)
@@ -146,24 +146,24 @@ func testRollouts(t *testing.T, s store.Store) {
 	}
 
 	// Pause, resume, next wave, abort.
-	_, _, err = s.ChangeRollout(ctx, "acme", r.ID, store.OpResume, now)
+	_, _, err = operate(t, s, r.ID, rollout.OpResume, now)
 	wantCode(t, err, flotilla.EConflict)
-	ro, _, err = s.ChangeRollout(ctx, "acme", r.ID, store.OpPause, now)
+	ro, _, err = operate(t, s, r.ID, rollout.OpPause, now)
 	must(t, err)
 	if ro.Status != flotilla.RolloutPaused {
 		t.Fatalf("pause = %s", ro.Status)
 	}
-	ro, _, err = s.ChangeRollout(ctx, "acme", r.ID, store.OpResume, now)
+	ro, _, err = operate(t, s, r.ID, rollout.OpResume, now)
 	must(t, err)
 	_, waves, _ = s.GetRollout(ctx, "acme", r.ID)
 	if ro.Status != flotilla.RolloutRunning || !waves[0].ErrorAck {
 		t.Fatalf("resume = %s, wave ack %v", ro.Status, waves[0].ErrorAck)
 	}
-	_, _, err = s.ChangeRollout(ctx, "acme", r.ID, store.OpNextWave, now)
+	_, _, err = operate(t, s, r.ID, rollout.OpNextWave, now)
 	must(t, err)
-	_, _, err = s.ChangeRollout(ctx, "acme", r.ID, store.OpNextWave, now)
+	_, _, err = operate(t, s, r.ID, rollout.OpNextWave, now)
 	wantCode(t, err, flotilla.EConflict)
-	ro, canceled, err := s.ChangeRollout(ctx, "acme", r.ID, store.OpAbort, now)
+	ro, canceled, err := operate(t, s, r.ID, rollout.OpAbort, now)
 	must(t, err)
 	if ro.Status != flotilla.RolloutAborted || len(canceled) != 12 {
 		t.Fatalf("abort: %s, canceled %d (want 10 of wave 2 and 2 retries)", ro.Status, len(canceled))
@@ -180,6 +180,27 @@ func testRollouts(t *testing.T, s store.Store) {
 		}
 	}
 	must(t, s.DeleteRollout(ctx, "acme", r.ID))
+}
+
+// operate applies an operator's action the way the core does: a snapshot,
+// rollout.Operate, and ApplyRolloutPlan without a lease.
+func operate(t *testing.T, s store.Store, id string, op rollout.Op, now time.Time) (flotilla.Rollout, []store.Touched, error) {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := s.RolloutSnapshot(ctx, id, now, op == rollout.OpRetry)
+	if err != nil {
+		return flotilla.Rollout{}, nil, err
+	}
+	actions, err := rollout.Operate(snap, op, now)
+	if err != nil {
+		return snap.Rollout, nil, err
+	}
+	touched, err := s.ApplyRolloutPlan(ctx, id, "", snap.Rollout.Version, actions, now)
+	if err != nil {
+		return snap.Rollout, nil, err
+	}
+	r, _, err := s.GetRollout(ctx, "", id)
+	return r, touched, err
 }
 
 func testRolloutLeases(t *testing.T, s store.Store) {
@@ -226,12 +247,12 @@ func testPoliciesAndChannels(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	seedTenant(t, s, "acme")
 	th := 95.0
-	created, err := s.PutPolicy(ctx, store.PolicyRecord{Tenant: "acme", Name: "careful", Policy: flotilla.Policy{SuccessThreshold: &th, Retries: 2}, CreatedAt: t0, UpdatedAt: t0})
+	created, err := s.PutPolicy(ctx, flotilla.NamedPolicy{Tenant: "acme", Name: "careful", Policy: flotilla.Policy{SuccessThreshold: &th, Retries: 2}, CreatedAt: t0, UpdatedAt: t0})
 	must(t, err)
 	if !created {
 		t.Fatal("first PutPolicy did not create")
 	}
-	created, err = s.PutPolicy(ctx, store.PolicyRecord{Tenant: "acme", Name: "careful", Policy: flotilla.Policy{Retries: 3}, CreatedAt: t0, UpdatedAt: t0.Add(time.Hour)})
+	created, err = s.PutPolicy(ctx, flotilla.NamedPolicy{Tenant: "acme", Name: "careful", Policy: flotilla.Policy{Retries: 3}, CreatedAt: t0, UpdatedAt: t0.Add(time.Hour)})
 	must(t, err)
 	p, err := s.GetPolicy(ctx, "acme", "careful")
 	must(t, err)
@@ -247,7 +268,7 @@ func testPoliciesAndChannels(t *testing.T, s store.Store) {
 
 	a := artifact("acme", "fw", "1.0.0", "x")
 	must(t, s.CreateArtifact(ctx, a))
-	created, err = s.PutChannel(ctx, store.ChannelRecord{Tenant: "acme", Name: "stable", ArtifactID: a.ID, ArtifactName: "fw", ArtifactVersion: "1.0.0",
+	created, err = s.PutChannel(ctx, flotilla.Channel{Tenant: "acme", Name: "stable", ArtifactID: a.ID, ArtifactName: "fw", ArtifactVersion: "1.0.0",
 		Selector: "channel=stable", Waves: 3, RolloutID: "r-9", CreatedAt: t0, UpdatedAt: t0})
 	must(t, err)
 	c, err := s.GetChannel(ctx, "acme", "stable")

@@ -180,12 +180,12 @@ func testArtifacts(t *testing.T, s store.Store) {
 	}
 	desc := "stable build"
 	labels := map[string]string{"channel": "stable"}
-	up, err := s.UpdateArtifact(ctx, "acme", "fw", "1.0.0", store.ArtifactPatch{Description: &desc, Labels: &labels})
+	up, err := s.UpdateArtifact(ctx, "acme", "fw", "1.0.0", flotilla.ArtifactPatch{Description: &desc, Labels: &labels})
 	must(t, err)
 	if up.Description != desc || up.Labels["channel"] != "stable" || up.SHA256 != "aaa" {
 		t.Fatalf("UpdateArtifact = %+v", up)
 	}
-	_, err = s.UpdateArtifact(ctx, "beta", "fw", "9", store.ArtifactPatch{})
+	_, err = s.UpdateArtifact(ctx, "beta", "fw", "9", flotilla.ArtifactPatch{})
 	wantCode(t, err, flotilla.ENotFound)
 
 	ref, err := s.BlobReferenced(ctx, "aaa")
@@ -245,12 +245,12 @@ func testDevices(t *testing.T, s store.Store) {
 	addr := "http://10.0.0.5:8080"
 	labels := map[string]string{"region": "us"}
 	attrs := map[string]string{"hw": "rev2"}
-	up, err := s.UpdateDevice(ctx, "acme", "kiosk-1", store.DevicePatch{Labels: &labels, Attributes: &attrs, Address: &addr}, t0.Add(time.Hour))
+	up, err := s.UpdateDevice(ctx, "acme", "kiosk-1", flotilla.DevicePatch{Labels: &labels, Attributes: &attrs, Address: &addr}, t0.Add(time.Hour))
 	must(t, err)
 	if up.Address != addr || up.Labels["region"] != "us" || up.Attributes["hw"] != "rev2" || !up.UpdatedAt.Equal(t0.Add(time.Hour)) {
 		t.Fatalf("UpdateDevice = %+v", up)
 	}
-	_, err = s.UpdateDevice(ctx, "acme", "nope", store.DevicePatch{}, t0)
+	_, err = s.UpdateDevice(ctx, "acme", "nope", flotilla.DevicePatch{}, t0)
 	wantCode(t, err, flotilla.ENotFound)
 
 	seen := t0.Add(2 * time.Hour)

@@ -1,0 +1,240 @@
+package core
+
+import (
+	"context"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
+)
+
+// This file is the one owner of deployment state changes. Every change —
+// a DDI device's feedback, a push node's report, an operator's or a
+// superseding assignment's cancel, a lapsed window, a rollout's plan — is
+// computed by the domain's transition functions (flotilla.ApplyFeedback,
+// flotilla.RequestCancel, flotilla.Fail, ...), written through the store
+// and announced here, once. Transports (deviceapi, pushd) only report
+// what devices said.
+
+// Report is what a transport learned from a device about one of its
+// deployments, in DDI's terms.
+type Report struct {
+	Feedback flotilla.Feedback
+	// Cancel marks an answer to a cancel request.
+	Cancel bool
+	// Version is the version the device says it now runs, when it says.
+	Version string
+	// NodeIP is the push node's host, for SPORE-shaped events.
+	NodeIP string
+}
+
+// Ref names a deployment of a device.
+type Ref struct {
+	Tenant   string
+	DeviceID string
+	ID       int64
+}
+
+// RefOf returns d's reference.
+func RefOf(d flotilla.Deployment) Ref { return Ref{Tenant: d.Tenant, DeviceID: d.DeviceID, ID: d.ID} }
+
+// change applies a transition to one deployment in one transaction and
+// announces the result; a change that kept the state is announced as
+// progress, which the event hub batches.
+func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flotilla.Deployment, now time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
+	var before flotilla.DeploymentState
+	d, err := c.Store.UpdateDeployment(ctx, ref.Tenant, ref.DeviceID, ref.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		before = d.State
+		return fn(d, c.Now())
+	})
+	if err != nil {
+		return d, err
+	}
+	ended := d.State.Terminal() && !before.Terminal()
+	c.announceWith(d, announcement{nodeIP: nodeIP, progressOnly: d.State == before, replicated: ended && c.Config.FinalsReplicated})
+	return d, nil
+}
+
+// Report applies a device's report to its deployment.
+func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployment, error) {
+	if err := flotilla.ValidateFeedback(r.Feedback); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	return c.change(ctx, ref, r.NodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		ch, err := flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
+		if ch.Installed && r.Version != "" {
+			ch.DeviceVersion = r.Version
+		}
+		return ch, err
+	})
+}
+
+// ReportProgress records how far a device got, without a state change or a
+// history entry.
+func (c *Core) ReportProgress(ctx context.Context, ref Ref, cnt, of int, nodeIP string) (flotilla.Deployment, error) {
+	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		return flotilla.ApplyProgress(d, cnt, of, now)
+	})
+}
+
+// FailDeployment ends an open deployment as failed for a reason the server
+// found; EGone if it already ended.
+func (c *Core) FailDeployment(ctx context.Context, ref Ref, why, nodeIP string) (flotilla.Deployment, error) {
+	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		return flotilla.Fail(d, now, why)
+	})
+}
+
+// RequestCancel cancels a deployment on the server's initiative: at once
+// if the device never fetched it, otherwise through the device.
+func (c *Core) RequestCancel(ctx context.Context, ref Ref, why string) (flotilla.Deployment, error) {
+	return c.change(ctx, ref, "", func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		return flotilla.RequestCancel(d, now, why)
+	})
+}
+
+// SetUpdateID records a push delivery's update id before the node hears of
+// it; an id already recorded is kept. Not a state change: nothing is
+// announced.
+func (c *Core) SetUpdateID(ctx context.Context, ref Ref, uid string) (flotilla.Deployment, error) {
+	return c.Store.UpdateDeployment(ctx, ref.Tenant, ref.DeviceID, ref.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		if d.UpdateID == "" {
+			d.UpdateID = uid
+		}
+		return flotilla.Change{Deployment: d}, nil
+	})
+}
+
+// create records a new deployment, superseding what the device was doing,
+// and announces both.
+func (c *Core) create(ctx context.Context, d *flotilla.Deployment, detail, nodeIP string) error {
+	sup, err := c.Store.CreateDeployment(ctx, d, flotilla.DeploymentEvent{At: d.CreatedAt, Source: flotilla.SourceServer, Details: []string{detail}})
+	if err != nil {
+		return err
+	}
+	c.announceSuperseded(d.Tenant, sup)
+	c.announce(*d, nodeIP, false)
+	return nil
+}
+
+// CreatePushDeployment records a push delivery under its update id before
+// any node is contacted, superseding the device's open deployments.
+func (c *Core) CreatePushDeployment(ctx context.Context, a flotilla.Artifact, tenant, deviceID, updateID, nodeIP string) (flotilla.Deployment, error) {
+	now := c.Now()
+	d := flotilla.Deployment{Tenant: tenant, DeviceID: deviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Attempt: 1, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPush, UpdateID: updateID, State: flotilla.StatePending,
+		CreatedAt: now, UpdatedAt: now, StartedAt: &now}
+	err := c.create(ctx, &d, "push update "+updateID+": "+a.Name+" "+a.Version, nodeIP)
+	return d, err
+}
+
+// announceSuperseded tells watchers about deployments a new assignment or
+// a rollout's start moved.
+func (c *Core) announceSuperseded(tenant string, sup []store.Superseded) {
+	for _, s := range sup {
+		c.announce(flotilla.Deployment{ID: s.ID, Tenant: tenant, DeviceID: s.DeviceID, RolloutID: s.RolloutID, State: s.State}, "", false)
+	}
+}
+
+// announcement says how to announce a deployment change.
+type announcement struct {
+	// nodeIP is the push node's host for SPORE-shaped events ("" for the
+	// device id).
+	nodeIP string
+	// progressOnly marks a change of progress alone, which the hub
+	// batches.
+	progressOnly bool
+	// replicated: the store sent the deployment event to the other
+	// replicas with the commit (Config.FinalsReplicated).
+	replicated bool
+}
+
+// announce invalidates the device's cached poll answer, publishes the
+// change and runs the DeploymentChanged hook.
+func (c *Core) announce(d flotilla.Deployment, nodeIP string, progressOnly bool) {
+	c.announceWith(d, announcement{nodeIP: nodeIP, progressOnly: progressOnly})
+}
+
+func (c *Core) announceWith(d flotilla.Deployment, a announcement) {
+	c.InvalidateDevice(d.Tenant, d.DeviceID)
+	if a.nodeIP == "" {
+		a.nodeIP = d.DeviceID
+	}
+	c.publishDeployment(d, a)
+	if h := c.hooks.DeploymentChanged; h != nil {
+		h(d)
+	}
+}
+
+// DeploymentEvent is the event announcing d's change at now.
+func DeploymentEvent(d flotilla.Deployment, now time.Time) events.Event {
+	return events.Event{Type: events.TypeDeployment, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+		Time: now, Key: "deployment/" + d.DeviceID, Data: events.Message(DeploymentMessage(d))}
+}
+
+// publishDeployment sends the rich deployment event and, for rollouts, the
+// SPORE gateway's rollout_progress and node_status_update shapes.
+func (c *Core) publishDeployment(d flotilla.Deployment, a announcement) {
+	now := c.Now()
+	nodeIP, progressOnly := a.nodeIP, a.progressOnly
+	ev := DeploymentEvent(d, now)
+	ev.Batch, ev.Replicated = progressOnly, a.replicated
+	c.Events.Publish(ev)
+	if d.RolloutID == "" {
+		return
+	}
+	done, total := c.rolloutProgress(d.Tenant, d.RolloutID)
+	pct := 0
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	c.Events.Publish(events.Event{Type: events.TypeRolloutProgress, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+		Time: now, Key: "progress/" + d.DeviceID, Batch: progressOnly, Data: events.Message(map[string]any{
+			"type": events.TypeRolloutProgress, "rolloutId": d.RolloutID, "nodeIp": nodeIP, "deviceId": d.DeviceID,
+			"status": SporeStatus(d.State), "state": d.State, "current": done, "total": total, "progress": pct,
+			"timestamp": now.Format(time.RFC3339)})})
+	if !progressOnly {
+		status := "updating"
+		if !d.State.Active() {
+			status = "online"
+		}
+		c.Events.Publish(events.Event{Type: events.TypeNodeStatusUpdate, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
+			Time: now, Key: "node/" + d.DeviceID, Data: events.Message(map[string]any{
+				"type": events.TypeNodeStatusUpdate, "nodeIp": nodeIP, "deviceId": d.DeviceID, "status": status,
+				"timestamp": now.Format(time.RFC3339)})})
+	}
+}
+
+// SporeStatus maps a deployment state to the SPORE gateway's rollout
+// status vocabulary (updating_labels, uploading, completed, failed) where
+// one fits, and to Flotilla's own state otherwise.
+func SporeStatus(s flotilla.DeploymentState) string {
+	switch s {
+	case flotilla.StatePending, flotilla.StateDownloading, flotilla.StateDownloaded:
+		return "uploading"
+	case flotilla.StateSucceeded:
+		return "completed"
+	case flotilla.StateFailed, flotilla.StateTimedOut, flotilla.StateRejected:
+		return "failed"
+	}
+	return string(s)
+}
+
+// DeploymentMessage is the event payload of a deployment change.
+func DeploymentMessage(d flotilla.Deployment) map[string]any {
+	m := map[string]any{
+		"type": events.TypeDeployment, "deploymentId": d.ID, "deviceId": d.DeviceID, "state": d.State,
+	}
+	if d.RolloutID != "" {
+		m["rolloutId"] = d.RolloutID
+		m["wave"] = d.Wave
+	}
+	if d.ProgressOf > 0 {
+		m["progress"] = d.ProgressCnt * 100 / d.ProgressOf
+	}
+	if d.ArtifactName != "" {
+		m["artifact"] = map[string]string{"name": d.ArtifactName, "version": d.ArtifactVersion}
+	}
+	return m
+}

@@ -1,0 +1,272 @@
+package pushd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/push"
+)
+
+// delivery is one push deployment being driven to its end: the node it
+// goes to and how to tell the core what the node said.
+type delivery struct {
+	p    *Pool
+	d    flotilla.Deployment
+	dev  flotilla.Device
+	a    flotilla.Artifact
+	node *push.Client
+	ip   string
+}
+
+// report tells the core what the node did, as DDI feedback would: the
+// core applies the same transitions as for a polling device.
+func (dl *delivery) report(ctx context.Context, f flotilla.Feedback, cancel bool, version string) error {
+	d, err := dl.p.core.Report(context.WithoutCancel(ctx), core.RefOf(dl.d), core.Report{Feedback: f, Cancel: cancel, Version: version, NodeIP: dl.ip})
+	if err == nil {
+		dl.d = d
+	}
+	return err
+}
+
+// fail ends the delivery for a reason the server found.
+func (dl *delivery) fail(ctx context.Context, why string) {
+	if d, err := dl.p.core.FailDeployment(context.WithoutCancel(ctx), core.RefOf(dl.d), why, dl.ip); err == nil {
+		dl.d = d
+	}
+}
+
+// progress records bytes the node holds, without a state change.
+func (dl *delivery) progress(ctx context.Context, n int64) {
+	if d, err := dl.p.core.ReportProgress(context.WithoutCancel(ctx), core.RefOf(dl.d), int(n), int(dl.a.Size), dl.ip); err == nil {
+		dl.d = d
+	}
+}
+
+// accepted reports that the node took the update and is receiving it.
+func (dl *delivery) accepted(ctx context.Context, received int64) error {
+	return dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecDownload, Cnt: int(received), Of: int(dl.a.Size),
+		Details: []string{"node accepted the update"}}, false, "")
+}
+
+// catchUp reports the steps between the deployment's state and where the
+// node is (it may have moved on several between two questions), so that a
+// push deployment passes through the states a polling device reports:
+// downloading, downloaded (verifying), installing (applying).
+func (dl *delivery) catchUp(ctx context.Context, nodeState string) error {
+	if dl.d.State == flotilla.StatePending {
+		if err := dl.accepted(ctx, 0); err != nil {
+			return err
+		}
+	}
+	size := int(dl.a.Size)
+	if dl.d.State == flotilla.StateDownloading {
+		if err := dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecDownloaded, Cnt: size, Of: size,
+			Details: []string{"node is verifying"}}, false, ""); err != nil {
+			return err
+		}
+	}
+	if nodeState == push.StateApplying && dl.d.State == flotilla.StateDownloaded {
+		return dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecProceeding, Cnt: size, Of: size,
+			Details: []string{"node is applying"}}, false, "")
+	}
+	return nil
+}
+
+// deliver drives one push deployment to its end, or until ctx ends.
+func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
+	dl := &delivery{p: p, d: d, ip: d.DeviceID}
+	dev, err := p.st.GetDevice(ctx, d.Tenant, d.DeviceID)
+	if err != nil {
+		dl.fail(ctx, "device not found")
+		return
+	}
+	dl.dev, dl.ip = dev, NodeIP(dev.Address, dev.ID)
+	if dl.node, err = p.node(dev); err != nil {
+		dl.fail(ctx, flotilla.ErrorMessage(err))
+		return
+	}
+	if dl.a, err = p.st.GetArtifactByID(ctx, d.Tenant, d.ArtifactID); err != nil {
+		dl.fail(ctx, "artifact no longer exists")
+		return
+	}
+	// The update id is recorded before the node hears of it.
+	if dl.d.UpdateID == "" {
+		if dl.d, err = p.core.SetUpdateID(ctx, core.RefOf(d), NewUpdateID()); err != nil {
+			return
+		}
+	}
+	dl.run(ctx)
+}
+
+func (dl *delivery) run(ctx context.Context) {
+	p, node := dl.p, dl.node
+	lastContact := time.Now()
+	// wait backs off from a few milliseconds to cfg.Poll while the node
+	// stays in one state, and starts over when it moves on.
+	wait, seen := p.cfg.Poll/32, ""
+	var reported time.Time // last progress written while the node fetches
+	for ctx.Err() == nil {
+		if dl.d.State.Terminal() {
+			// Canceled on the server meanwhile: make sure the node stops too.
+			if st, err := node.Status(ctx); err == nil && st.ID == dl.d.UpdateID && !push.Terminal(st.State) {
+				node.Abort(ctx, dl.d.UpdateID)
+			}
+			return
+		}
+		if dl.d.State == flotilla.StateCancelRequested {
+			if dl.abort(ctx) {
+				return
+			}
+			dl.reload(ctx)
+			continue
+		}
+		st, err := node.Status(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if time.Since(lastContact) > p.cfg.Unreachable {
+				p.log.Warn("push node unreachable", "device", dl.dev.ID, "address", dl.dev.Address, "err", err)
+				dl.fail(ctx, fmt.Sprintf("node unreachable for %s", p.cfg.Unreachable))
+				return
+			}
+			sleep(ctx, 2*time.Second)
+			dl.reload(ctx)
+			continue
+		}
+		lastContact = time.Now()
+		if st.State != seen {
+			wait, seen = p.cfg.Poll/32, st.State
+		}
+		if st.ID != dl.d.UpdateID {
+			if dl.d.State != flotilla.StatePending && dl.d.State != flotilla.StateDownloading {
+				dl.fail(ctx, fmt.Sprintf("node no longer knows update %s (it reports %q)", dl.d.UpdateID, st.ID))
+				return
+			}
+			if !push.Terminal(st.State) {
+				// Busy with another update: wait our turn.
+				sleep(ctx, p.cfg.Poll*4)
+				dl.reload(ctx)
+				continue
+			}
+			if _, err := node.Start(ctx, p.startRequest(ctx, dl.d.UpdateID, dl.a)); err != nil {
+				var ne *push.NodeError
+				if errors.As(err, &ne) && ne.Status == http.StatusConflict {
+					dl.fail(ctx, "node refused the update: "+ne.Message)
+					return
+				}
+				sleep(ctx, time.Second)
+				continue
+			}
+			if dl.d.State == flotilla.StatePending && dl.accepted(ctx, 0) != nil {
+				return
+			}
+			continue
+		}
+		switch st.State {
+		case push.StateReceiving:
+			if dl.d.State == flotilla.StatePending && dl.accepted(ctx, st.BytesReceived) != nil {
+				return
+			}
+			if st.Fetching {
+				// The node pulls the bytes from object storage itself.
+				if st.BytesReceived > 0 && time.Since(reported) >= time.Second {
+					dl.progress(ctx, st.BytesReceived)
+					reported = time.Now()
+				}
+				sleep(ctx, wait)
+				wait = min(2*wait, p.cfg.Poll)
+				dl.reload(ctx)
+				continue
+			}
+			if err := dl.send(ctx, st.BytesReceived); err != nil && ctx.Err() == nil {
+				p.log.Debug("payload interrupted; resuming", "deployment", dl.d.ID, "err", err)
+				sleep(ctx, 500*time.Millisecond)
+			}
+		case push.StateVerifying, push.StateApplying:
+			if err := dl.catchUp(ctx, st.State); err != nil {
+				return
+			}
+			sleep(ctx, wait)
+			wait = min(2*wait, p.cfg.Poll)
+		case push.StateComplete:
+			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedSuccess, Cnt: int(dl.a.Size), Of: int(dl.a.Size),
+				Details: []string{"node runs " + st.Version}}, false, st.Version)
+			return
+		case push.StateFailed:
+			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedFailure, Details: []string{"node: " + st.Error}}, false, "")
+			return
+		case push.StateAborted:
+			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecCanceled, Details: []string{"node aborted the update"}}, false, "")
+			return
+		default:
+			sleep(ctx, wait)
+			wait = min(2*wait, p.cfg.Poll)
+		}
+		dl.reload(ctx)
+	}
+}
+
+func (dl *delivery) reload(ctx context.Context) {
+	if nd, err := dl.p.st.GetDeployment(ctx, dl.d.Tenant, dl.d.ID); err == nil {
+		dl.d = nd
+	}
+}
+
+// abort asks the node to honour a cancel request and reports its answer as
+// the answer to that request; it reports whether the delivery is over.
+func (dl *delivery) abort(ctx context.Context) bool {
+	st, err := dl.node.Abort(ctx, dl.d.UpdateID)
+	var ne *push.NodeError
+	switch {
+	case err == nil && st.State == push.StateAborted:
+		dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecCanceled, Details: []string{"node aborted the update"}}, true, "")
+		return true
+	case errors.As(err, &ne) && ne.Status == http.StatusConflict:
+		// Too late (applying, or a different id): the delivery continues
+		// from the state the cancel interrupted.
+		dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecRejected, Details: []string{"node refused to abort: " + ne.Message}}, true, "")
+		return false
+	}
+	sleep(ctx, time.Second)
+	return false
+}
+
+// send streams the artifact from offset, reporting progress as it goes.
+func (dl *delivery) send(ctx context.Context, offset int64) error {
+	obj, err := dl.p.core.OpenArtifact(ctx, dl.a)
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	if _, err := obj.Seek(offset, io.SeekStart); err != nil {
+		return err
+	}
+	pr := &progress{r: obj, n: offset, every: time.Second, fn: func(n int64) { dl.progress(ctx, n) }}
+	_, err = dl.node.SendPayload(ctx, dl.d.UpdateID, pr, offset, dl.a.Size)
+	return err
+}
+
+type progress struct {
+	r     io.Reader
+	n     int64
+	last  time.Time
+	every time.Duration
+	fn    func(int64)
+}
+
+func (p *progress) Read(b []byte) (int, error) {
+	k, err := p.r.Read(b)
+	p.n += int64(k)
+	if time.Since(p.last) > p.every {
+		p.last = time.Now()
+		p.fn(p.n)
+	}
+	return k, err
+}
