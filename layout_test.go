@@ -1,6 +1,7 @@
 package flotilla_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -98,5 +99,86 @@ func TestEveryPackageHasADoc(t *testing.T) {
 	}
 	if _, err := os.Stat("go.mod"); err != nil {
 		t.Fatal("run from the module root")
+	}
+}
+
+// TestTransportsUseNoStoreImplementation: device protocols, the management
+// API and push delivery reach data through the core and small interfaces
+// of their own, never through a database package.
+func TestTransportsUseNoStoreImplementation(t *testing.T) {
+	pkgs := goPackages(t)
+	for _, dir := range []string{"internal/pushd", "internal/httpapi", "internal/deviceapi"} {
+		for _, imp := range imports(t, pkgs[dir]) {
+			for _, banned := range []string{"/internal/sqlstore", "/internal/sqlite", "/internal/postgres", "/internal/store"} {
+				if imp == module+banned {
+					t.Errorf("%s imports %s; declare the few methods it needs instead", dir, imp)
+				}
+			}
+		}
+	}
+}
+
+// TestOnlyServerWiresHooks: who reacts to what is decided in one place,
+// internal/server; no constructor registers callbacks as a side effect.
+func TestOnlyServerWiresHooks(t *testing.T) {
+	hookFields := map[string]bool{"Forward": true, "NotifyFinal": true, "Observe": true}
+	for dir, files := range goPackages(t) {
+		if dir == "internal/server" {
+			continue
+		}
+		fset := token.NewFileSet()
+		for _, f := range files {
+			af, err := parser.ParseFile(fset, f, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(af, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.CallExpr:
+					sel, ok := n.Fun.(*ast.SelectorExpr)
+					if !ok {
+						break
+					}
+					// SetHooks, or an OnX(func...) registration.
+					registers := sel.Sel.Name == "SetHooks"
+					if strings.HasPrefix(sel.Sel.Name, "On") && len(n.Args) == 1 {
+						switch n.Args[0].(type) {
+						case *ast.FuncLit, *ast.SelectorExpr:
+							registers = true
+						}
+					}
+					if registers {
+						t.Errorf("%s: %s registers a hook; wire hooks in internal/server", fset.Position(n.Pos()), sel.Sel.Name)
+					}
+				case *ast.AssignStmt:
+					for _, lhs := range n.Lhs {
+						if sel, ok := lhs.(*ast.SelectorExpr); ok && hookFields[sel.Sel.Name] {
+							t.Errorf("%s: sets %s; wire hooks in internal/server", fset.Position(n.Pos()), sel.Sel.Name)
+						}
+					}
+				}
+				return true
+			})
+		}
+	}
+}
+
+// TestFilesStaySmall: a file that holds several responsibilities is
+// several files. Tests and generated code are exempt.
+func TestFilesStaySmall(t *testing.T) {
+	const limit = 520
+	for _, files := range goPackages(t) {
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), "Code generated") {
+				continue
+			}
+			if n := strings.Count(string(b), "\n"); n > limit {
+				t.Errorf("%s has %d lines; split it by responsibility (limit %d)", f, n, limit)
+			}
+		}
 	}
 }

@@ -2,12 +2,14 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/label"
+	"github.com/flotilla-ota/flotilla/rollout"
 )
 
 // channelCacheTTL bounds how long a replica acts on a channel list another
@@ -177,4 +179,118 @@ func (c *Core) SweepChannel(r flotilla.Rollout) {
 			after = page[len(page)-1].ID
 		}
 	}()
+}
+
+// ChannelRequest publishes an artifact version to a channel.
+type ChannelRequest struct {
+	Tenant          string
+	Name            string
+	ArtifactName    string
+	ArtifactVersion string
+	Selector        string // default "channel=NAME"
+	Policy          *flotilla.Policy
+	PolicyName      string
+	Waves           int
+}
+
+// PutChannel creates or updates a channel. When its artifact version
+// changes, a rollout to the channel's devices starts with the channel's
+// policy, replacing the channel's previous rollout if it still runs.
+func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) (flotilla.Channel, *flotilla.Rollout, bool, error) {
+	tenant, err := p.TenantFor(req.Tenant)
+	if err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	if err := flotilla.ValidateName("channel", req.Name); err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	sel := req.Selector
+	if sel == "" {
+		sel = "channel=" + req.Name
+	}
+	if _, err := label.Parse(sel); err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	pol, err := c.resolvePolicy(ctx, tenant, req.Policy, req.PolicyName)
+	if err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	a, err := c.Store.GetArtifact(ctx, tenant, req.ArtifactName, req.ArtifactVersion)
+	if err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	if req.Waves <= 0 {
+		req.Waves = 1
+	}
+	now := c.Now()
+	prev, err := c.Store.GetChannel(ctx, tenant, req.Name)
+	exists := err == nil
+	if err != nil && !flotilla.IsCode(err, flotilla.ENotFound) {
+		return flotilla.Channel{}, nil, false, err
+	}
+	rec := flotilla.Channel{Tenant: tenant, Name: req.Name, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Selector: sel, Policy: pol, PolicyName: req.PolicyName, Waves: req.Waves, RolloutID: prev.RolloutID, CreatedAt: now, UpdatedAt: now}
+	var started *flotilla.Rollout
+	if !exists || prev.ArtifactID != a.ID {
+		if exists && prev.RolloutID != "" {
+			if r, _, err := c.Store.GetRollout(ctx, tenant, prev.RolloutID); err == nil && !r.Status.Finished() {
+				if _, _, err := c.ChangeRollout(ctx, p, tenant, prev.RolloutID, rollout.OpAbort); err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
+					return flotilla.Channel{}, nil, false, err
+				}
+			}
+		}
+		r, _, err := c.CreateRollout(ctx, p, RolloutRequest{Tenant: tenant, Name: fmt.Sprintf("channel %s → %s %s", req.Name, a.Name, a.Version),
+			ArtifactName: a.Name, ArtifactVersion: a.Version, Selector: sel, Waves: req.Waves, Policy: &pol, Start: true, Channel: req.Name})
+		if err != nil {
+			return flotilla.Channel{}, nil, false, err
+		}
+		rec.RolloutID, started = r.ID, &r
+	}
+	created, err := c.Store.PutChannel(ctx, rec)
+	c.forgetChannels(tenant)
+	if err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
+	rec, err = c.Store.GetChannel(ctx, tenant, req.Name)
+	return rec, started, created, err
+}
+
+// GetChannel returns a channel.
+func (c *Core) GetChannel(ctx context.Context, p Principal, tenant, name string) (flotilla.Channel, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Channel{}, err
+	}
+	if err := p.Require(flotilla.ScopeRolloutsRead); err != nil {
+		return flotilla.Channel{}, err
+	}
+	return c.Store.GetChannel(ctx, tenant, name)
+}
+
+// ListChannels lists a tenant's channels.
+func (c *Core) ListChannels(ctx context.Context, p Principal, tenant string) ([]flotilla.Channel, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Require(flotilla.ScopeRolloutsRead); err != nil {
+		return nil, err
+	}
+	return c.Store.ListChannels(ctx, tenant)
+}
+
+// DeleteChannel removes a channel; its rollouts stay.
+func (c *Core) DeleteChannel(ctx context.Context, p Principal, tenant, name string) error {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return err
+	}
+	if err := p.Require(flotilla.ScopeRolloutsWrite); err != nil {
+		return err
+	}
+	defer c.forgetChannels(tenant)
+	return c.Store.DeleteChannel(ctx, tenant, name)
 }

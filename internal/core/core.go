@@ -29,10 +29,6 @@ type Config struct {
 	// OfflineAfter marks a device offline when not seen for that long;
 	// default 2*PollInterval + 1m.
 	OfflineAfter time.Duration
-	// FinalsReplicated says the store sends a deployment's final state to
-	// the other replicas with its commit (sqlstore.Store.NotifyFinal), so
-	// its event is not forwarded again.
-	FinalsReplicated bool
 }
 
 // Core holds the dependencies every operation needs.

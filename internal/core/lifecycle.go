@@ -51,8 +51,7 @@ func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flo
 	if err != nil {
 		return d, err
 	}
-	ended := d.State.Terminal() && !before.Terminal()
-	c.announceWith(d, announcement{nodeIP: nodeIP, progressOnly: d.State == before, replicated: ended && c.Config.FinalsReplicated})
+	c.announce(d, nodeIP, d.State == before)
 	return d, nil
 }
 
@@ -137,49 +136,38 @@ func (c *Core) announceSuperseded(tenant string, sup []store.Superseded) {
 	}
 }
 
-// announcement says how to announce a deployment change.
-type announcement struct {
-	// nodeIP is the push node's host for SPORE-shaped events ("" for the
-	// device id).
-	nodeIP string
-	// progressOnly marks a change of progress alone, which the hub
-	// batches.
-	progressOnly bool
-	// replicated: the store sent the deployment event to the other
-	// replicas with the commit (Config.FinalsReplicated).
-	replicated bool
-}
-
 // announce invalidates the device's cached poll answer, publishes the
-// change and runs the DeploymentChanged hook.
+// change and runs the DeploymentChanged hook. nodeIP is the push node's
+// host for SPORE-shaped events ("" for the device id); progressOnly marks
+// a change of progress alone, which the hub batches.
 func (c *Core) announce(d flotilla.Deployment, nodeIP string, progressOnly bool) {
-	c.announceWith(d, announcement{nodeIP: nodeIP, progressOnly: progressOnly})
-}
-
-func (c *Core) announceWith(d flotilla.Deployment, a announcement) {
 	c.InvalidateDevice(d.Tenant, d.DeviceID)
-	if a.nodeIP == "" {
-		a.nodeIP = d.DeviceID
+	if nodeIP == "" {
+		nodeIP = d.DeviceID
 	}
-	c.publishDeployment(d, a)
+	c.publishDeployment(d, nodeIP, progressOnly)
 	if h := c.hooks.DeploymentChanged; h != nil {
 		h(d)
 	}
 }
 
-// DeploymentEvent is the event announcing d's change at now.
+// DeploymentEvent is the event announcing d's change. Its time is the
+// change's own (d.UpdatedAt, else now), so that every copy of it — the one
+// a store sends with the commit, the one forwarded — is the same event.
 func DeploymentEvent(d flotilla.Deployment, now time.Time) events.Event {
+	if !d.UpdatedAt.IsZero() {
+		now = d.UpdatedAt
+	}
 	return events.Event{Type: events.TypeDeployment, Tenant: d.Tenant, DeviceID: d.DeviceID, RolloutID: d.RolloutID,
 		Time: now, Key: "deployment/" + d.DeviceID, Data: events.Message(DeploymentMessage(d))}
 }
 
 // publishDeployment sends the rich deployment event and, for rollouts, the
 // SPORE gateway's rollout_progress and node_status_update shapes.
-func (c *Core) publishDeployment(d flotilla.Deployment, a announcement) {
+func (c *Core) publishDeployment(d flotilla.Deployment, nodeIP string, progressOnly bool) {
 	now := c.Now()
-	nodeIP, progressOnly := a.nodeIP, a.progressOnly
 	ev := DeploymentEvent(d, now)
-	ev.Batch, ev.Replicated = progressOnly, a.replicated
+	ev.Batch = progressOnly
 	c.Events.Publish(ev)
 	if d.RolloutID == "" {
 		return

@@ -44,11 +44,7 @@ type Event struct {
 	// Batch marks frequent updates (download progress) that may be held
 	// briefly and delivered as the latest per Key.
 	Batch bool
-	// Replicated marks an event other replicas already received with the
-	// commit of its change (a deployment's final state on PostgreSQL); it
-	// is not forwarded again.
-	Replicated bool `json:"-"`
-	Data       json.RawMessage
+	Data  json.RawMessage
 }
 
 // Publisher accepts events. Publish must not block.

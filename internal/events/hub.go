@@ -60,6 +60,10 @@ type Hub struct {
 	batch   map[string]Event
 	batchOn bool
 
+	// injected is the time of the latest injected event per key.
+	injMu    sync.Mutex
+	injected map[string]time.Time
+
 	// Forward, if set, receives every event published here (not those
 	// injected from other replicas), e.g. to send it to them.
 	Forward func(Event)
@@ -102,8 +106,31 @@ func (h *Hub) Publish(e Event) {
 	h.publish(e, true)
 }
 
-// Inject delivers an event that another replica published.
-func (h *Hub) Inject(e Event) { h.publish(e, false) }
+// Inject delivers an event that another replica published. Events reach
+// a replica by more than one path (a final state with its commit, and in
+// the forwarded stream) and not always in order, so a keyed event — a
+// state, not a step — older than or as old as the last one injected with
+// its key is dropped: watchers never see a device go back in time or the
+// same state twice.
+func (h *Hub) Inject(e Event) {
+	if e.Key != "" && !e.Time.IsZero() {
+		h.injMu.Lock()
+		if last, ok := h.injected[e.Key]; ok && !e.Time.After(last) {
+			h.injMu.Unlock()
+			return
+		}
+		if h.injected == nil || len(h.injected) >= maxInjectedKeys {
+			h.injected = map[string]time.Time{}
+		}
+		h.injected[e.Key] = e.Time
+		h.injMu.Unlock()
+	}
+	h.publish(e, false)
+}
+
+// maxInjectedKeys bounds the memory of injected keys; past it the memory
+// starts over (an out-of-order event may then get through once).
+const maxInjectedKeys = 1 << 20
 
 func (h *Hub) flushBatch() {
 	h.batchMu.Lock()

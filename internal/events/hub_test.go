@@ -119,3 +119,28 @@ func TestBatchedProgressKeepsLatest(t *testing.T) {
 		t.Fatalf("batched = %v, %v", states(t, got), err)
 	}
 }
+
+// TestInjectDropsStaleAndDuplicateStates: another replica's events may
+// arrive twice (with the commit and forwarded) or out of order; a watcher
+// sees each device's states move forward only, once.
+func TestInjectDropsStaleAndDuplicateStates(t *testing.T) {
+	h := events.NewHub(events.HubConfig{})
+	s, _ := h.Subscribe(events.Filter{}, 0)
+	defer s.Close()
+	at := func(e events.Event, sec int) events.Event {
+		e.Time = time.Date(2026, 6, 1, 12, 0, sec, 0, time.UTC)
+		return e
+	}
+	h.Inject(at(ev("a", "succeeded"), 3)) // sent with the commit, first
+	h.Inject(at(ev("a", "installing"), 2)) // forwarded, older
+	h.Inject(at(ev("a", "succeeded"), 3)) // forwarded copy
+	h.Inject(at(ev("b", "pending"), 1))
+	h.Inject(at(ev("b", "downloading"), 2))
+	got, err := s.Next(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(states(t, got), " ") != "a=succeeded b=pending b=downloading" {
+		t.Fatalf("got %v", states(t, got))
+	}
+}

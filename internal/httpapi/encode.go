@@ -28,13 +28,6 @@ func page(r *http.Request) (limit int, cursor string, err error) {
 	return limit, r.URL.Query().Get("cursor"), nil
 }
 
-// listResponse is the shape of every list.
-type listResponse[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"next_cursor,omitempty"`
-	Total      *int   `json:"total,omitempty"`
-}
-
 func timePtr(t *time.Time) *time.Time {
 	if t == nil || t.IsZero() {
 		return nil

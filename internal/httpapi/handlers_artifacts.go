@@ -9,32 +9,15 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-type artifactJSON struct {
-	ID          int64             `json:"id"`
-	Tenant      string            `json:"tenant"`
-	Name        string            `json:"name"`
-	Version     string            `json:"version"`
-	Filename    string            `json:"filename"`
-	Type        string            `json:"type"`
-	Labels      map[string]string `json:"labels"`
-	Description string            `json:"description"`
-	Size        int64             `json:"size"`
-	SHA256      string            `json:"sha256"`
-	SHA1        string            `json:"sha1"`
-	MD5         string            `json:"md5"`
-	CreatedAt   time.Time         `json:"created_at"`
-	ContentURL  string            `json:"content_url"`
-}
-
-func (s *Server) toArtifactJSON(r *http.Request, a flotilla.Artifact) artifactJSON {
-	return artifactJSON{ID: a.ID, Tenant: a.Tenant, Name: a.Name, Version: a.Version, Filename: a.Filename, Type: a.Type,
+func (s *Server) toArtifactJSON(r *http.Request, a flotilla.Artifact) api.Artifact {
+	return api.Artifact{ID: a.ID, Tenant: a.Tenant, Name: a.Name, Version: a.Version, Filename: a.Filename, Type: a.Type,
 		Labels: a.Labels, Description: a.Description, Size: a.Size, SHA256: a.SHA256, SHA1: a.SHA1, MD5: a.MD5,
 		CreatedAt: a.CreatedAt, ContentURL: s.baseURL(r) + "/api/v1/artifacts/" + a.Name + "/" + a.Version + "/content"}
 }
@@ -187,7 +170,7 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request, p c
 		return
 	}
 	total := len(list)
-	out := listResponse[artifactJSON]{Items: []artifactJSON{}, Total: &total}
+	out := api.List[api.Artifact]{Items: []api.Artifact{}, Total: &total}
 	for i := offset; i < len(list) && i < offset+limit; i++ {
 		out.Items = append(out.Items, s.toArtifactJSON(r, list[i]))
 	}

@@ -6,69 +6,25 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-type artifactRef struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
-
-type progressJSON struct {
-	Cnt int `json:"cnt"`
-	Of  int `json:"of"`
-}
-
-type eventJSON struct {
-	At        time.Time                `json:"at"`
-	State     flotilla.DeploymentState `json:"state"`
-	Execution string                   `json:"execution,omitempty"`
-	Finished  string                   `json:"finished,omitempty"`
-	Progress  *progressJSON            `json:"progress,omitempty"`
-	Code      *int                     `json:"code,omitempty"`
-	Details   []string                 `json:"details,omitempty"`
-	Source    string                   `json:"source"`
-}
-
-type deploymentJSON struct {
-	ID                int64                       `json:"id"`
-	DeviceID          string                      `json:"device_id"`
-	Artifact          artifactRef                 `json:"artifact"`
-	Type              flotilla.DeploymentType     `json:"type"`
-	State             flotilla.DeploymentState    `json:"state"`
-	Delivery          string                      `json:"delivery"`
-	UpdateID          string                      `json:"update_id,omitempty"`
-	RolloutID         string                      `json:"rollout_id,omitempty"`
-	Wave              *int                        `json:"wave,omitempty"`
-	Attempt           int                         `json:"attempt"`
-	Progress          progressJSON                `json:"progress"`
-	Healthy           *bool                       `json:"healthy,omitempty"`
-	Message           string                      `json:"message,omitempty"`
-	ForceAt           *time.Time                  `json:"force_at,omitempty"`
-	MaintenanceWindow *flotilla.MaintenanceWindow `json:"maintenance_window,omitempty"`
-	CreatedAt         time.Time                   `json:"created_at"`
-	UpdatedAt         time.Time                   `json:"updated_at"`
-	StartedAt         *time.Time                  `json:"started_at,omitempty"`
-	RetrievedAt       *time.Time                  `json:"retrieved_at,omitempty"`
-	FinishedAt        *time.Time                  `json:"finished_at,omitempty"`
-	History           []eventJSON                 `json:"history"`
-}
-
-func toDeploymentJSON(d flotilla.Deployment) deploymentJSON {
-	out := deploymentJSON{ID: d.ID, DeviceID: d.DeviceID, Artifact: artifactRef{d.ArtifactName, d.ArtifactVersion},
+func toDeploymentJSON(d flotilla.Deployment) api.Deployment {
+	out := api.Deployment{ID: d.ID, DeviceID: d.DeviceID, Artifact: api.ArtifactRef{Name: d.ArtifactName, Version: d.ArtifactVersion},
 		Type: d.Type, State: d.State, Delivery: d.Delivery, UpdateID: d.UpdateID, RolloutID: d.RolloutID, Attempt: d.Attempt,
-		Progress: progressJSON{d.ProgressCnt, d.ProgressOf}, Healthy: d.Healthy, Message: d.Message, ForceAt: timePtr(d.ForceAt),
+		Progress: api.Progress{Cnt: d.ProgressCnt, Of: d.ProgressOf}, Healthy: d.Healthy, Message: d.Message, ForceAt: timePtr(d.ForceAt),
 		MaintenanceWindow: d.Window, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, StartedAt: timePtr(d.StartedAt),
-		RetrievedAt: timePtr(d.RetrievedAt), FinishedAt: timePtr(d.FinishedAt), History: []eventJSON{}}
+		RetrievedAt: timePtr(d.RetrievedAt), FinishedAt: timePtr(d.FinishedAt), History: []api.HistoryEntry{}}
 	if d.RolloutID != "" {
 		w := d.Wave
 		out.Wave = &w
 	}
 	for _, ev := range d.History {
-		e := eventJSON{At: ev.At, State: ev.State, Execution: ev.Execution, Finished: ev.Finished, Code: ev.Code, Details: ev.Details, Source: ev.Source}
+		e := api.HistoryEntry{At: ev.At, State: ev.State, Execution: ev.Execution, Finished: ev.Finished, Code: ev.Code, Details: ev.Details, Source: ev.Source}
 		if ev.Of > 0 {
-			e.Progress = &progressJSON{ev.Cnt, ev.Of}
+			e.Progress = &api.Progress{Cnt: ev.Cnt, Of: ev.Of}
 		}
 		out.History = append(out.History, e)
 	}
@@ -78,7 +34,7 @@ func toDeploymentJSON(d flotilla.Deployment) deploymentJSON {
 func (s *Server) handleAssignDeployment(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	var req struct {
 		Tenant            string                      `json:"tenant"`
-		Artifact          artifactRef                 `json:"artifact"`
+		Artifact          api.ArtifactRef             `json:"artifact"`
 		Type              string                      `json:"type"`
 		ForceAt           *time.Time                  `json:"force_at"`
 		MaintenanceWindow *flotilla.MaintenanceWindow `json:"maintenance_window"`
@@ -107,7 +63,7 @@ func (s *Server) handleListDeployments(w http.ResponseWriter, r *http.Request, p
 		s.error(w, r, err)
 		return
 	}
-	out := listResponse[deploymentJSON]{Items: []deploymentJSON{}}
+	out := api.List[api.Deployment]{Items: []api.Deployment{}}
 	for _, d := range list {
 		out.Items = append(out.Items, toDeploymentJSON(d))
 	}

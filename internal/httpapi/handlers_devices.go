@@ -2,31 +2,15 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-type deviceJSON struct {
-	ID         string            `json:"id"`
-	Tenant     string            `json:"tenant"`
-	Labels     map[string]string `json:"labels"`
-	Attributes map[string]string `json:"attributes"`
-	Version    string            `json:"version"`
-	Address    string            `json:"address,omitempty"`
-	Status     string            `json:"status"`
-	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
-	// Token is the DDI credential: in the creation response, and for
-	// auto-registered devices.
-	Token string `json:"token,omitempty"`
-}
-
-func (s *Server) toDeviceJSON(d flotilla.Device) deviceJSON {
-	return deviceJSON{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
+func (s *Server) toDeviceJSON(d flotilla.Device) api.Device {
+	return api.Device{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
 		Address: d.Address, Status: s.core.DeviceStatus(d), LastSeenAt: timePtr(d.LastSeenAt),
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Token: d.Token}
 }
@@ -66,7 +50,7 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request, p cor
 		s.error(w, r, err)
 		return
 	}
-	out := listResponse[deviceJSON]{Items: []deviceJSON{}}
+	out := api.List[api.Device]{Items: []api.Device{}}
 	if len(list) > limit {
 		list = list[:limit]
 		out.NextCursor = list[limit-1].ID

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/events"
 )
@@ -97,7 +98,7 @@ func (s *Server) snapshot(ctx context.Context, p core.Principal, tenant string, 
 	if !p.Token.Has(flotilla.ScopeRolloutsRead) {
 		return json.Marshal(snap)
 	}
-	var rollouts []rolloutJSON
+	var rollouts []api.Rollout
 	if f.RolloutID != "" {
 		ro, waves, err := s.core.GetRollout(ctx, p, tenant, f.RolloutID)
 		if err != nil {
@@ -133,7 +134,7 @@ func (s *Server) snapshot(ctx context.Context, p core.Principal, tenant string, 
 		}
 	}
 	if rollouts == nil {
-		rollouts = []rolloutJSON{}
+		rollouts = []api.Rollout{}
 	}
 	snap["rollouts"] = rollouts
 	return json.Marshal(snap)

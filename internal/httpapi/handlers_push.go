@@ -4,23 +4,14 @@ import (
 	"net/http"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 	"github.com/flotilla-ota/flotilla/push"
 )
 
-type pushUpdateJSON struct {
-	ID            string                   `json:"id"`
-	DeploymentID  int64                    `json:"deployment_id"`
-	State         flotilla.DeploymentState `json:"state"`
-	Artifact      artifactRef              `json:"artifact"`
-	Message       string                   `json:"message,omitempty"`
-	Node          *push.Status             `json:"node,omitempty"`
-	NodeReachable bool                     `json:"node_reachable"`
-}
-
-func toPushJSON(d flotilla.Deployment, st *push.Status) pushUpdateJSON {
-	return pushUpdateJSON{ID: d.UpdateID, DeploymentID: d.ID, State: d.State, Artifact: artifactRef{d.ArtifactName, d.ArtifactVersion},
+func toPushJSON(d flotilla.Deployment, st *push.Status) api.PushUpdate {
+	return api.PushUpdate{ID: d.UpdateID, DeploymentID: d.ID, State: d.State, Artifact: api.ArtifactRef{Name: d.ArtifactName, Version: d.ArtifactVersion},
 		Message: d.Message, Node: st, NodeReachable: st != nil}
 }
 
@@ -37,9 +28,9 @@ func (s *Server) handleStartPushUpdate(w http.ResponseWriter, r *http.Request, p
 		return
 	}
 	var req struct {
-		Tenant   string      `json:"tenant"`
-		ID       string      `json:"id"`
-		Artifact artifactRef `json:"artifact"`
+		Tenant   string          `json:"tenant"`
+		ID       string          `json:"id"`
+		Artifact api.ArtifactRef `json:"artifact"`
 	}
 	if err := wire.Decode(r, &req); err != nil {
 		s.error(w, r, err)

@@ -142,7 +142,7 @@ func (s *Server) handleSporeRollout(w http.ResponseWriter, r *http.Request, p co
 	}
 	zero := 0.0
 	ro, _, err := s.core.CreateRollout(r.Context(), p, core.RolloutRequest{Tenant: tenant,
-		Name: "rollout_" + time.Now().UTC().Format("20060102150405"), ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Name: "rollout_" + s.core.Now().UTC().Format("20060102150405"), ArtifactName: a.Name, ArtifactVersion: a.Version,
 		DeviceIDs: ids, Waves: 1, Delivery: flotilla.DeliveryPush, Start: true,
 		Policy: &flotilla.Policy{SuccessThreshold: &zero, MinSuccessRatio: &zero},
 	})

@@ -2,21 +2,15 @@ package httpapi
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-type tenantJSON struct {
-	Name         string    `json:"name"`
-	AnonymousDDI bool      `json:"anonymous_ddi"`
-	CreatedAt    time.Time `json:"created_at"`
-}
-
-func toTenantJSON(t flotilla.Tenant) tenantJSON {
-	return tenantJSON{Name: t.Name, AnonymousDDI: t.AnonymousDDI, CreatedAt: t.CreatedAt}
+func toTenantJSON(t flotilla.Tenant) api.Tenant {
+	return api.Tenant{Name: t.Name, AnonymousDDI: t.AnonymousDDI, CreatedAt: t.CreatedAt}
 }
 
 func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
@@ -41,7 +35,7 @@ func (s *Server) handleListTenants(w http.ResponseWriter, r *http.Request, p cor
 		s.error(w, r, err)
 		return
 	}
-	out := listResponse[tenantJSON]{Items: []tenantJSON{}}
+	out := api.List[api.Tenant]{Items: []api.Tenant{}}
 	for _, t := range list {
 		out.Items = append(out.Items, toTenantJSON(t))
 	}

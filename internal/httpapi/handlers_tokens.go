@@ -5,24 +5,13 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-type tokenJSON struct {
-	ID        string     `json:"id"`
-	Tenant    string     `json:"tenant"`
-	Name      string     `json:"name"`
-	Scopes    []string   `json:"scopes"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-	// Token is the secret, present only in the creation response.
-	Token string `json:"token,omitempty"`
-}
-
-func toTokenJSON(t flotilla.Token) tokenJSON {
-	out := tokenJSON{ID: t.ID, Tenant: t.Tenant, Name: t.Name, Scopes: []string{}, CreatedAt: t.CreatedAt,
+func toTokenJSON(t flotilla.Token) api.Token {
+	out := api.Token{ID: t.ID, Tenant: t.Tenant, Name: t.Name, Scopes: []string{}, CreatedAt: t.CreatedAt,
 		ExpiresAt: timePtr(t.ExpiresAt), RevokedAt: timePtr(t.RevokedAt)}
 	for _, sc := range t.Scopes {
 		out.Scopes = append(out.Scopes, string(sc))
@@ -57,7 +46,7 @@ func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request, p core
 		s.error(w, r, err)
 		return
 	}
-	out := listResponse[tokenJSON]{Items: []tokenJSON{}}
+	out := api.List[api.Token]{Items: []api.Token{}}
 	for _, t := range list {
 		out.Items = append(out.Items, toTokenJSON(t))
 	}

@@ -59,10 +59,8 @@ func (s *Server) handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
 }
 
-type principalKey struct{}
-
-// authed wraps h so it runs only for a valid bearer token; the principal is
-// in the request context.
+// authed wraps h so it runs only for a valid bearer token, and hands it
+// the principal.
 func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p core.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secret := bearer(r)
@@ -71,7 +69,6 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p core.Pr
 			s.error(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 		h(w, r, p)
 	})
 }

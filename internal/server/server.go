@@ -107,7 +107,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	hub := events.NewHub(events.HubConfig{})
 	c := core.New(st, blobs, hub, log, core.Config{
 		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter,
-		FinalsReplicated: bus != nil,
 	})
 	secret, err := c.Bootstrap(ctx, cfg.AdminToken, filepath.Join(cfg.DataDir, "admin-token"))
 	if err != nil {
@@ -180,14 +179,12 @@ func (s *Server) wire() {
 				link.Wake(d.RolloutID)
 			}
 		}
-		// Events reach the other replicas through the link; a deployment's
-		// final state goes with the commit that wrote it (NOTIFY in the
-		// transaction), so no replica's death between commit and forward
-		// loses it, and nobody waits for it.
+		// Events reach the other replicas through the link. A deployment's
+		// final state also goes with the commit that wrote it (NOTIFY in the
+		// transaction), so a replica's death between commit and forward
+		// loses nothing and nobody waits; the receiving hub drops the
+		// second copy.
 		s.Hub.Forward = func(e events.Event) {
-			if e.Replicated {
-				return
-			}
 			b, _ := json.Marshal(e)
 			link.QueueEvent(b)
 		}

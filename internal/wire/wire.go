@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 )
 
@@ -51,14 +52,6 @@ func Status(code string) int {
 	return http.StatusInternalServerError
 }
 
-// ErrorBody is the JSON shape of every error response.
-type ErrorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // Error writes err as the JSON envelope. Internal errors are logged with
 // their cause and shown to the client only as "internal error".
 func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
@@ -70,7 +63,7 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
 	}
-	var body ErrorBody
+	var body api.Error
 	body.Error.Code = code
 	body.Error.Message = flotilla.ErrorMessage(err)
 	JSON(w, status, body)

@@ -1,0 +1,264 @@
+// Package api holds the JSON types of Flotilla's management API v1
+// (/api/v1): what the server answers and accepts. The server, the flotilla
+// CLI and Go programs that call the API share them, so a field cannot drift
+// between them; the field tags are the wire format. Errors are
+// {"error": {"code", "message"}} (Error).
+package api
+
+import (
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/push"
+)
+
+// List is the shape of every list.
+type List[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor,omitempty"`
+	Total      *int   `json:"total,omitempty"`
+}
+
+// Tenant is a tenant.
+type Tenant struct {
+	Name         string    `json:"name"`
+	AnonymousDDI bool      `json:"anonymous_ddi"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+// Token is an API token; Token holds its secret only in the answer that created it.
+type Token struct {
+	ID        string     `json:"id"`
+	Tenant    string     `json:"tenant"`
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Token is the secret, present only in the creation response.
+	Token string `json:"token,omitempty"`
+}
+
+// Artifact is an artifact in the registry.
+type Artifact struct {
+	ID          int64             `json:"id"`
+	Tenant      string            `json:"tenant"`
+	Name        string            `json:"name"`
+	Version     string            `json:"version"`
+	Filename    string            `json:"filename"`
+	Type        string            `json:"type"`
+	Labels      map[string]string `json:"labels"`
+	Description string            `json:"description"`
+	Size        int64             `json:"size"`
+	SHA256      string            `json:"sha256"`
+	SHA1        string            `json:"sha1"`
+	MD5         string            `json:"md5"`
+	CreatedAt   time.Time         `json:"created_at"`
+	ContentURL  string            `json:"content_url"`
+}
+
+// ArtifactRef is names an artifact version.
+type ArtifactRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Device is a device of the fleet.
+type Device struct {
+	ID         string            `json:"id"`
+	Tenant     string            `json:"tenant"`
+	Labels     map[string]string `json:"labels"`
+	Attributes map[string]string `json:"attributes"`
+	Version    string            `json:"version"`
+	Address    string            `json:"address,omitempty"`
+	Status     string            `json:"status"`
+	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	UpdatedAt  time.Time         `json:"updated_at"`
+	// Token is the DDI credential: in the creation response, and for
+	// auto-registered devices.
+	Token string `json:"token,omitempty"`
+}
+
+// Progress is how far a device got: Cnt of Of.
+type Progress struct {
+	Cnt int `json:"cnt"`
+	Of  int `json:"of"`
+}
+
+// HistoryEntry is one entry of a deployment's history.
+type HistoryEntry struct {
+	At        time.Time                `json:"at"`
+	State     flotilla.DeploymentState `json:"state"`
+	Execution string                   `json:"execution,omitempty"`
+	Finished  string                   `json:"finished,omitempty"`
+	Progress  *Progress                `json:"progress,omitempty"`
+	Code      *int                     `json:"code,omitempty"`
+	Details   []string                 `json:"details,omitempty"`
+	Source    string                   `json:"source"`
+}
+
+// Deployment is an artifact assigned to a device, with its history.
+type Deployment struct {
+	ID                int64                       `json:"id"`
+	DeviceID          string                      `json:"device_id"`
+	Artifact          ArtifactRef                 `json:"artifact"`
+	Type              flotilla.DeploymentType     `json:"type"`
+	State             flotilla.DeploymentState    `json:"state"`
+	Delivery          string                      `json:"delivery"`
+	UpdateID          string                      `json:"update_id,omitempty"`
+	RolloutID         string                      `json:"rollout_id,omitempty"`
+	Wave              *int                        `json:"wave,omitempty"`
+	Attempt           int                         `json:"attempt"`
+	Progress          Progress                    `json:"progress"`
+	Healthy           *bool                       `json:"healthy,omitempty"`
+	Message           string                      `json:"message,omitempty"`
+	ForceAt           *time.Time                  `json:"force_at,omitempty"`
+	MaintenanceWindow *flotilla.MaintenanceWindow `json:"maintenance_window,omitempty"`
+	CreatedAt         time.Time                   `json:"created_at"`
+	UpdatedAt         time.Time                   `json:"updated_at"`
+	StartedAt         *time.Time                  `json:"started_at,omitempty"`
+	RetrievedAt       *time.Time                  `json:"retrieved_at,omitempty"`
+	FinishedAt        *time.Time                  `json:"finished_at,omitempty"`
+	History           []HistoryEntry              `json:"history"`
+}
+
+// PushUpdate is a push delivery under its caller-chosen id, with the node's own status.
+type PushUpdate struct {
+	ID            string                   `json:"id"`
+	DeploymentID  int64                    `json:"deployment_id"`
+	State         flotilla.DeploymentState `json:"state"`
+	Artifact      ArtifactRef              `json:"artifact"`
+	Message       string                   `json:"message,omitempty"`
+	Node          *push.Status             `json:"node,omitempty"`
+	NodeReachable bool                     `json:"node_reachable"`
+}
+
+// RolloutRequest is the body of POST /rollouts; waves is a number of even
+// waves, groups an explicit list.
+type RolloutRequest struct {
+	Tenant            string                      `json:"tenant"`
+	Name              string                      `json:"name"`
+	Artifact          ArtifactRef                 `json:"artifact"`
+	Selector          string                      `json:"selector"`
+	Waves             int                         `json:"waves"`
+	Groups            []flotilla.WaveSpec         `json:"groups"`
+	Type              string                      `json:"type"`
+	ForceAt           *time.Time                  `json:"force_at"`
+	Policy            *flotilla.Policy            `json:"policy"`
+	PolicyName        string                      `json:"policy_name"`
+	MaintenanceWindow *flotilla.MaintenanceWindow `json:"maintenance_window"`
+	Delivery          string                      `json:"delivery"`
+	Draft             bool                        `json:"draft"`
+	Start             bool                        `json:"start"`
+	Devices           []string                    `json:"devices"`
+}
+
+// Wave is one wave of a rollout with counts by device state.
+type Wave struct {
+	Index      int                 `json:"index"`
+	Name       string              `json:"name"`
+	Size       int                 `json:"size"`
+	Status     flotilla.WaveStatus `json:"status"`
+	Counts     map[string]int      `json:"counts"`
+	Unhealthy  int                 `json:"unhealthy,omitempty"`
+	StartedAt  *time.Time          `json:"started_at,omitempty"`
+	SuccessAt  *time.Time          `json:"success_at,omitempty"`
+	FinishedAt *time.Time          `json:"finished_at,omitempty"`
+	ErrorAck   bool                `json:"error_acknowledged,omitempty"`
+	Reason     string              `json:"reason,omitempty"`
+}
+
+// Rollout is a rollout with its waves.
+type Rollout struct {
+	ID                string                      `json:"id"`
+	Tenant            string                      `json:"tenant"`
+	Name              string                      `json:"name"`
+	Artifact          ArtifactRef                 `json:"artifact"`
+	Selector          string                      `json:"selector"`
+	Type              flotilla.DeploymentType     `json:"type"`
+	ForceAt           *time.Time                  `json:"force_at,omitempty"`
+	MaintenanceWindow *flotilla.MaintenanceWindow `json:"maintenance_window,omitempty"`
+	Policy            flotilla.Policy             `json:"policy"`
+	PolicyName        string                      `json:"policy_name,omitempty"`
+	Delivery          string                      `json:"delivery"`
+	Channel           string                      `json:"channel,omitempty"`
+	Groups            []flotilla.WaveSpec         `json:"groups,omitempty"`
+	Devices           []string                    `json:"devices,omitempty"`
+	Status            flotilla.RolloutStatus      `json:"status"`
+	Reason            string                      `json:"reason,omitempty"`
+	Total             int                         `json:"total"`
+	Counts            map[string]int              `json:"counts"`
+	CreatedAt         time.Time                   `json:"created_at"`
+	UpdatedAt         time.Time                   `json:"updated_at"`
+	StartedAt         *time.Time                  `json:"started_at,omitempty"`
+	FinishedAt        *time.Time                  `json:"finished_at,omitempty"`
+	Waves             []Wave                      `json:"waves,omitempty"`
+}
+
+// Policy is a named rollout policy.
+type Policy struct {
+	Name      string          `json:"name"`
+	Policy    flotilla.Policy `json:"policy"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Channel is a release channel.
+type Channel struct {
+	Name       string          `json:"name"`
+	Artifact   ArtifactRef     `json:"artifact"`
+	Selector   string          `json:"selector"`
+	Policy     flotilla.Policy `json:"policy"`
+	PolicyName string          `json:"policy_name,omitempty"`
+	Waves      int             `json:"waves"`
+	RolloutID  string          `json:"rollout_id,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	// Rollout is the rollout this request started, if any.
+	Rollout *Rollout `json:"rollout,omitempty"`
+}
+
+// RolloutRun is one run of a wave and why it ended.
+type RolloutRun struct {
+	ID        int64          `json:"id"`
+	Wave      int            `json:"wave"`
+	StartedAt time.Time      `json:"started_at"`
+	EndedAt   *time.Time     `json:"ended_at,omitempty"`
+	Counts    map[string]int `json:"counts"`
+	Reason    string         `json:"reason,omitempty"`
+}
+
+// RolloutDevice is one device of a rollout with its current attempt.
+type RolloutDevice struct {
+	DeviceID     string                   `json:"device_id"`
+	Wave         int                      `json:"wave"`
+	DeploymentID int64                    `json:"deployment_id,omitempty"`
+	State        flotilla.DeploymentState `json:"state"`
+	Attempt      int                      `json:"attempt,omitempty"`
+	Healthy      *bool                    `json:"healthy,omitempty"`
+	Message      string                   `json:"message,omitempty"`
+	UpdatedAt    *time.Time               `json:"updated_at,omitempty"`
+}
+
+// Preview is what a rollout would cover: POST /api/v1/rollouts/preview.
+type Preview struct {
+	Total int           `json:"total"`
+	Waves []PreviewWave `json:"waves"`
+}
+
+// PreviewWave is one wave of a preview with up to ten of its devices.
+type PreviewWave struct {
+	Index  int      `json:"index"`
+	Name   string   `json:"name"`
+	Size   int      `json:"size"`
+	Sample []string `json:"sample"`
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}

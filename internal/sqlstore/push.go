@@ -1,0 +1,70 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+)
+
+// DeploymentByUpdateID implements store.Deployments.
+func (s *Store) DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error) {
+	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND update_id = ?`), tenant, deviceID, updateID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, notFound("update %q of device %q not found", updateID, deviceID)
+	}
+	if err != nil {
+		return d, s.wrap("deployment by update id", err)
+	}
+	hist, err := s.history(ctx, s.rd, []int64{d.ID})
+	d.History = withScheduled(d, hist[d.ID])
+	return d, err
+}
+
+// ClaimPushDeployments implements store.Deployments. As for rollouts, the
+// lease condition is repeated in the outer WHERE for PostgreSQL.
+func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error) {
+	defer s.observe("claim push", time.Now())
+	cond := `delivery = 'push' AND state IN ('pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')
+		AND (push_owner IS NULL OR push_until < ?)`
+	args := []any{owner, ts(until), ts(now)}
+	notIn := ""
+	if len(exclude) > 0 {
+		notIn = ` AND id NOT IN (` + placeholders(len(exclude)) + `)`
+		args = append(args, int64Args(exclude)...)
+	}
+	args = append(args, limit, ts(now))
+	rows, err := s.wdb.QueryContext(ctx, s.q(`UPDATE deployments SET push_owner = ?, push_until = ?
+		WHERE id IN (SELECT id FROM deployments WHERE `+cond+notIn+` ORDER BY id LIMIT ?) AND (push_owner IS NULL OR push_until < ?)
+		RETURNING `+deploymentCols), args...)
+	if err != nil {
+		return nil, s.wrap("claim push", err)
+	}
+	defer rows.Close()
+	var out []flotilla.Deployment
+	for rows.Next() {
+		d, err := scanDeployment(rows)
+		if err != nil {
+			return nil, s.wrap("claim push", err)
+		}
+		out = append(out, d)
+	}
+	return out, s.wrap("claim push", rows.Err())
+}
+
+// RenewPushClaims implements store.Deployments.
+func (s *Store) RenewPushClaims(ctx context.Context, owner string, ids []int64, until time.Time) error {
+	return eachChunk(ids, func(part []int64) error {
+		_, err := s.exec(ctx, "renew push", `UPDATE deployments SET push_until = ? WHERE push_owner = ? AND id IN (`+placeholders(len(part))+`)`,
+			append([]any{ts(until), owner}, int64Args(part)...)...)
+		return err
+	})
+}
+
+// ReleasePushClaim implements store.Deployments.
+func (s *Store) ReleasePushClaim(ctx context.Context, id int64, owner string) error {
+	_, err := s.exec(ctx, "release push", `UPDATE deployments SET push_owner = NULL, push_until = NULL WHERE id = ? AND push_owner = ?`, id, owner)
+	return err
+}
