@@ -131,9 +131,9 @@ func TestInjectDropsStaleAndDuplicateStates(t *testing.T) {
 		e.Time = time.Date(2026, 6, 1, 12, 0, sec, 0, time.UTC)
 		return e
 	}
-	h.Inject(at(ev("a", "succeeded"), 3)) // sent with the commit, first
+	h.Inject(at(ev("a", "succeeded"), 3))  // sent with the commit, first
 	h.Inject(at(ev("a", "installing"), 2)) // forwarded, older
-	h.Inject(at(ev("a", "succeeded"), 3)) // forwarded copy
+	h.Inject(at(ev("a", "succeeded"), 3))  // forwarded copy
 	h.Inject(at(ev("b", "pending"), 1))
 	h.Inject(at(ev("b", "downloading"), 2))
 	got, err := s.Next(context.Background())
