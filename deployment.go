@@ -123,7 +123,10 @@ type Deployment struct {
 	StartedAt   *time.Time // when it became pending
 	RetrievedAt *time.Time // when the device first fetched it
 	FinishedAt  *time.Time
-	History     []DeploymentEvent
+	// DeviceEvents counts the history entries the device reported, for
+	// the quota on them.
+	DeviceEvents int
+	History      []DeploymentEvent
 }
 
 // DeploymentEvent is one entry of a deployment's history: a device's

@@ -18,9 +18,13 @@ type Device struct {
 	UpdatedAt  time.Time
 	// TokenHash authenticates the device on the DDI API.
 	TokenHash string
-	// Token is kept only for auto-registered devices, whose token an
-	// operator needs to read (hawkBit shows it too).
-	Token string
+	// TokenSealed is the device token encrypted by the server, for holders
+	// of the devices:tokens scope (hawkBit's READ_TARGET_SECURITY_TOKEN);
+	// never the plain token.
+	TokenSealed string
+	// NodeTokenSealed is the encrypted token the server sends to this
+	// push node, and only to it.
+	NodeTokenSealed string
 }
 
 // Device connectivity states derived from LastSeenAt.
@@ -48,6 +52,10 @@ type DevicePatch struct {
 	Attributes *map[string]string
 	Address    *string
 	Version    *string
+	// Credentials, replaced on rotation.
+	TokenHash       *string
+	TokenSealed     *string
+	NodeTokenSealed *string
 }
 
 // FleetSummary is what the dashboard shows about the fleet.

@@ -31,7 +31,13 @@ const (
 	ScopeRolloutsWrite  Scope = "rollouts:write"
 	ScopeTokensWrite    Scope = "tokens:write"
 	ScopeTenantsWrite   Scope = "tenants:write"
-	ScopeAdmin          Scope = "admin"
+	// ScopeDevicesTokens reads device tokens back (hawkBit's
+	// READ_TARGET_SECURITY_TOKEN); devices:read never shows them.
+	ScopeDevicesTokens Scope = "devices:tokens"
+	// ScopeNodesWrite sets where push updates go (a device's address) and
+	// rotates the tokens the server sends there.
+	ScopeNodesWrite Scope = "nodes:write"
+	ScopeAdmin      Scope = "admin"
 	// ScopeGateway authenticates DDI devices of the tenant (hawkBit's
 	// GatewayToken); it grants nothing on the management API.
 	ScopeGateway Scope = "gateway"
@@ -41,7 +47,7 @@ const (
 var AllScopes = []Scope{
 	ScopeArtifactsRead, ScopeArtifactsWrite, ScopeDevicesRead, ScopeDevicesWrite,
 	ScopeRolloutsRead, ScopeRolloutsWrite, ScopeTokensWrite, ScopeTenantsWrite,
-	ScopeAdmin, ScopeGateway,
+	ScopeDevicesTokens, ScopeNodesWrite, ScopeAdmin, ScopeGateway,
 }
 
 // ParseScopes validates a list of scope names.

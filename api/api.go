@@ -75,9 +75,13 @@ type Device struct {
 	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
 	CreatedAt  time.Time         `json:"created_at"`
 	UpdatedAt  time.Time         `json:"updated_at"`
-	// Token is the DDI credential: in the creation response, and for
-	// auto-registered devices.
+	// Token is the DDI credential (TargetToken): in the answer that
+	// created or rotated it, and to holders of the devices:tokens scope.
 	Token string `json:"token,omitempty"`
+	// NodeToken is the bearer token the server sends this push node: in
+	// the answer that created it (a device registered with, or first
+	// given, an address) or rotated it; never again.
+	NodeToken string `json:"node_token,omitempty"`
 }
 
 // Progress is how far a device got: Cnt of Of.

@@ -131,6 +131,7 @@ var chartValues = []string{
 	"--set", "blob.url=s3://firmware?endpoint=s3.example.com",
 	"--set", "blob.accessKeyId=AKIA", "--set", "blob.secretAccessKey=secret",
 	"--set", "adminToken.value=flt_admin_token_for_the_chart_test",
+	"--set", "secretKey.value=ZmxvdGlsbGEtdGVzdC1zZWNyZXQta2V5LTMyYnl0ZXM=",
 	"--set", "ingress.enabled=true", "--set", "ingress.hosts[0].host=ota.example.com",
 	"--set", "ingress.hosts[0].paths[0].path=/", "--set", "ingress.hosts[0].paths[0].pathType=Prefix",
 	"--set", "publicURL=https://ota.example.com",
@@ -213,13 +214,18 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// Without a database the chart refuses to render, saying what to set.
-	_, err = helm(t, "template", "ota", "flotilla", "--set", "blob.url=s3://b?endpoint=e", "--set", "adminToken.value=x")
+	_, err = helm(t, "template", "ota", "flotilla", "--set", "blob.url=s3://b?endpoint=e", "--set", "adminToken.value=x", "--set", "secretKey.value=k")
 	if err == nil || !strings.Contains(err.Error(), "database.url") {
 		t.Fatalf("chart without a database: %v", err)
 	}
+	// Without a shared secret key neither: replicas must seal alike.
+	_, err = helm(t, "template", "ota", "flotilla", "--set", "database.url=postgres://x", "--set", "blob.url=s3://b?endpoint=e", "--set", "adminToken.value=x")
+	if err == nil || !strings.Contains(err.Error(), "secretKey.value") {
+		t.Fatalf("chart without a secret key: %v", err)
+	}
 	// With existing Secrets the chart makes none of its own.
 	out, err = helm(t, "template", "ota", "flotilla", "--set", "database.existingSecret=pg", "--set", "blob.url=s3://b?endpoint=e",
-		"--set", "blob.existingSecret=s3creds", "--set", "adminToken.existingSecret=admin")
+		"--set", "blob.existingSecret=s3creds", "--set", "adminToken.existingSecret=admin", "--set", "secretKey.existingSecret=sealing")
 	if err != nil {
 		t.Fatal(err)
 	}

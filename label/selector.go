@@ -33,7 +33,25 @@ type Requirement struct {
 	Key    string
 	Op     Operator
 	Values []string
+	// set holds long value lists for constant-time matching.
+	set map[string]struct{}
 }
+
+// has reports whether v is one of the requirement's values.
+func (r Requirement) has(v string) bool {
+	if r.set != nil {
+		_, ok := r.set[v]
+		return ok
+	}
+	return slices.Contains(r.Values, v)
+}
+
+// MaxLength bounds a selector's text. A selector names labels; a list of
+// device ids belongs in a rollout's devices field.
+const MaxLength = 32 << 10
+
+// setAbove is the value count from which matching uses a set.
+const setAbove = 16
 
 // Selector is a conjunction of requirements. The zero Selector matches
 // everything.
@@ -58,11 +76,11 @@ func (s Selector) Matches(labels map[string]string) bool {
 				return false
 			}
 		case Equals, In:
-			if !ok || !slices.Contains(r.Values, v) {
+			if !ok || !r.has(v) {
 				return false
 			}
 		case NotEquals, NotIn:
-			if ok && slices.Contains(r.Values, v) {
+			if ok && r.has(v) {
 				return false
 			}
 		}
@@ -95,6 +113,9 @@ var Everything = Selector{}
 // Parse parses a selector. An empty or blank string selects everything.
 // Errors are flotilla EInvalid errors that name the offending position.
 func Parse(s string) (Selector, error) {
+	if len(s) > MaxLength {
+		return Selector{}, flotilla.Errorf(flotilla.EInvalid, "selector is %d bytes long; at most %d are allowed", len(s), MaxLength)
+	}
 	p := &parser{src: s}
 	sel, err := p.parse()
 	if err != nil {
@@ -235,12 +256,14 @@ func (p *parser) requirement() (Requirement, error) {
 	}
 	p.pos++
 	var vals []string
+	seen := map[string]struct{}{}
 	for {
 		v, err := p.value()
 		if err != nil {
 			return Requirement{}, err
 		}
-		if !slices.Contains(vals, v) {
+		if _, dup := seen[v]; !dup {
+			seen[v] = struct{}{}
 			vals = append(vals, v)
 		}
 		p.skipSpace()
@@ -256,5 +279,9 @@ func (p *parser) requirement() (Requirement, error) {
 			return Requirement{}, p.errorf("expected ',' or ')' in value list, found %q", string(c))
 		}
 	}
-	return Requirement{Key: k, Op: op, Values: vals}, nil
+	r := Requirement{Key: k, Op: op, Values: vals}
+	if len(vals) > setAbove {
+		r.set = seen
+	}
+	return r, nil
 }

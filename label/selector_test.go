@@ -1,9 +1,12 @@
 package label_test
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/label"
 )
 
@@ -85,4 +88,44 @@ func FuzzParse(f *testing.F) {
 		}
 		sel.Matches(map[string]string{"app": "base"})
 	})
+}
+
+// TestLongSelectors: a selector is bounded (a longer one is refused before
+// it is read) and a long value list is parsed and matched without
+// quadratic work.
+func TestLongSelectors(t *testing.T) {
+	huge := "region in (" + strings.Repeat("eu,", 500_000) + "us)"
+	_, err := label.Parse(huge)
+	if !flotilla.IsCode(err, flotilla.EInvalid) || !strings.Contains(err.Error(), "at most") || len(err.Error()) > 200 {
+		t.Fatalf("Parse of a %d-byte selector = %v", len(huge), err)
+	}
+	vals := make([]string, 0, 4000)
+	for i := range 4000 {
+		vals = append(vals, fmt.Sprintf("v%d", i))
+	}
+	sel, err := label.Parse("k in (" + strings.Join(vals, ",") + ",v1,v2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel.Reqs[0].Values) != 4000 {
+		t.Fatalf("%d values after removing duplicates, want 4000", len(sel.Reqs[0].Values))
+	}
+	if !sel.Matches(map[string]string{"k": "v3999"}) || sel.Matches(map[string]string{"k": "v4000"}) {
+		t.Fatal("long value list matches wrongly")
+	}
+	not := label.MustParse("k notin (" + strings.Join(vals, ",") + ")")
+	if not.Matches(map[string]string{"k": "v17"}) || !not.Matches(map[string]string{"k": "x"}) {
+		t.Fatal("long notin list matches wrongly")
+	}
+}
+
+func BenchmarkParseLongInList(b *testing.B) {
+	vals := make([]string, 0, 4000)
+	for i := range 4000 {
+		vals = append(vals, fmt.Sprintf("v%d", i))
+	}
+	s := "k in (" + strings.Join(vals, ",") + ")"
+	for b.Loop() {
+		label.Parse(s)
+	}
 }

@@ -7,7 +7,6 @@
 package maintenance
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -27,6 +26,9 @@ type Window struct {
 	cron     *quartz.CronTrigger
 	duration time.Duration
 	loc      *time.Location
+	// day and month check a fire time against the day-of-month and month
+	// fields (nil: no check); see next.
+	day, month func(int) bool
 }
 
 var (
@@ -59,7 +61,66 @@ func Parse(w flotilla.MaintenanceWindow) (*Window, error) {
 	if err != nil {
 		return nil, flotilla.Errorf(flotilla.EInvalid, "maintenance window schedule %q is invalid: %s", w.Schedule, strings.TrimPrefix(err.Error(), "illegal argument: "))
 	}
-	return &Window{spec: w, cron: ct, duration: d, loc: loc}, nil
+	f := strings.Fields(expr)
+	day, _ := fieldMatcher(f[3], 1, 31, nil)
+	month, _ := fieldMatcher(f[4], 1, 12, monthNames)
+	return &Window{spec: w, cron: ct, duration: d, loc: loc, day: day, month: month}, nil
+}
+
+var monthNames = map[string]int{"JAN": 1, "FEB": 2, "MAR": 3, "APR": 4, "MAY": 5, "JUN": 6, "JUL": 7, "AUG": 8, "SEP": 9, "OCT": 10, "NOV": 11, "DEC": 12}
+
+// fieldMatcher reads a plain cron field — '*', '?', values, ranges, steps
+// and lists — into a membership test. Fields with Quartz's special forms
+// (L, W, #) give nil: they are not checked.
+func fieldMatcher(field string, lo, hi int, names map[string]int) (func(int) bool, bool) {
+	if field == "*" || field == "?" {
+		return nil, true
+	}
+	if strings.ContainsAny(field, "LW#") {
+		return nil, false
+	}
+	num := func(s string) (int, bool) {
+		if v, ok := names[strings.ToUpper(s)]; ok {
+			return v, true
+		}
+		n, err := strconv.Atoi(s)
+		return n, err == nil && n >= lo && n <= hi
+	}
+	allowed := make([]bool, hi+1)
+	for _, part := range strings.Split(field, ",") {
+		rng, stepStr, hasStep := strings.Cut(part, "/")
+		step := 1
+		if hasStep {
+			n, err := strconv.Atoi(stepStr)
+			if err != nil || n < 1 {
+				return nil, false
+			}
+			step = n
+		}
+		from, to := lo, hi
+		switch a, b, isRange := strings.Cut(rng, "-"); {
+		case rng == "*":
+		case isRange:
+			var ok1, ok2 bool
+			from, ok1 = num(a)
+			to, ok2 = num(b)
+			if !ok1 || !ok2 || from > to {
+				return nil, false
+			}
+		default:
+			var ok bool
+			if from, ok = num(rng); !ok {
+				return nil, false
+			}
+			if !hasStep {
+				to = from
+			}
+		}
+		for v := from; v <= to; v += step {
+			allowed[v] = true
+		}
+	}
+	return func(v int) bool { return v >= 0 && v < len(allowed) && allowed[v] }, true
 }
 
 // Validate reports whether a window parses.
@@ -94,13 +155,40 @@ func ParseZone(z string) (*time.Location, error) {
 	return loc, nil
 }
 
-// next returns the first window start strictly after t.
+// next returns the first window start strictly after t. The cron library
+// rolls a day that a month lacks into the next month (February 30th fires
+// on March 2nd), so each fire time is checked against the day-of-month and
+// month fields and skipped when it does not match.
 func (w *Window) next(t time.Time) (time.Time, bool) {
-	n, err := w.cron.NextFireTime(t.UnixNano())
-	if err != nil || errors.Is(err, quartz.ErrTriggerExpired) {
-		return time.Time{}, false
+	for i := 0; i < maxSkips; i++ {
+		n, err := w.cron.NextFireTime(t.UnixNano())
+		if err != nil {
+			return time.Time{}, false
+		}
+		at := time.Unix(0, n)
+		local := at.In(w.loc)
+		if (w.day == nil || w.day(local.Day())) && (w.month == nil || w.month(int(local.Month()))) {
+			return at, true
+		}
+		t = at
 	}
-	return time.Unix(0, n), true
+	return time.Time{}, false
+}
+
+// maxSkips bounds the fire times next passes over: February 29th comes
+// after at most a few hundred non-matching days, an impossible date never.
+const maxSkips = 2000
+
+// Horizon is how far ahead a schedule must have a window to be accepted.
+const Horizon = 5 * 365 * 24 * time.Hour
+
+// OpensWithin reports whether a window is open at now or starts within d.
+func (w *Window) OpensWithin(now time.Time, d time.Duration) bool {
+	if w.Available(now) {
+		return true
+	}
+	s, ok := w.next(now)
+	return ok && !s.After(now.Add(d))
 }
 
 // Available reports whether now falls inside a window: some start s with

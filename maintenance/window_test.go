@@ -117,3 +117,45 @@ func TestInvalidWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestDatesAMonthLacks: the 29th, 30th or 31st fire only in months that
+// have them (the cron library alone rolls February 30th to March 2nd),
+// and a date that never comes gives no window at all.
+func TestDatesAMonthLacks(t *testing.T) {
+	from := time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		schedule string
+		want     []string // the next starts, in order; none for a schedule that never opens
+	}{
+		{"0 0 2 29 2 ?", []string{"2028-02-29", "2032-02-29"}},
+		{"0 0 2 30 * ?", []string{"2027-01-30", "2027-03-30", "2027-04-30"}},
+		{"0 0 2 31 * ?", []string{"2027-01-31", "2027-03-31", "2027-05-31"}},
+		{"0 0 2 1-3 FEB ?", []string{"2027-02-01", "2027-02-02", "2027-02-03", "2028-02-01"}},
+		{"0 0 2 30 2 ?", nil},
+		{"0 0 2 29 2 ? 2099", nil},
+	} {
+		w := mustParse(t, tc.schedule, "01:00:00", "UTC")
+		at := from
+		var got []string
+		for range tc.want {
+			n, ok := w.NextStart(at)
+			if !ok {
+				break
+			}
+			got = append(got, n.UTC().Format("2006-01-02"))
+			at = n
+		}
+		if tc.want == nil {
+			if n, ok := w.NextStart(from); ok {
+				t.Errorf("%s: starts %s, want never", tc.schedule, n)
+			}
+			if w.OpensWithin(from, maintenance.Horizon) {
+				t.Errorf("%s: opens within the horizon", tc.schedule)
+			}
+			continue
+		}
+		if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%s: starts %v, want %v", tc.schedule, got, tc.want)
+		}
+	}
+}

@@ -20,6 +20,6 @@ func main() {
 	cmd.SilenceUsage = true
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla-agent:", err)
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/flotilla-ota/flotilla/internal/cli"
 )
 
 func main() {
@@ -17,6 +19,6 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla:", err)
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

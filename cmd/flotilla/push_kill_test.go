@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
 	"github.com/flotilla-ota/flotilla/push"
 )
@@ -35,10 +34,14 @@ func startServerProc(t *testing.T, dataDir string, args ...string) *serverProc {
 }
 
 // startServerProcEnv is startServerProc with extra environment.
+// testSecretKey is the secret key of the test clusters (32 bytes, base64).
+const testSecretKey = "ZmxvdGlsbGEtdGVzdC1zZWNyZXQta2V5LTMyYnl0ZXM="
+
 func startServerProcEnv(t *testing.T, dataDir string, env []string, args ...string) *serverProc {
 	t.Helper()
 	cmd := exec.Command(flotillaBinary(t), append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
-	cmd.Env = append(append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret, "FLOTILLA_DATABASE_URL="), env...)
+	// Replicas of one cluster share the key that seals secrets.
+	cmd.Env = append(append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret, "FLOTILLA_SECRET_KEY="+testSecretKey, "FLOTILLA_DATABASE_URL="), env...)
 	out, _ := cmd.StdoutPipe()
 	var log strings.Builder
 	cmd.Stderr = &log
@@ -129,7 +132,8 @@ func TestPushSurvivesServerKill(t *testing.T) {
 }
 
 // TestAgentAsPushNode: `flotilla agent --listen` is a push node that
-// installs with the same file installer and health check as in pull mode.
+// installs with the same file installer and health check as in pull mode,
+// and accepts only the token the server issued for it.
 func TestAgentAsPushNode(t *testing.T) {
 	s := servertest.Start(t)
 	payload := append([]byte("healthy build\n"), randomBytes(100_000, 11)...)
@@ -140,7 +144,16 @@ func TestAgentAsPushNode(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(flotillaBinary(t), "agent", "--listen", addr, "--listen-token", "node-secret", "--device-id", "edge-1",
+	// Registering the node with its address gives the token the server
+	// will send it, shown once; the node is started with it.
+	var reg struct {
+		NodeToken string `json:"node_token"`
+	}
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "edge-1", "address": "http://" + addr}, &reg)
+	if !strings.HasPrefix(reg.NodeToken, "fnt_") {
+		t.Fatalf("registration returned node token %q", reg.NodeToken)
+	}
+	cmd := exec.Command(flotillaBinary(t), "agent", "--listen", addr, "--listen-token", reg.NodeToken, "--device-id", "edge-1",
 		"--target", target, "--state-dir", dir+"/state", "--current-version", "1.0.0",
 		"--health-command", "grep -q healthy "+target, "--health-grace", "1s", "--health-interval", "100ms")
 	var log strings.Builder
@@ -149,23 +162,24 @@ func TestAgentAsPushNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	node := &push.Client{Base: "http://" + addr, Token: "node-secret"}
+	node := &push.Client{Base: "http://" + addr, Token: reg.NodeToken}
 	servertest.Eventually(t, 10*time.Second, func() error { _, err := node.Info(context.Background()); return err })
-	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "edge-1", "address": "http://" + addr}, nil)
-	// Without the node's token the node refuses, and the API says so.
-	code, body := s.API.Do("POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-000000000001", "artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
-	if code != 502 || !strings.Contains(string(body), "401") {
-		t.Fatalf("update without the node token = %d %s", code, body)
-	}
-	// A server that sends the token gets the update installed and checked.
-	s2 := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.NodeToken = "node-secret" }))
+	// Another server that registers the same address gets a token of its
+	// own, which this node refuses: the API says so, in a category.
+	s2 := servertest.Start(t)
 	s2.API.Upload("fw", "2.0.0", payload, "")
 	s2.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "edge-1", "address": "http://" + addr}, nil)
+	code, body := s2.API.Do("POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-000000000001", "artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
+	if code != 502 || !strings.Contains(string(body), "refused by node (401)") {
+		t.Fatalf("update with another server's node token = %d %s", code, body)
+	}
+	// The server that issued the node's token gets the update installed
+	// and checked.
 	uid := "1a2b3c4d-0000-4000-8000-000000000002"
-	s2.API.Must(202, "POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": uid, "artifact": map[string]string{"name": "fw", "version": "2.0.0"}}, nil)
+	s.API.Must(202, "POST", "/api/v1/devices/edge-1/updates", map[string]any{"id": uid, "artifact": map[string]string{"name": "fw", "version": "2.0.0"}}, nil)
 	servertest.Eventually(t, 30*time.Second, func() error {
 		var up struct{ State, Message string }
-		s2.API.Must(200, "GET", "/api/v1/devices/edge-1/updates/"+uid, nil, &up)
+		s.API.Must(200, "GET", "/api/v1/devices/edge-1/updates/"+uid, nil, &up)
 		if up.State != "succeeded" {
 			return fmt.Errorf("update %s (%s)", up.State, up.Message)
 		}

@@ -65,7 +65,6 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 	f.DurationVar(&cfg.PollInterval, "poll-interval", e.Duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")
 	f.DurationVar(&cfg.OfflineAfter, "offline-after", e.Duration("FLOTILLA_OFFLINE_AFTER", 0), "a device unseen this long is offline (default 2*poll-interval+1m) (FLOTILLA_OFFLINE_AFTER)")
 	f.IntVar(&cfg.PushWorkers, "push-workers", int(e.Int64("FLOTILLA_PUSH_WORKERS", 16)), "push nodes updated at once (FLOTILLA_PUSH_WORKERS)")
-	f.StringVar(&cfg.NodeToken, "node-token", e.Str("FLOTILLA_NODE_TOKEN", ""), "bearer token sent to push nodes (FLOTILLA_NODE_TOKEN)")
 	f.BoolVar(&cfg.SporeOpen, "spore-open", e.Str("FLOTILLA_SPORE_OPEN", "") == "true", "serve the SPORE-compatible /api/cluster, /api/rollout and /api/registry endpoints without a token, as the default tenant (FLOTILLA_SPORE_OPEN)")
 	f.DurationVar(&cfg.SchedulerLease, "scheduler-lease", e.Duration("FLOTILLA_SCHEDULER_LEASE", 15*time.Second), "how long a replica's claim on a rollout lasts without renewal: the failover time (FLOTILLA_SCHEDULER_LEASE)")
 	f.DurationVar(&cfg.SchedulerTick, "scheduler-tick", e.Duration("FLOTILLA_SCHEDULER_TICK", 0), "how often the scheduler looks at running rollouts when nothing wakes it (default 1s) (FLOTILLA_SCHEDULER_TICK)")
@@ -75,6 +74,7 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")
+	cfg.SecretKey = e("FLOTILLA_SECRET_KEY")
 	logs.Register(cmd, e)
 	return cmd
 }

@@ -120,7 +120,6 @@ after --duration).`,
 	f.StringVar(&cfg.StoreDir, "store-dir", "", "keep downloaded files here (default: hash them and discard the bytes)")
 	f.BoolVar(&cfg.Push, "push", false, "run push nodes instead of polling devices")
 	f.StringVar(&cfg.PushListen, "push-listen", "127.0.0.1:0", "address the push nodes listen on")
-	f.StringVar(&cfg.NodeToken, "node-token", e.Str("FLOTILLA_NODE_TOKEN", ""), "bearer token push nodes require (FLOTILLA_NODE_TOKEN)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for dealing fates and jitter")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")
 	f.DurationVar(&every, "summary-every", 5*time.Second, "how often to print the live summary")

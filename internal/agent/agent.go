@@ -59,6 +59,9 @@ type Config struct {
 	// ListenToken is the bearer token the server must send.
 	Listen      string `json:"listen"`
 	ListenToken string `json:"listen_token"`
+	// InsecureNoAuth serves Listen without a token, warning at start and
+	// on every update.
+	InsecureNoAuth bool `json:"insecure_no_auth"`
 	// NoFetch makes the push node wait for the server to send the bytes
 	// even when it is offered a presigned object-storage URL (nodes with
 	// no route to the bucket).
@@ -182,6 +185,9 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 // installPushed installs an update the server pushed, with the same
 // installer, health check and rollback as a pulled one.
 func (a *Agent) installPushed(ctx context.Context, art push.Artifact, payload string) error {
+	if a.cfg.ListenToken == "" {
+		a.log.Warn("installing a pushed update that nobody authenticated (--insecure-no-auth)", "name", art.Name, "version", art.Version)
+	}
 	u := &updater.Update{Name: art.Name, Version: art.Version, Type: "binary",
 		Artifacts: []updater.Artifact{{Filename: art.Name, Size: art.Size, SHA256: art.SHA256}}}
 	if err := a.hh.Apply(ctx, u, &updater.Payload{Path: payload, Files: []string{payload}}); err != nil {
@@ -213,6 +219,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		srv = &http.Server{Handler: a.node, ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- srv.Serve(ln) }()
 		a.log.Info("push node listening", "addr", ln.Addr().String(), "device", a.cfg.DeviceID, "version", a.node.Status().Version)
+		if a.cfg.ListenToken == "" {
+			a.log.Warn("the push listener requires no token (--insecure-no-auth): anyone who reaches it can install software")
+		}
 	}
 	if a.client != nil {
 		a.log.Info("agent started", "server", a.cfg.Server, "device", a.cfg.DeviceID, "version", a.client.Version())

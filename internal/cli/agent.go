@@ -39,6 +39,11 @@ when the device is unhealthy. Every flag can be set by FLOTILLA_<FLAG> or in a J
 			if cfg.Attributes, err = ParseKV(attrs); err != nil {
 				return fmt.Errorf("--attributes: %w", err)
 			}
+			if cfg.Listen != "" && cfg.ListenToken == "" && !cfg.InsecureNoAuth {
+				return Usagef("--listen needs --listen-token: the node token the server returned when the device was registered with its address " +
+					"(or from POST /api/v1/devices/ID/node-token); without it anyone who reaches the port could install software. " +
+					"--insecure-no-auth serves without a token")
+			}
 			a, err := agent.New(cfg, log)
 			if err != nil {
 				return err
@@ -68,6 +73,7 @@ when the device is unhealthy. Every flag can be set by FLOTILLA_<FLAG> or in a J
 	f.DurationVar(&cfg.FirstCheck, "first-check", e.Duration("FLOTILLA_FIRST_CHECK", 10e9), "longest random wait before the first poll (FLOTILLA_FIRST_CHECK)")
 	f.StringVar(&cfg.Listen, "listen", e.Str("FLOTILLA_AGENT_LISTEN", ""), "serve the push protocol on this address (e.g. :8080), so the server can push updates (FLOTILLA_AGENT_LISTEN)")
 	f.StringVar(&cfg.ListenToken, "listen-token", e.Str("FLOTILLA_LISTEN_TOKEN", ""), "bearer token the server must send to the push listener (FLOTILLA_LISTEN_TOKEN)")
+	f.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", e.Str("FLOTILLA_INSECURE_NO_AUTH", "") == "true", "serve --listen without a token: anyone who reaches the port can install software (FLOTILLA_INSECURE_NO_AUTH)")
 	f.BoolVar(&cfg.NoFetch, "no-fetch", e.Str("FLOTILLA_NO_FETCH", "") == "true", "push node: never fetch from object storage, wait for the server to send the bytes (FLOTILLA_NO_FETCH)")
 	f.Int64Var(&cfg.MaxDownloadRate, "max-download-rate", e.Int64("FLOTILLA_MAX_DOWNLOAD_RATE", 0), "download speed limit in bytes per second (0: none) (FLOTILLA_MAX_DOWNLOAD_RATE)")
 	logs.Register(cmd, e)

@@ -65,6 +65,9 @@ func (c *Core) validateNewArtifact(a *NewArtifact) error {
 	if a.SHA256 != "" && !sha256RE.MatchString(a.SHA256) {
 		return flotilla.Errorf(flotilla.EInvalid, "sha256 %q is not 64 hex digits", a.SHA256)
 	}
+	if a.Size == 0 {
+		return flotilla.Errorf(flotilla.EInvalid, "the artifact is empty: send its bytes as the request body")
+	}
 	if a.Size > c.Config.MaxArtifactSize {
 		return flotilla.Errorf(flotilla.ETooLarge, "artifact of %d bytes exceeds the maximum of %d bytes", a.Size, c.Config.MaxArtifactSize)
 	}
@@ -110,6 +113,10 @@ func (c *Core) UploadArtifact(ctx context.Context, p Principal, a NewArtifact, b
 			return flotilla.Artifact{}, false, flotilla.Errorf(flotilla.EInvalid, "upload interrupted: %v; nothing was stored", err)
 		}
 		return flotilla.Artifact{}, false, c.blobError("store artifact", err)
+	}
+	if info.Size == 0 {
+		c.deleteOrphanBlob(ctx, info.Key)
+		return flotilla.Artifact{}, false, flotilla.Errorf(flotilla.EInvalid, "the artifact is empty: send its bytes as the request body; nothing was stored")
 	}
 	if a.Size >= 0 && a.Size != info.Size {
 		c.deleteOrphanBlob(ctx, info.Key)

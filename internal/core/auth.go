@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -39,6 +38,13 @@ func (p Principal) TenantFor(name string) (string, error) {
 		return name, nil
 	}
 	return "", flotilla.Errorf(flotilla.ENotFound, "tenant %q not found", name)
+}
+
+// mayDelegate reports whether the caller may hand out (or take away) a
+// token with scope s: only scopes it holds itself; gateway, which admin
+// does not imply, for an admin.
+func (p Principal) mayDelegate(s flotilla.Scope) bool {
+	return p.Token.Has(s) || s == flotilla.ScopeGateway && p.Token.Has(flotilla.ScopeAdmin)
 }
 
 // Authenticate resolves a bearer secret to a principal.
@@ -95,7 +101,6 @@ func (c *Core) Bootstrap(ctx context.Context, adminSecret, tokenFile string) (st
 		generated = adminSecret
 	}
 	hash := HashSecret(adminSecret)
-	have := slices.ContainsFunc(boot, func(t flotilla.Token) bool { return t.Hash == hash })
 	for _, t := range boot {
 		if t.Hash != hash {
 			if err := c.Store.RevokeToken(ctx, t.Tenant, t.ID, now); err != nil {
@@ -103,13 +108,28 @@ func (c *Core) Bootstrap(ctx context.Context, adminSecret, tokenFile string) (st
 			}
 		}
 	}
-	if !have {
+	// The operator's secret is the admin token, whatever happened to it:
+	// revoked or expired, it is made valid again.
+	existing, err := c.Store.TokenByHash(ctx, hash)
+	switch {
+	case err == nil && existing.Tenant == flotilla.DefaultTenant && existing.Name == bootstrapTokenName:
+		if !existing.Active(now) {
+			if err := c.Store.ReinstateToken(ctx, hash); err != nil {
+				return "", fmt.Errorf("bootstrap: reinstate admin token: %w", err)
+			}
+			c.Log.Warn("the bootstrap admin token had been revoked or had expired; FLOTILLA_ADMIN_TOKEN made it valid again", "token", existing.ID)
+		}
+	case err == nil:
+		return "", fmt.Errorf("bootstrap: the admin secret is already the secret of token %s; choose another FLOTILLA_ADMIN_TOKEN", existing.ID)
+	case flotilla.IsCode(err, flotilla.ENotFound):
 		err := c.Store.CreateToken(ctx, flotilla.Token{ID: NewID("tok_"), Tenant: flotilla.DefaultTenant, Name: bootstrapTokenName,
 			Hash: hash, Scopes: []flotilla.Scope{flotilla.ScopeAdmin}, CreatedAt: now})
 		// A conflict is a replica starting alongside that created it first.
 		if err != nil && !flotilla.IsCode(err, flotilla.EConflict) {
 			return "", fmt.Errorf("bootstrap: create admin token: %w", err)
 		}
+	default:
+		return "", fmt.Errorf("bootstrap: %w", err)
 	}
 	if generated != "" && tokenFile != "" {
 		if err := os.MkdirAll(filepath.Dir(tokenFile), 0o750); err != nil {
@@ -219,6 +239,8 @@ func (c *Core) UpdateTenant(ctx context.Context, p Principal, name string, patch
 		if err := c.Store.SetTenantAnonymousDDI(ctx, name, *patch.AnonymousDDI); err != nil {
 			return flotilla.Tenant{}, err
 		}
+		// Cached device authentications may rest on the old setting.
+		c.ForgetDeviceAuth()
 	}
 	return c.Store.GetTenant(ctx, name)
 }
@@ -246,7 +268,7 @@ func (c *Core) CreateToken(ctx context.Context, p Principal, req NewToken) (flot
 		return flotilla.Token{}, "", err
 	}
 	for _, s := range scopes {
-		if !p.Token.Has(s) && !(s == flotilla.ScopeGateway && p.Token.Has(flotilla.ScopeAdmin)) {
+		if !p.mayDelegate(s) {
 			return flotilla.Token{}, "", flotilla.Errorf(flotilla.EForbidden, "cannot grant scope %q that this token does not hold", s)
 		}
 	}
@@ -259,6 +281,9 @@ func (c *Core) CreateToken(ctx context.Context, p Principal, req NewToken) (flot
 	}
 	if len(req.Name) > 128 {
 		return flotilla.Token{}, "", flotilla.Errorf(flotilla.EInvalid, "token name is longer than 128 characters")
+	}
+	if req.Name == bootstrapTokenName || req.Name == bootstrapGatewayName {
+		return flotilla.Token{}, "", flotilla.Errorf(flotilla.EInvalid, "token name %q is reserved for the server's own tokens", req.Name)
 	}
 	secret := NewSecret("flt_")
 	t := flotilla.Token{ID: NewID("tok_"), Tenant: tenant, Name: req.Name, Hash: HashSecret(secret), Scopes: scopes, CreatedAt: now, ExpiresAt: req.ExpiresAt}
@@ -281,7 +306,9 @@ func (c *Core) ListTokens(ctx context.Context, p Principal, tenant string) ([]fl
 }
 
 // RevokeToken revokes a token of the caller's tenant (any tenant for a super
-// admin).
+// admin). Privilege never grows by delegation: a caller may revoke only a
+// token whose every scope it holds itself, and the bootstrap admin token
+// only the operator replaces (FLOTILLA_ADMIN_TOKEN).
 func (c *Core) RevokeToken(ctx context.Context, p Principal, id string) error {
 	if err := p.Require(flotilla.ScopeTokensWrite); err != nil {
 		return err
@@ -290,7 +317,19 @@ func (c *Core) RevokeToken(ctx context.Context, p Principal, id string) error {
 	if p.Token.SuperAdmin() {
 		tenant = ""
 	}
-	if err := c.Store.RevokeToken(ctx, tenant, id, c.Now()); err != nil {
+	t, err := c.Store.GetToken(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	if t.Tenant == flotilla.DefaultTenant && t.Name == bootstrapTokenName {
+		return flotilla.Errorf(flotilla.EForbidden, "the bootstrap admin token cannot be revoked through the API; restart the server with a new FLOTILLA_ADMIN_TOKEN to replace it")
+	}
+	for _, s := range t.Scopes {
+		if !p.mayDelegate(s) {
+			return flotilla.Errorf(flotilla.EForbidden, "cannot revoke a token with scope %q that this token does not hold", s)
+		}
+	}
+	if err := c.Store.RevokeToken(ctx, t.Tenant, id, c.Now()); err != nil {
 		return err
 	}
 	c.ForgetDeviceAuth() // a revoked gateway token must stop working at once

@@ -68,3 +68,31 @@ func TestSecretsAreLongAndDistinct(t *testing.T) {
 		t.Fatal("hash looks wrong")
 	}
 }
+
+// TestBootstrapReinstatesTheAdminToken: starting with FLOTILLA_ADMIN_TOKEN
+// always makes that secret valid again, whatever happened to it.
+func TestBootstrapReinstatesTheAdminToken(t *testing.T) {
+	ctx := context.Background()
+	c, _ := newCore(t)
+	const secret = "flt_operator_chosen_admin_secret_0123456789"
+	if _, err := c.Bootstrap(ctx, secret, ""); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Store.TokenByHash(ctx, core.HashSecret(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store.RevokeToken(ctx, "", tok.ID, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Authenticate(ctx, secret); !flotilla.IsCode(err, flotilla.EUnauthorized) {
+		t.Fatalf("revoked admin token authenticates: %v", err)
+	}
+	if _, err := c.Bootstrap(ctx, secret, ""); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Authenticate(ctx, secret)
+	if err != nil || !p.Token.Has(flotilla.ScopeAdmin) {
+		t.Fatalf("after a restart with the same secret: %+v, %v", p, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
 	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/secret"
 	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
@@ -29,6 +30,10 @@ type Config struct {
 	// OfflineAfter marks a device offline when not seen for that long;
 	// default 2*PollInterval + 1m.
 	OfflineAfter time.Duration
+	// Secrets seals the credentials the server reads back (device and
+	// node tokens). Default: a random key that lives as long as the
+	// process, for tests; a server passes the key it keeps.
+	Secrets *secret.Box
 }
 
 // Core holds the dependencies every operation needs.
@@ -93,6 +98,10 @@ func New(st store.Store, blobs blob.Store, pub events.Publisher, log *slog.Logge
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Secrets == nil {
+		k, _ := secret.ParseKey(secret.NewKey())
+		cfg.Secrets, _ = secret.New(k)
 	}
 	return &Core{Store: st, Blobs: blobs, Events: pub, Log: log, Now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, Config: cfg}
 }

@@ -124,15 +124,16 @@ func WindowLapsed(d flotilla.Deployment, now time.Time) bool {
 	return err == nil && w.Lapsed(now)
 }
 
-// ValidateWindowAt checks a maintenance window and that it still has a
-// window to come.
+// ValidateWindowAt checks a maintenance window and that it opens within
+// the next five years: a schedule that never does (February 30th) would
+// hold its deployments forever.
 func ValidateWindowAt(w flotilla.MaintenanceWindow, now time.Time) error {
 	mw, err := maintenance.Parse(w)
 	if err != nil {
 		return err
 	}
-	if mw.Lapsed(now) {
-		return flotilla.Errorf(flotilla.EInvalid, "maintenance window schedule %q has no window after %s", w.Schedule, now.Format(time.RFC3339))
+	if !mw.OpensWithin(now, maintenance.Horizon) {
+		return flotilla.Errorf(flotilla.EInvalid, "maintenance window schedule %q has no window in the 5 years after %s; check its day and month fields", w.Schedule, now.Format(time.RFC3339))
 	}
 	return nil
 }

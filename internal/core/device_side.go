@@ -56,12 +56,16 @@ func (a *deviceAuth) get(key string, now time.Time) (DeviceIdentity, bool) {
 	return e.id, true
 }
 
-func (a *deviceAuth) put(key string, id DeviceIdentity, now time.Time) {
+// put caches id until expires, at most authCacheTTL from now.
+func (a *deviceAuth) put(key string, id DeviceIdentity, now, expires time.Time) {
+	if limit := now.Add(authCacheTTL); expires.IsZero() || expires.After(limit) {
+		expires = limit
+	}
 	a.mu.Lock()
 	if a.entries == nil || len(a.entries) > 1_000_000 {
 		a.entries = map[string]authEntry{}
 	}
-	a.entries[key] = authEntry{id: id, expires: now.Add(authCacheTTL)}
+	a.entries[key] = authEntry{id: id, expires: expires}
 	a.mu.Unlock()
 }
 
@@ -81,15 +85,22 @@ func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authori
 	if id, ok := c.deviceAuth.get(key, now); ok {
 		return id, nil
 	}
-	id, err := c.authenticateDevice(ctx, tenant, deviceID, authorization, register)
+	id, expires, err := c.authenticateDevice(ctx, tenant, deviceID, authorization, register)
 	if err != nil {
 		return id, err
 	}
-	c.deviceAuth.put(key, id, now)
+	c.deviceAuth.put(key, id, now, expires)
 	return id, nil
 }
 
-func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (DeviceIdentity, error) {
+// authenticateDevice checks credentials against the store; expires is when
+// they stop being valid (zero: not before they are revoked).
+func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (id DeviceIdentity, expires time.Time, err error) {
+	id, err = c.checkDevice(ctx, tenant, deviceID, authorization, register, &expires)
+	return id, expires, err
+}
+
+func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register bool, expires *time.Time) (DeviceIdentity, error) {
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
 	if err := flotilla.ValidateDeviceID(deviceID); err != nil {
 		return DeviceIdentity{}, err
@@ -127,6 +138,9 @@ func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authori
 			return DeviceIdentity{}, unauthorized
 		}
 		id.Via = viaGateway
+		if tok.ExpiresAt != nil {
+			*expires = *tok.ExpiresAt
+		}
 	case authorization == "" && t.AnonymousDDI:
 		id.Via = viaAnonymous
 	default:
@@ -147,10 +161,9 @@ func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authori
 }
 
 func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) error {
-	secret := NewSecret("fdt_")
 	now := c.Now()
-	d := flotilla.Device{Tenant: tenant, ID: deviceID, Labels: map[string]string{}, Attributes: map[string]string{},
-		TokenHash: HashSecret(secret), Token: secret, CreatedAt: now, UpdatedAt: now}
+	d := flotilla.Device{Tenant: tenant, ID: deviceID, Labels: map[string]string{}, Attributes: map[string]string{}, CreatedAt: now, UpdatedAt: now}
+	d.TokenHash, d.TokenSealed, _ = c.newDeviceToken(tenant, deviceID)
 	err := c.Store.CreateDevice(ctx, d)
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return nil // registered concurrently

@@ -43,40 +43,60 @@ func validateAttributes(attrs map[string]string) error {
 	return nil
 }
 
-// CreateDevice pre-registers a device and returns its DDI token, which is
-// shown only this once.
-func (c *Core) CreateDevice(ctx context.Context, p Principal, req NewDevice) (flotilla.Device, string, error) {
+// Credentials are a device's secrets as created or rotated: shown once.
+type Credentials struct {
+	// Token is the device's DDI token (TargetToken).
+	Token string
+	// NodeToken is what the server will send a push node (flotilla agent
+	// --listen-token); set when the device has an address.
+	NodeToken string
+}
+
+// CreateDevice pre-registers a device and returns its DDI token — and, for
+// a push node (an address), the token the server will send it — shown only
+// this once. Giving an address needs nodes:write: it says where the server
+// sends updates.
+func (c *Core) CreateDevice(ctx context.Context, p Principal, req NewDevice) (flotilla.Device, Credentials, error) {
 	tenant, err := p.TenantFor(req.Tenant)
 	if err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
+	}
+	if req.Address != "" {
+		if err := p.Require(flotilla.ScopeNodesWrite); err != nil {
+			return flotilla.Device{}, Credentials{}, err
+		}
 	}
 	if err := flotilla.ValidateDeviceID(req.ID); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	if err := flotilla.ValidateLabels(req.Labels); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	if err := validateAttributes(req.Attributes); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	if err := ValidateAddress(req.Address); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	if _, err := c.Store.GetTenant(ctx, tenant); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
-	secret := NewSecret("fdt_")
 	now := c.Now()
 	d := flotilla.Device{Tenant: tenant, ID: req.ID, Labels: orEmpty(req.Labels), Attributes: orEmpty(req.Attributes),
-		Address: req.Address, TokenHash: HashSecret(secret), CreatedAt: now, UpdatedAt: now}
+		Address: req.Address, CreatedAt: now, UpdatedAt: now}
+	var cred Credentials
+	d.TokenHash, d.TokenSealed, cred.Token = c.newDeviceToken(tenant, req.ID)
+	if req.Address != "" {
+		d.NodeTokenSealed, cred.NodeToken = c.newNodeToken(tenant, req.ID)
+	}
 	if err := c.Store.CreateDevice(ctx, d); err != nil {
-		return flotilla.Device{}, "", err
+		return flotilla.Device{}, Credentials{}, err
 	}
 	c.publishDevice(events.TypeDeviceRegistered, d)
-	return d, secret, nil
+	return d, cred, nil
 }
 
 func orEmpty(m map[string]string) map[string]string {
@@ -127,39 +147,62 @@ func (c *Core) ListDevices(ctx context.Context, p Principal, q DeviceListQuery) 
 	return c.Store.ListDevices(ctx, tenant, store.DeviceQuery{Selector: sel, AfterID: q.After, Limit: q.Limit})
 }
 
-// UpdateDevice changes labels, attributes or the push address.
-func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string, patch flotilla.DevicePatch) (flotilla.Device, error) {
+func deviceQuery(after string, limit int) store.DeviceQuery {
+	return store.DeviceQuery{AfterID: after, Limit: limit}
+}
+
+// UpdateDevice changes labels, attributes or the push address. Setting an
+// address needs nodes:write; a device that gets its first address gets a
+// node token too, returned this once.
+func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string, patch flotilla.DevicePatch) (flotilla.Device, string, error) {
 	tenant, err := p.TenantFor(tenant)
 	if err != nil {
-		return flotilla.Device{}, err
+		return flotilla.Device{}, "", err
 	}
 	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
-		return flotilla.Device{}, err
+		return flotilla.Device{}, "", err
+	}
+	patch.TokenHash, patch.TokenSealed, patch.NodeTokenSealed = nil, nil, nil // rotated through their own calls
+	var nodeToken string
+	if patch.Address != nil {
+		if err := p.Require(flotilla.ScopeNodesWrite); err != nil {
+			return flotilla.Device{}, "", err
+		}
+		cur, err := c.Store.GetDevice(ctx, tenant, id)
+		if err != nil {
+			return flotilla.Device{}, "", err
+		}
+		if *patch.Address != "" && cur.NodeTokenSealed == "" {
+			var sealed string
+			sealed, nodeToken = c.newNodeToken(tenant, id)
+			patch.NodeTokenSealed = &sealed
+		}
 	}
 	if patch.Labels != nil {
 		if err := flotilla.ValidateLabels(*patch.Labels); err != nil {
-			return flotilla.Device{}, err
+			return flotilla.Device{}, "", err
 		}
 	}
 	if patch.Attributes != nil {
 		if err := validateAttributes(*patch.Attributes); err != nil {
-			return flotilla.Device{}, err
+			return flotilla.Device{}, "", err
 		}
 	}
 	if patch.Address != nil {
 		if err := ValidateAddress(*patch.Address); err != nil {
-			return flotilla.Device{}, err
+			return flotilla.Device{}, "", err
 		}
 	}
 	patch.Version = nil // reported by the device, not set by operators
 	d, err := c.Store.UpdateDevice(ctx, tenant, id, patch, c.Now())
-	if err == nil {
-		c.publishDevice(events.TypeDeviceUpdated, d)
-		if patch.Labels != nil {
-			c.catchUp(ctx, d)
-		}
+	if err != nil {
+		return d, "", err
 	}
-	return d, err
+	c.publishDevice(events.TypeDeviceUpdated, d)
+	if patch.Labels != nil {
+		c.catchUp(ctx, d)
+	}
+	return d, nodeToken, nil
 }
 
 // DeleteDevice removes a device and its deployment history.

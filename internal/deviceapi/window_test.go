@@ -58,8 +58,22 @@ func TestLapsedScheduleIsRefused(t *testing.T) {
 	s.API.Upload("fw", "2.0.0", []byte("fw"), "")
 	code, b := s.API.Do("POST", "/api/v1/devices/dev-1/deployments", map[string]any{"artifact": map[string]string{"name": "fw", "version": "2.0.0"},
 		"maintenance_window": map[string]string{"schedule": "0 0 23 ? * SAT 2017", "duration": "00:30:00", "timezone": "+02:00"}})
-	if code != 400 || !strings.Contains(string(b), "no window after") {
+	if code != 400 || !strings.Contains(string(b), "no window in the 5 years") {
 		t.Fatalf("lapsed schedule = %d %s", code, b)
+	}
+	// Schedules that never open, or not for decades, would hold the
+	// deployment forever: refused, naming the schedule.
+	for _, sched := range []string{"0 0 2 30 2 ?", "0 0 2 29 2 ? 2099", "0 0 2 31 4 ?"} {
+		code, b := s.API.Do("POST", "/api/v1/devices/dev-1/deployments", map[string]any{"artifact": map[string]string{"name": "fw", "version": "2.0.0"},
+			"maintenance_window": map[string]string{"schedule": sched, "duration": "01:00:00", "timezone": "UTC"}})
+		if code != 400 || !strings.Contains(string(b), sched) {
+			t.Errorf("schedule %q = %d %s, want 400 naming it", sched, code, b)
+		}
+	}
+	var list struct{ Items []any }
+	s.API.Must(200, "GET", "/api/v1/devices/dev-1/deployments", nil, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("refused assignments left %d deployments", len(list.Items))
 	}
 	for _, w := range []map[string]string{
 		{"schedule": "0 0 23 * *", "duration": "00:30:00"},

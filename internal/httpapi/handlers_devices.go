@@ -9,10 +9,12 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
-func (s *Server) toDeviceJSON(d flotilla.Device) api.Device {
+// toDeviceJSON renders a device for p: its DDI token only for holders of
+// devices:tokens.
+func (s *Server) toDeviceJSON(p core.Principal, d flotilla.Device) api.Device {
 	return api.Device{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
 		Address: d.Address, Status: s.core.DeviceStatus(d), LastSeenAt: timePtr(d.LastSeenAt),
-		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Token: d.Token}
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Token: s.core.DeviceToken(p, d)}
 }
 
 func (s *Server) handleCreateDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
@@ -27,13 +29,13 @@ func (s *Server) handleCreateDevice(w http.ResponseWriter, r *http.Request, p co
 		s.error(w, r, err)
 		return
 	}
-	d, secret, err := s.core.CreateDevice(r.Context(), p, core.NewDevice{Tenant: tenantOf(req.Tenant, r), ID: req.ID, Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
+	d, cred, err := s.core.CreateDevice(r.Context(), p, core.NewDevice{Tenant: tenantOf(req.Tenant, r), ID: req.ID, Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	out := s.toDeviceJSON(d)
-	out.Token = secret
+	out := s.toDeviceJSON(p, d)
+	out.Token, out.NodeToken = cred.Token, cred.NodeToken
 	w.Header().Set("Location", s.baseURL(r)+"/api/v1/devices/"+d.ID)
 	writeJSON(w, http.StatusCreated, out)
 }
@@ -56,7 +58,7 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request, p cor
 		out.NextCursor = list[limit-1].ID
 	}
 	for _, d := range list {
-		out.Items = append(out.Items, s.toDeviceJSON(d))
+		out.Items = append(out.Items, s.toDeviceJSON(p, d))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -67,7 +69,7 @@ func (s *Server) handleGetDevice(w http.ResponseWriter, r *http.Request, p core.
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toDeviceJSON(d))
+	writeJSON(w, http.StatusOK, s.toDeviceJSON(p, d))
 }
 
 func (s *Server) handlePatchDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {
@@ -80,13 +82,37 @@ func (s *Server) handlePatchDevice(w http.ResponseWriter, r *http.Request, p cor
 		s.error(w, r, err)
 		return
 	}
-	d, err := s.core.UpdateDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"),
+	d, nodeToken, err := s.core.UpdateDevice(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"),
 		flotilla.DevicePatch{Labels: req.Labels, Attributes: req.Attributes, Address: req.Address})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.toDeviceJSON(d))
+	out := s.toDeviceJSON(p, d)
+	out.NodeToken = nodeToken
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleRotateDeviceToken(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	d, secret, err := s.core.RotateDeviceToken(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := s.toDeviceJSON(p, d)
+	out.Token = secret
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleRotateNodeToken(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	d, secret, err := s.core.RotateNodeToken(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := s.toDeviceJSON(p, d)
+	out.NodeToken = secret
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleDeleteDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {

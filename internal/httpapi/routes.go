@@ -32,6 +32,8 @@ func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/devices/{id}", s.authed(s.handleGetDevice))
 	s.handle("PATCH /api/v1/devices/{id}", s.authed(s.handlePatchDevice))
 	s.handle("DELETE /api/v1/devices/{id}", s.authed(s.handleDeleteDevice))
+	s.handle("POST /api/v1/devices/{id}/token", s.authed(s.handleRotateDeviceToken))
+	s.handle("POST /api/v1/devices/{id}/node-token", s.authed(s.handleRotateNodeToken))
 	s.handle("POST /api/v1/devices/{id}/deployments", s.authed(s.handleAssignDeployment))
 	s.handle("GET /api/v1/devices/{id}/deployments", s.authed(s.handleListDeployments))
 	s.handle("GET /api/v1/devices/{id}/deployments/{did}", s.authed(s.handleGetDeployment))

@@ -73,17 +73,22 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p core.Pr
 	})
 }
 
-// bearer extracts the token from the Authorization header, or from the
-// token query parameter (browsers cannot set headers on WebSockets or
-// EventSource).
+// bearer extracts the token from the Authorization header. The token
+// query parameter is accepted only where a browser cannot send a header —
+// a GET of the event stream (WebSocket, EventSource) — since URLs end up
+// in logs and histories; never on a write.
 func bearer(r *http.Request) string {
 	if h := r.Header.Get("Authorization"); h != "" {
-		if tok, ok := strings.CutPrefix(h, "Bearer "); ok {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(tok)
 		}
 		return ""
 	}
-	return r.URL.Query().Get("token")
+	if r.Method == http.MethodGet && r.URL.Path == "/api/v1/events" {
+		return r.URL.Query().Get("token")
+	}
+	return ""
 }
 
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -14,10 +15,14 @@ import (
 // nodeTimeout bounds the calls an API request makes to a node.
 const nodeTimeout = 15 * time.Second
 
-// nodeError turns a node's refusal or silence into an API error.
-func nodeError(dev flotilla.Device, err error) error {
+// nodeError turns a node's refusal or silence into an API error. The
+// caller learns a category — refused by the node, unreachable, timed out —
+// never the raw dial error, which would map the server's network for
+// whoever can register an address; the log keeps the whole story.
+func (p *Pool) nodeError(dev flotilla.Device, err error) error {
 	var ne *push.NodeError
 	if errors.As(err, &ne) {
+		p.log.Warn("push node refused", "device", dev.ID, "address", dev.Address, "status", ne.Status, "message", ne.Message)
 		switch ne.Status {
 		case http.StatusConflict:
 			msg := ne.Message
@@ -27,10 +32,16 @@ func nodeError(dev flotilla.Device, err error) error {
 			return flotilla.Errorf(flotilla.EConflict, "node %s refused: %s", dev.ID, msg)
 		case http.StatusBadRequest:
 			return flotilla.Errorf(flotilla.EInvalid, "node %s refused the request: %s", dev.ID, ne.Message)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return flotilla.Errorf(flotilla.EBadGateway, "node %s: refused by node (%d): it does not accept this server's node token; configure the token from POST /api/v1/devices/%s/node-token on the node", dev.ID, ne.Status, dev.ID)
 		}
-		return flotilla.Errorf(flotilla.EBadGateway, "node %s answered %d: %s", dev.ID, ne.Status, ne.Message)
+		return flotilla.Errorf(flotilla.EBadGateway, "node %s: refused by node (%d)", dev.ID, ne.Status)
 	}
-	return flotilla.Errorf(flotilla.EBadGateway, "node %s at %s is unreachable: %v", dev.ID, dev.Address, err)
+	p.log.Warn("push node unreachable", "device", dev.ID, "address", dev.Address, "err", err)
+	if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		return flotilla.Errorf(flotilla.EBadGateway, "node %s: timeout", dev.ID)
+	}
+	return flotilla.Errorf(flotilla.EBadGateway, "node %s: unreachable", dev.ID)
 }
 
 // StartUpdate records a push update under the caller's id and returns once
@@ -85,7 +96,7 @@ func (p *Pool) StartUpdate(ctx context.Context, pr core.Principal, tenant, devic
 	defer cancel()
 	st, err := node.Start(nctx, p.startRequest(ctx, updateID, a))
 	if err != nil {
-		apiErr := nodeError(dev, err)
+		apiErr := p.nodeError(dev, err)
 		dl.fail(ctx, flotilla.ErrorMessage(apiErr))
 		return flotilla.Deployment{}, push.Status{}, apiErr
 	}
@@ -148,7 +159,7 @@ func (p *Pool) AbortUpdate(ctx context.Context, pr core.Principal, tenant, devic
 	defer cancel()
 	st, err := node.Abort(nctx, updateID)
 	if err != nil {
-		return d, st, nodeError(dev, err)
+		return d, st, p.nodeError(dev, err)
 	}
 	if derr == nil && !d.State.Terminal() {
 		dl := &delivery{p: p, d: d, dev: dev, node: node, ip: NodeIP(dev.Address, dev.ID)}

@@ -33,8 +33,6 @@ type Config struct {
 	Owner   string
 	Workers int           // concurrent nodes (default 16)
 	Lease   time.Duration // claim lifetime without renewal (default 15s)
-	// NodeToken is sent to nodes as a bearer token, when they require one.
-	NodeToken string
 	// Unreachable fails a delivery whose node did not answer for this long
 	// (default 2m).
 	Unreachable time.Duration
@@ -192,12 +190,19 @@ func NewUpdateID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// node returns a client for a device's address.
+// node returns a client for a device's address that authenticates with
+// that node's own token, and only there: a request captured on one node is
+// no use against any other.
 func (p *Pool) node(d flotilla.Device) (*push.Client, error) {
 	if d.Address == "" {
 		return nil, flotilla.Errorf(flotilla.EInvalid, "device %q has no push address; set one with PATCH /api/v1/devices/%s {\"address\": \"http://host:port\"}", d.ID, d.ID)
 	}
-	return &push.Client{Base: d.Address, Token: p.cfg.NodeToken, HTTP: p.http}, nil
+	tok, err := p.core.NodeToken(d)
+	if err != nil {
+		p.log.Error("node token", "device", d.ID, "err", err)
+		return nil, flotilla.Errorf(flotilla.EConflict, "the node token of device %q cannot be read; rotate it with POST /api/v1/devices/%s/node-token", d.ID, d.ID)
+	}
+	return &push.Client{Base: d.Address, Token: tok, HTTP: p.http}, nil
 }
 
 // NodeIP is the host part of a device's address, for SPORE-shaped events.

@@ -29,6 +29,10 @@ type Config struct {
 	// GatewayToken, if set, is a gateway token of the default tenant
 	// (devices register themselves with it).
 	GatewayToken string
+	// SecretKey seals the credentials the server reads back (package
+	// secret); every replica of a cluster needs the same. Empty: the key
+	// in DataDir/secret.key, created on first start.
+	SecretKey string
 	// MaxArtifactSize bounds uploads (bytes).
 	MaxArtifactSize int64
 	// PollInterval is the DDI polling sleep.
@@ -45,8 +49,6 @@ type Config struct {
 	ReplicaID string
 	// PushWorkers bounds concurrent push deliveries (default 16).
 	PushWorkers int
-	// NodeToken is sent to push nodes as a bearer token.
-	NodeToken string
 	// PushLease bounds how long a crashed replica's push deliveries wait
 	// before another replica resumes them (default 15s).
 	PushLease time.Duration

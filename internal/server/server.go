@@ -26,6 +26,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/postgres"
 	"github.com/flotilla-ota/flotilla/internal/pushd"
 	"github.com/flotilla-ota/flotilla/internal/scheduler"
+	"github.com/flotilla-ota/flotilla/internal/secret"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
 	"github.com/flotilla-ota/flotilla/internal/ui"
@@ -102,12 +103,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	box, err := openSecrets(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	m := newMetrics()
 	st.Observe = m.observeStore
 	hub := events.NewHub(events.HubConfig{})
 	c := core.New(st, blobs, hub, log, core.Config{
-		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter,
+		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter, Secrets: box,
 	})
+	if err := c.CheckSecrets(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
 	secret, err := c.Bootstrap(ctx, cfg.AdminToken, filepath.Join(cfg.DataDir, "admin-token"))
 	if err != nil {
 		st.Close()
@@ -131,7 +141,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			return p.PresignGet(ctx, a.SHA256, ttl, a.Filename)
 		}
 	}
-	s.Push = pushd.New(c, st, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, NodeToken: cfg.NodeToken, Lease: cfg.PushLease, Presign: presign})
+	s.Push = pushd.New(c, st, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, Lease: cfg.PushLease, Presign: presign})
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign}
 	if bus != nil {
@@ -194,6 +204,21 @@ func (s *Server) wire() {
 		}
 	}
 	s.Core.SetHooks(h)
+}
+
+// openSecrets returns the box that seals credentials: the key from the
+// configuration (FLOTILLA_SECRET_KEY), else the data directory's key file.
+func openSecrets(cfg Config) (*secret.Box, error) {
+	var key []byte
+	var err error
+	if cfg.SecretKey != "" {
+		if key, err = secret.ParseKey(cfg.SecretKey); err != nil {
+			return nil, fmt.Errorf("FLOTILLA_SECRET_KEY: %w", err)
+		}
+	} else if key, err = secret.LoadOrCreate(filepath.Join(cfg.DataDir, "secret.key")); err != nil {
+		return nil, err
+	}
+	return secret.New(key)
 }
 
 // Handler is the whole HTTP surface.

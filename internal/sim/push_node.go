@@ -32,10 +32,17 @@ func (f *Fleet) runPush(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(stateRoot)
+	base := "http://" + ln.Addr().String()
 	mux := http.NewServeMux()
+	// Each node is registered first: the server answers with the token it
+	// will send that node, which the node then requires.
 	for _, d := range f.devices {
+		token, err := f.registerNode(ctx, d, base+"/node/"+d.id)
+		if err != nil {
+			return err
+		}
 		n, err := push.NewNode(push.NodeConfig{StateDir: filepath.Join(stateRoot, d.id), Version: f.cfg.Version, DeviceID: d.id, Labels: d.labels,
-			Token: f.cfg.NodeToken, Logger: f.log, MaxRate: map[bool]int64{true: f.cfg.SlowRate}[d.fate.slow],
+			Token: token, Logger: f.log, MaxRate: map[bool]int64{true: f.cfg.SlowRate}[d.fate.slow],
 			Installer: push.InstallerFunc(func(ctx context.Context, a push.Artifact, _ string) error { return d.install(ctx, a) })})
 		if err != nil {
 			return fmt.Errorf("sim: node %s: %w", d.id, err)
@@ -46,18 +53,12 @@ func (f *Fleet) runPush(ctx context.Context) error {
 			h = http.HandlerFunc(hangUp)
 		}
 		mux.Handle(prefix+"/", h)
+		f.t.registered.Add(1)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
-	base := "http://" + ln.Addr().String()
 	f.log.Info("push nodes listening", "addr", base)
-	for _, d := range f.devices {
-		if err := f.registerNode(ctx, d, base+"/node/"+d.id); err != nil {
-			return err
-		}
-		f.t.registered.Add(1)
-	}
 	<-ctx.Done()
 	return nil
 }
@@ -98,7 +99,9 @@ func hangUp(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusServiceUnavailable)
 }
 
-func (f *Fleet) registerNode(ctx context.Context, d *device, address string) error {
+// registerNode registers a node with its address (or updates one that
+// exists) and returns the token the server will send it.
+func (f *Fleet) registerNode(ctx context.Context, d *device, address string) (string, error) {
 	call := func(method, path string, body any) (int, []byte, error) {
 		b, _ := json.Marshal(body)
 		req, err := http.NewRequestWithContext(ctx, method, f.cfg.Server+path, bytes.NewReader(b))
@@ -118,12 +121,21 @@ func (f *Fleet) registerNode(ctx context.Context, d *device, address string) err
 	code, body, err := call("POST", "/api/v1/devices", map[string]any{"id": d.id, "labels": d.labels, "address": address})
 	if err == nil && code == http.StatusConflict {
 		code, body, err = call("PATCH", "/api/v1/devices/"+d.id, map[string]any{"labels": d.labels, "address": address})
+		if err == nil && code < 300 {
+			code, body, err = call("POST", "/api/v1/devices/"+d.id+"/node-token", nil)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("sim: register node %s: %w", d.id, err)
+		return "", fmt.Errorf("sim: register node %s: %w", d.id, err)
 	}
 	if code >= 300 {
-		return fmt.Errorf("sim: register node %s: %d %s", d.id, code, bytes.TrimSpace(body))
+		return "", fmt.Errorf("sim: register node %s: %d %s", d.id, code, bytes.TrimSpace(body))
 	}
-	return nil
+	var out struct {
+		NodeToken string `json:"node_token"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil || out.NodeToken == "" {
+		return "", fmt.Errorf("sim: register node %s: the server returned no node token", d.id)
+	}
+	return out.NodeToken, nil
 }

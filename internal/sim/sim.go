@@ -106,9 +106,6 @@ type Config struct {
 	// Push runs push nodes on PushListen instead of polling devices.
 	Push       bool
 	PushListen string
-	// NodeToken is the bearer token push nodes require (the server's
-	// --node-token).
-	NodeToken  string
 	Seed       uint64
 	HTTPClient *http.Client
 	Log        *slog.Logger

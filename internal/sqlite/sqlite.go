@@ -51,8 +51,21 @@ var Dialect = sqlstore.Dialect{
 
 func config(path string) (sqlstore.Config, error) {
 	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return sqlstore.Config{}, fmt.Errorf("create database dir: %w", err)
+		}
+	}
+	// The database holds hashes and sealed secrets; only the server's user
+	// reads it. SQLite gives its -wal and -shm files the database file's
+	// mode.
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return sqlstore.Config{}, fmt.Errorf("create database file: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !os.IsNotExist(err) {
+			return sqlstore.Config{}, fmt.Errorf("database file mode: %w", err)
 		}
 	}
 	q := url.Values{}

@@ -15,7 +15,7 @@ import (
 
 const deploymentCols = `id, tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt, type, force_at,
 	maint_window, delivery, update_id, state, prev_state, progress_cnt, progress_of, healthy, message,
-	created_at, updated_at, started_at, retrieved_at, finished_at`
+	created_at, updated_at, started_at, retrieved_at, finished_at, device_events`
 
 // openStates are the states of deployments that still occupy a device:
 // scheduled and the domain's active states.
@@ -43,7 +43,7 @@ func scanDeployment(sc interface{ Scan(...any) error }) (flotilla.Deployment, er
 	var created, updated int64
 	err := sc.Scan(&d.ID, &d.Tenant, &d.DeviceID, &artifactID, &d.ArtifactName, &d.ArtifactVersion, &rollout, &d.Wave, &d.Attempt,
 		&typ, &forceAt, &window, &d.Delivery, &updateID, &state, &prev, &d.ProgressCnt, &d.ProgressOf, &healthy, &d.Message,
-		&created, &updated, &started, &retrieved, &finished)
+		&created, &updated, &started, &retrieved, &finished, &d.DeviceEvents)
 	if err != nil {
 		return d, err
 	}
@@ -383,6 +383,12 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 		}
 		if err := s.insertEvent(ctx, tx, id, *ch.Event); err != nil {
 			return d, err
+		}
+		if ch.Event.Source == flotilla.SourceDevice {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deployments SET device_events = device_events + 1 WHERE id = ?`), id); err != nil {
+				return d, s.wrap("update deployment", err)
+			}
+			n.DeviceEvents = d.DeviceEvents + 1
 		}
 	}
 	if n.State.Terminal() && !d.State.Terminal() && s.NotifyFinal != nil {

@@ -12,18 +12,18 @@ import (
 	"github.com/flotilla-ota/flotilla/label"
 )
 
-const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, last_seen_at, created_at, updated_at`
+const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, node_token, last_seen_at, created_at, updated_at`
 
 func scanDevice(sc interface{ Scan(...any) error }) (flotilla.Device, error) {
 	var d flotilla.Device
 	var labels, attrs string
-	var tokenHash, token sql.NullString
+	var tokenHash, token, nodeToken sql.NullString
 	var lastSeen sql.NullInt64
 	var created, updated int64
-	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &lastSeen, &created, &updated)
+	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &nodeToken, &lastSeen, &created, &updated)
 	d.Labels = decodeMap(labels)
 	d.Attributes = decodeMap(attrs)
-	d.TokenHash, d.Token = tokenHash.String, token.String
+	d.TokenHash, d.TokenSealed, d.NodeTokenSealed = tokenHash.String, token.String, nodeToken.String
 	d.LastSeenAt = fromNullTS(lastSeen)
 	d.CreatedAt, d.UpdatedAt = fromTS(created), fromTS(updated)
 	return d, err
@@ -38,9 +38,9 @@ func nullString(s string) any {
 
 // CreateDevice implements store.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
-	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-		nullString(d.TokenHash), nullString(d.Token), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}
@@ -49,7 +49,7 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 
 // CreateDevices implements store.Devices with multi-row INSERTs.
 func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
-	const per = 11
+	const per = 12
 	rowsPer := chunk / 5 // stay under both databases' parameter limits
 	return s.inTx(ctx, "create devices", func(tx *Tx) error {
 		for len(ds) > 0 {
@@ -63,7 +63,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 				}
 				b.WriteString("(" + placeholders(per) + ")")
 				args = append(args, d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-					nullString(d.TokenHash), nullString(d.Token), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
 			}
 			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
 				if err = s.wrap("create devices", err); flotilla.IsCode(err, flotilla.EConflict) {
@@ -180,9 +180,20 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 		if p.Version != nil {
 			d.Version = *p.Version
 		}
+		if p.TokenHash != nil {
+			d.TokenHash = *p.TokenHash
+		}
+		if p.TokenSealed != nil {
+			d.TokenSealed = *p.TokenSealed
+		}
+		if p.NodeTokenSealed != nil {
+			d.NodeTokenSealed = *p.NodeTokenSealed
+		}
 		d.UpdatedAt = now
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, updated_at = ? WHERE tenant = ? AND id = ?`),
-			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, ts(now), tenant, id)
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?
+			WHERE tenant = ? AND id = ?`),
+			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
+			ts(now), tenant, id)
 		out = d
 		return s.wrap("update device", err)
 	})

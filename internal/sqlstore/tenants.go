@@ -125,6 +125,24 @@ func (s *Store) ListTokens(ctx context.Context, tenant string) ([]flotilla.Token
 	return out, s.wrap("list tokens", rows.Err())
 }
 
+// GetToken implements store.Tokens.
+func (s *Store) GetToken(ctx context.Context, tenant, id string) (flotilla.Token, error) {
+	t, err := scanToken(s.rd.QueryRowContext(ctx, s.q(`SELECT `+tokenCols+` FROM tokens WHERE (? = '' OR tenant = ?) AND id = ?`), tenant, tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, notFound("token %q not found", id)
+	}
+	return t, s.wrap("get token", err)
+}
+
+// ReinstateToken implements store.Tokens.
+func (s *Store) ReinstateToken(ctx context.Context, hash string) error {
+	n, err := s.exec(ctx, "reinstate token", `UPDATE tokens SET revoked_at = NULL, expires_at = NULL WHERE hash = ?`, hash)
+	if err == nil && n == 0 {
+		return notFound("token not found")
+	}
+	return err
+}
+
 // RevokeToken implements store.Tokens.
 func (s *Store) RevokeToken(ctx context.Context, tenant, id string, at time.Time) error {
 	n, err := s.exec(ctx, "revoke token", `UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE (? = '' OR tenant = ?) AND id = ?`, ts(at), tenant, tenant, id)

@@ -36,9 +36,15 @@ type Tokens interface {
 	TokenByHash(ctx context.Context, hash string) (flotilla.Token, error)
 	// ListTokens lists a tenant's tokens, newest first.
 	ListTokens(ctx context.Context, tenant string) ([]flotilla.Token, error)
+	// GetToken returns a token by id; ENotFound if the tenant has no such
+	// token. An empty tenant matches any tenant.
+	GetToken(ctx context.Context, tenant, id string) (flotilla.Token, error)
 	// RevokeToken marks the token revoked at at; ENotFound if the tenant has
 	// no such token. An empty tenant matches any tenant.
 	RevokeToken(ctx context.Context, tenant, id string, at time.Time) error
+	// ReinstateToken makes the token with this secret hash valid again:
+	// not revoked, not expiring. ENotFound if there is none.
+	ReinstateToken(ctx context.Context, hash string) error
 }
 
 // ArtifactFilter narrows ListArtifacts.
@@ -242,8 +248,21 @@ type Channels interface {
 	DeleteChannel(ctx context.Context, tenant, name string) error
 }
 
+// Settings stores installation-wide values: which secret key sealed the
+// secrets, which one-time conversions ran.
+type Settings interface {
+	// Setting returns a value, or ENotFound.
+	Setting(ctx context.Context, name string) (string, error)
+	// PutSetting sets a value.
+	PutSetting(ctx context.Context, name, value string) error
+	// InitSetting sets name to value unless it has a value already, and
+	// returns the value it has afterwards.
+	InitSetting(ctx context.Context, name, value string) (string, error)
+}
+
 // Store is everything Flotilla persists.
 type Store interface {
+	Settings
 	Tenants
 	Tokens
 	Artifacts

@@ -29,6 +29,7 @@ func Run(t *testing.T, o Opener) {
 	}{
 		{"Tenants", testTenants},
 		{"Tokens", testTokens},
+		{"Settings", testSettings},
 		{"Artifacts", testArtifacts},
 		{"Devices", testDevices},
 		{"DevicePagination", testDevicePagination},
@@ -123,9 +124,41 @@ func testTokens(t *testing.T, s store.Store) {
 	if b, _ := s.TokenByHash(ctx, "h3"); b.RevokedAt == nil {
 		t.Fatal("RevokeToken with empty tenant did not revoke")
 	}
+	if g, err := s.GetToken(ctx, "beta", "tok3"); err != nil || g.Hash != "h3" || g.RevokedAt == nil {
+		t.Fatalf("GetToken = %+v, %v", g, err)
+	}
+	if g, err := s.GetToken(ctx, "", "tok3"); err != nil || g.Tenant != "beta" {
+		t.Fatalf("GetToken in any tenant = %+v, %v", g, err)
+	}
+	_, err = s.GetToken(ctx, "acme", "tok3")
+	wantCode(t, err, flotilla.ENotFound)
+	must(t, s.ReinstateToken(ctx, "h3"))
+	if b, _ := s.TokenByHash(ctx, "h3"); b.RevokedAt != nil || b.ExpiresAt != nil {
+		t.Fatalf("reinstated token = %+v", b)
+	}
+	wantCode(t, s.ReinstateToken(ctx, "nope"), flotilla.ENotFound)
+	must(t, s.RevokeToken(ctx, "", "tok3", t0))
 	got, _ = s.TokenByHash(ctx, "h1")
 	if got.RevokedAt == nil || !got.RevokedAt.Equal(t0.Add(time.Minute)) || got.Active(t0.Add(2*time.Minute)) {
 		t.Fatalf("revoked token = %+v", got)
+	}
+}
+
+func testSettings(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.Setting(ctx, "nope")
+	wantCode(t, err, flotilla.ENotFound)
+	v, err := s.InitSetting(ctx, "key_id", "a")
+	must(t, err)
+	if v != "a" {
+		t.Fatalf("InitSetting = %q", v)
+	}
+	if v, _ := s.InitSetting(ctx, "key_id", "b"); v != "a" {
+		t.Fatalf("a second InitSetting replaced the value: %q", v)
+	}
+	must(t, s.PutSetting(ctx, "key_id", "c"))
+	if v, _ := s.Setting(ctx, "key_id"); v != "c" {
+		t.Fatalf("PutSetting did not replace: %q", v)
 	}
 }
 

@@ -459,7 +459,7 @@ async function channelsPage() {
 }
 
 async function tenantsPage() {
-  const scopes = ['artifacts:read', 'artifacts:write', 'devices:read', 'devices:write', 'rollouts:read', 'rollouts:write', 'tokens:write', 'tenants:write', 'admin', 'gateway'];
+  const scopes = ['artifacts:read', 'artifacts:write', 'devices:read', 'devices:write', 'devices:tokens', 'nodes:write', 'rollouts:read', 'rollouts:write', 'tokens:write', 'tenants:write', 'admin', 'gateway'];
   const [tenants, tokens] = await Promise.all([api('GET', '/api/v1/tenants'), api('GET', '/api/v1/tokens').catch(() => ({ items: [] }))]);
   app.innerHTML = `<h1>Tenants &amp; tokens</h1>
     <h2>Tenants</h2><table><tr><th>Name</th><th>Anonymous devices</th><th>Created</th></tr>${tenants.items.map((t) => `<tr><td>${esc(t.name)}</td><td>${t.anonymous_ddi ? 'allowed' : 'no'}</td><td>${fmtTime(t.created_at)}</td></tr>`).join('')}</table>

@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flotilla-ota/flotilla/internal/servertest"
+)
+
+// The tests in this file each reproduce a finding of the security review
+// (issue #13) and hold the fix in place.
+
+// recordingNode is a push node that records the Authorization header of
+// every request and accepts nothing.
+type recordingNode struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	auth []string
+}
+
+func newRecordingNode(t *testing.T) *recordingNode {
+	n := &recordingNode{}
+	n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.mu.Lock()
+		n.auth = append(n.auth, r.Header.Get("Authorization"))
+		n.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"error":{"code":"unauthorized","message":"bad token"}}`)
+	}))
+	t.Cleanup(n.srv.Close)
+	return n
+}
+
+func (n *recordingNode) seen() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.auth...)
+}
+
+func scopedToken(t *testing.T, api *servertest.API, scopes ...string) string {
+	t.Helper()
+	var tok struct{ Token string }
+	api.Must(201, "POST", "/api/v1/tokens", map[string]any{"name": "t", "scopes": scopes}, &tok)
+	return tok.Token
+}
+
+// Finding 1: a server-wide node token went to any address a devices:write
+// token registered, and dial errors mapped the server's network.
+func TestNodeTokensArePerNodeAndAddressesNeedNodesWrite(t *testing.T) {
+	s := servertest.Start(t)
+	s.API.Upload("fw", "2.0.0", []byte("firmware"), "")
+	writer := s.API.As(scopedToken(t, s.API, "devices:write"))
+	a, b := newRecordingNode(t), newRecordingNode(t)
+
+	// devices:write alone cannot say where the server sends updates.
+	code, body := writer.Do("POST", "/api/v1/devices", map[string]any{"id": "rogue", "address": a.srv.URL})
+	if code != 403 || !strings.Contains(string(body), "nodes:write") {
+		t.Fatalf("register with an address and devices:write only = %d %s", code, body)
+	}
+	writer.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "plain"}, nil)
+	if code, body := writer.Do("PATCH", "/api/v1/devices/plain", map[string]any{"address": a.srv.URL}); code != 403 {
+		t.Fatalf("set an address with devices:write only = %d %s", code, body)
+	}
+
+	var na, nb struct {
+		NodeToken string `json:"node_token"`
+	}
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "node-a", "address": a.srv.URL}, &na)
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "plain-b"}, nil)
+	s.API.Must(200, "PATCH", "/api/v1/devices/plain-b", map[string]any{"address": b.srv.URL}, &nb)
+	if !strings.HasPrefix(na.NodeToken, "fnt_") || !strings.HasPrefix(nb.NodeToken, "fnt_") || na.NodeToken == nb.NodeToken {
+		t.Fatalf("node tokens %q and %q: want two distinct fnt_ tokens", na.NodeToken, nb.NodeToken)
+	}
+	// The token is shown once: reading the device again does not show it.
+	if got := s.API.Must(200, "GET", "/api/v1/devices/node-a", nil, nil); bytes.Contains(got, []byte(na.NodeToken)) {
+		t.Fatal("GET shows the node token again")
+	}
+	for id := range map[string]bool{"node-a": true, "plain-b": true} {
+		s.API.Do("POST", "/api/v1/devices/"+id+"/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-00000000000" + id[len(id)-1:],
+			"artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
+	}
+	if got := a.seen(); len(got) == 0 || got[0] != "Bearer "+na.NodeToken {
+		t.Fatalf("node a was sent %q, want its own token", got)
+	}
+	if got := b.seen(); len(got) == 0 || got[0] != "Bearer "+nb.NodeToken {
+		t.Fatalf("node b was sent %q, want its own token", got)
+	}
+	// Rotation: the new token goes out, the old one no longer.
+	var rot struct {
+		NodeToken string `json:"node_token"`
+	}
+	if code, _ := writer.Do("POST", "/api/v1/devices/node-a/node-token", nil); code != 403 {
+		t.Fatalf("rotate a node token with devices:write only = %d", code)
+	}
+	s.API.Must(200, "POST", "/api/v1/devices/node-a/node-token", nil, &rot)
+	s.API.Do("POST", "/api/v1/devices/node-a/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-0000000000aa",
+		"artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
+	if got := a.seen(); got[len(got)-1] != "Bearer "+rot.NodeToken || rot.NodeToken == na.NodeToken {
+		t.Fatalf("after rotation node a was sent %q", got[len(got)-1])
+	}
+
+	// A closed port and a port that hangs up read the same to an API
+	// caller: "unreachable", no dial error text.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "gone", "address": closed.URL}, nil)
+	code, body = s.API.Do("POST", "/api/v1/devices/gone/updates", map[string]any{"id": "1a2b3c4d-0000-4000-8000-0000000000bb",
+		"artifact": map[string]string{"name": "fw", "version": "2.0.0"}})
+	if code != 502 || !strings.Contains(string(body), "unreachable") || strings.Contains(string(body), "refused") || strings.Contains(string(body), "dial") {
+		t.Fatalf("update to a closed port = %d %s", code, body)
+	}
+
+	// Node tokens are not stored in plain text.
+	db, _ := os.ReadFile(filepath.Join(s.DataDir, "flotilla.db"))
+	wal, _ := os.ReadFile(filepath.Join(s.DataDir, "flotilla.db-wal"))
+	for _, tok := range []string{na.NodeToken, nb.NodeToken, rot.NodeToken} {
+		if bytes.Contains(db, []byte(tok)) || bytes.Contains(wal, []byte(tok)) {
+			t.Fatalf("node token %s is in the database file in plain text", tok[:8])
+		}
+	}
+}
+
+// Finding 2: `flotilla agent --listen` without --listen-token installed
+// whatever anyone sent.
+func TestAgentListenRefusesToStartWithoutAToken(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(flotillaBinary(t), "agent", "--listen", "127.0.0.1:0", "--device-id", "n1", "--target", dir+"/t", "--state-dir", dir+"/s")
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), "--listen-token") {
+		t.Fatalf("agent --listen without a token: exit %d (%v)\n%s", code, err, out)
+	}
+	// --insecure-no-auth starts, and says what it means.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd = exec.CommandContext(ctx, flotillaBinary(t), "agent", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--device-id", "n1",
+		"--target", dir+"/t", "--state-dir", dir+"/s")
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	servertest.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(log.String(), "anyone who reaches it can install software") {
+			return fmt.Errorf("no warning yet: %s", log.String())
+		}
+		return nil
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's two output streams.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Finding 3: self-registered devices' tokens were stored in plain text and
+// shown to any devices:read token, which could then act as the device.
+func TestDeviceTokensReachOnlyDevicesTokensHolders(t *testing.T) {
+	s := servertest.Start(t)
+	gw := s.API.GatewayToken()
+	poll := func(id, auth string) int {
+		req, _ := http.NewRequest("GET", s.URL+"/default/controller/v1/"+id, nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := poll("self-1", "GatewayToken "+gw); code != 200 {
+		t.Fatalf("self-registration poll = %d", code)
+	}
+	reader := s.API.As(scopedToken(t, s.API, "devices:read"))
+	for _, path := range []string{"/api/v1/devices/self-1", "/api/v1/devices"} {
+		if body := reader.Must(200, "GET", path, nil, nil); bytes.Contains(body, []byte(`"token"`)) {
+			t.Fatalf("devices:read sees a token at %s: %s", path, body)
+		}
+	}
+	var d struct{ Token string }
+	s.API.As(scopedToken(t, s.API, "devices:read", "devices:tokens")).Must(200, "GET", "/api/v1/devices/self-1", nil, &d)
+	if !strings.HasPrefix(d.Token, "fdt_") || poll("self-1", "TargetToken "+d.Token) != 200 {
+		t.Fatalf("devices:tokens holder got token %q", d.Token)
+	}
+	// Neither that token nor a pre-registered device's is in the database
+	// file; the file and the secret key are readable by the owner only.
+	pre := s.API.CreateDevice("pre-1", nil)
+	s.Srv.Core.FlushSeen(context.Background())
+	for _, f := range []string{"flotilla.db", "secret.key", "admin-token"} {
+		st, err := os.Stat(filepath.Join(s.DataDir, f))
+		if f == "admin-token" && os.IsNotExist(err) {
+			continue // a test server's admin token is given, not generated
+		}
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v, %v; want 0600", f, st.Mode().Perm(), err)
+		}
+	}
+	db, _ := os.ReadFile(filepath.Join(s.DataDir, "flotilla.db"))
+	wal, _ := os.ReadFile(filepath.Join(s.DataDir, "flotilla.db-wal"))
+	for _, tok := range []string{d.Token, pre} {
+		if bytes.Contains(db, []byte(tok)) || bytes.Contains(wal, []byte(tok)) {
+			t.Fatalf("device token %s… is in the database in plain text", tok[:8])
+		}
+	}
+	// Rotation: the old token stops at once, the new one works.
+	var rot struct{ Token string }
+	if code, _ := reader.Do("POST", "/api/v1/devices/pre-1/token", nil); code != 403 {
+		t.Fatalf("rotate with devices:read = %d", code)
+	}
+	if poll("pre-1", "TargetToken "+pre) != 200 {
+		t.Fatal("pre-registered token does not work")
+	}
+	s.API.Must(200, "POST", "/api/v1/devices/pre-1/token", nil, &rot)
+	if poll("pre-1", "TargetToken "+pre) != 401 || poll("pre-1", "TargetToken "+rot.Token) != 200 {
+		t.Fatal("rotation: the old token still works or the new one does not")
+	}
+}
+
+// Finding 4: turning anonymous DDI off took 10 minutes to bite, and an
+// expired gateway token kept working for devices already seen.
+func TestDeviceAuthCacheFollowsRevocationsExpiriesAndSettings(t *testing.T) {
+	s := servertest.Start(t)
+	poll := func(id, auth string) int {
+		req, _ := http.NewRequest("GET", s.URL+"/default/controller/v1/"+id, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	s.API.Must(200, "PATCH", "/api/v1/tenants/default", map[string]any{"anonymous_ddi": true}, nil)
+	if poll("anon-1", "") != 200 || poll("anon-1", "") != 200 {
+		t.Fatal("anonymous polls refused while allowed")
+	}
+	s.API.Must(200, "PATCH", "/api/v1/tenants/default", map[string]any{"anonymous_ddi": false}, nil)
+	if code := poll("anon-1", ""); code != 401 {
+		t.Fatalf("anonymous poll right after the setting was turned off = %d", code)
+	}
+
+	exp := s.Clock().Now().Add(time.Hour)
+	var gw struct{ Token string }
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"name": "gw", "scopes": []string{"gateway"}, "expires_at": exp}, &gw)
+	if poll("gw-1", "GatewayToken "+gw.Token) != 200 || poll("gw-1", "GatewayToken "+gw.Token) != 200 {
+		t.Fatal("gateway polls refused before expiry")
+	}
+	s.Clock().Advance(61 * time.Minute)
+	if code := poll("gw-1", "GatewayToken "+gw.Token); code != 401 {
+		t.Fatalf("poll with an expired gateway token (cached before) = %d", code)
+	}
+}
+
+// Finding 5: a tokens:write token revoked the bootstrap admin token.
+func TestPrivilegeNeverGrowsByDelegation(t *testing.T) {
+	s := servertest.Start(t)
+	tw := s.API.As(scopedToken(t, s.API, "tokens:write"))
+	code, body := tw.Do("POST", "/api/v1/tokens", map[string]any{"name": "x", "scopes": []string{"devices:write"}})
+	if code != 403 {
+		t.Fatalf("tokens:write grants devices:write = %d %s", code, body)
+	}
+	var list struct {
+		Items []struct{ ID, Name string }
+	}
+	s.API.Must(200, "GET", "/api/v1/tokens", nil, &list)
+	var bootID, otherAdmin string
+	for _, tk := range list.Items {
+		if tk.Name == "bootstrap-admin" {
+			bootID = tk.ID
+		}
+	}
+	var adm struct{ ID string }
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"name": "ops", "scopes": []string{"admin"}}, &adm)
+	otherAdmin = adm.ID
+	for _, id := range []string{bootID, otherAdmin} {
+		if code, body := tw.Do("DELETE", "/api/v1/tokens/"+id, nil); code != 403 {
+			t.Fatalf("tokens:write revokes admin token %s = %d %s", id, code, body)
+		}
+	}
+	if code, body := s.API.Do("DELETE", "/api/v1/tokens/"+bootID, nil); code != 403 || !strings.Contains(string(body), "FLOTILLA_ADMIN_TOKEN") {
+		t.Fatalf("revoking the bootstrap admin token = %d %s", code, body)
+	}
+	if code, _ := s.API.Do("POST", "/api/v1/tokens", map[string]any{"name": "bootstrap-admin", "scopes": []string{"admin"}}); code != 400 {
+		t.Fatalf("creating a token with the bootstrap name = %d", code)
+	}
+	// What a token may grant it may revoke.
+	s.API.Must(204, "DELETE", "/api/v1/tokens/"+otherAdmin, nil, nil)
+	s.API.Must(200, "GET", "/api/v1/tokens", nil, nil)
+}
