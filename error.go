@@ -3,6 +3,7 @@ package flotilla
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. Each maps to exactly one HTTP status in the API layer.
@@ -20,12 +21,17 @@ const (
 	EPrecondition  = "precondition"   // 412
 	ENotAcceptable = "not_acceptable" // 406
 	EBadGateway    = "bad_gateway"    // 502: a device the server talks to failed
+	ETooMany       = "too_many"       // 429: a quota or rate limit is reached
+	ENoSpace       = "no_space"       // 507: the disk is full
 )
 
 // Error is a failure a caller can act on. Message is safe to show to users.
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when set, is how long the caller should wait before
+	// trying again (a rate limit).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -33,6 +39,15 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// RetryAfter returns how long err asks its caller to wait, or 0.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, EInternal

@@ -181,7 +181,7 @@ func TestHelmChart(t *testing.T) {
 	}
 	checkEnvKnown(t, "the chart's Deployment", names, knownEnv(t))
 	// Credentials come from Secrets, never inline.
-	for _, n := range []string{"FLOTILLA_DATABASE_URL", "FLOTILLA_ADMIN_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+	for _, n := range []string{"FLOTILLA_DATABASE_URL", "FLOTILLA_ADMIN_TOKEN", "FLOTILLA_SECRET_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
 		if get(env[n], "valueFrom", "secretKeyRef", "name") == nil || get(env[n], "value") != nil {
 			t.Errorf("%s is not taken from a Secret: %v", n, env[n])
 		}

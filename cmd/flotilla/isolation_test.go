@@ -76,6 +76,8 @@ var routeBodies = map[string]any{
 	"PATCH /api/v1/artifacts/{name}/{version}":           map[string]any{"description": "pwned"},
 	"POST /api/v1/devices":                               map[string]any{"tenant": "acme", "id": "evil-dev"},
 	"PATCH /api/v1/devices/{id}":                         map[string]any{"labels": map[string]string{"pwned": "yes"}},
+	"POST /api/v1/devices/{id}/token":                    nil,
+	"POST /api/v1/devices/{id}/node-token":               nil,
 	"GET /api/v1/openapi.json":                           nil,
 	"GET /api/v1/tenants":                                nil,
 	"GET /api/v1/tenants/{tenant}":                       nil,

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
 )
 
@@ -312,4 +315,147 @@ func TestPrivilegeNeverGrowsByDelegation(t *testing.T) {
 	// What a token may grant it may revoke.
 	s.API.Must(204, "DELETE", "/api/v1/tokens/"+otherAdmin, nil, nil)
 	s.API.Must(200, "GET", "/api/v1/tokens", nil, nil)
+}
+
+// Finding 6: unbounded deployment history (100 feedbacks of 410 KB each).
+func TestStatusQuotas(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.Quotas.StatusEntries = 5 }))
+	tok := s.API.CreateDevice("dev-1", nil)
+	s.API.Upload("fw", "2.0.0", []byte("fw"), "")
+	d := s.API.Assign("dev-1", "fw", "2.0.0", nil)
+	feedback := func(details []string, exec, fin string) (int, []byte) {
+		body := map[string]any{"id": fmt.Sprint(d.ID), "status": map[string]any{"execution": exec, "result": map[string]any{"finished": fin}, "details": details}}
+		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/default/controller/v1/dev-1/deploymentBase/%d/feedback", s.URL, d.ID), jsonBody(body))
+		req.Header.Set("Authorization", "TargetToken "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	// Too many messages, or too long a message, in one status.
+	if code, b := feedback(make([]string, 51), "proceeding", "none"); code != 429 || !strings.Contains(string(b), "messages_per_status") {
+		t.Fatalf("51 messages = %d %s", code, b)
+	}
+	if code, b := feedback([]string{strings.Repeat("x", 1025)}, "proceeding", "none"); code != 413 || !strings.Contains(string(b), "message_bytes") {
+		t.Fatalf("a 1025-byte message = %d %s", code, b)
+	}
+	for i := 0; i < 5; i++ {
+		if code, b := feedback([]string{"step"}, "proceeding", "none"); code != 200 {
+			t.Fatalf("status %d = %d %s", i, code, b)
+		}
+	}
+	code, b := feedback([]string{"one more"}, "proceeding", "none")
+	if code != 429 || !strings.Contains(string(b), "status_entries_per_deployment") {
+		t.Fatalf("status past the quota = %d %s", code, b)
+	}
+	// A final status is always accepted: the device can finish.
+	if code, b := feedback([]string{"done"}, "closed", "success"); code != 200 {
+		t.Fatalf("final status past the quota = %d %s", code, b)
+	}
+	got := s.API.Deployment("dev-1", d.ID)
+	n := 0
+	for _, h := range got.History {
+		if h.Source == "device" {
+			n++
+		}
+	}
+	if got.State != "succeeded" || n != 6 {
+		t.Fatalf("deployment %s with %d device entries, want succeeded with 6", got.State, n)
+	}
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// Finding 8: a gateway token registered devices without limit.
+func TestRegistrationQuotas(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		c.Quotas.RegistrationsPerMinute = 60 // bursts of 10
+		c.Quotas.DevicesPerTenant = 15
+	}))
+	gw := s.API.GatewayToken()
+	poll := func(id string) *http.Response {
+		req, _ := http.NewRequest("GET", s.URL+"/default/controller/v1/"+id, nil)
+		req.Header.Set("Authorization", "GatewayToken "+gw)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	registered := 0
+	var limited *http.Response
+	for i := 0; i < 30 && limited == nil; i++ {
+		if resp := poll(fmt.Sprintf("gw-%02d", i)); resp.StatusCode == 429 {
+			limited = resp
+		} else if resp.StatusCode == 200 {
+			registered++
+		}
+	}
+	if limited == nil || limited.Header.Get("Retry-After") == "" || registered != 10 {
+		t.Fatalf("registered %d before a 429 (%v)", registered, limited)
+	}
+	// Known devices keep polling.
+	if poll("gw-00").StatusCode != 200 {
+		t.Fatal("a registered device was refused")
+	}
+	// The tenant's device quota holds for the management API too.
+	for i := 0; i < 5; i++ {
+		s.API.CreateDevice(fmt.Sprintf("api-%d", i), nil)
+	}
+	code, body := s.API.Do("POST", "/api/v1/devices", map[string]any{"id": "one-too-many"})
+	if code != 429 || !strings.Contains(string(body), "devices_per_tenant") {
+		t.Fatalf("device past the tenant quota = %d %s", code, body)
+	}
+}
+
+// Finding 9: no rate limit anywhere.
+func TestRateLimits(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		c.DDIRate, c.DDIBurst = 5, 20
+		c.AuthFailureRate, c.AuthFailureBurst = 1, 10
+	}))
+	tok := s.API.CreateDevice("dev-1", nil)
+	get := func(auth string) *http.Response {
+		req, _ := http.NewRequest("GET", s.URL+"/default/controller/v1/dev-1", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	ok := 0
+	var last *http.Response
+	for i := 0; i < 40; i++ {
+		if last = get("TargetToken " + tok); last.StatusCode == 200 {
+			ok++
+		} else {
+			break
+		}
+	}
+	if last.StatusCode != 429 || last.Header.Get("Retry-After") == "" || ok < 20 || ok > 22 {
+		t.Fatalf("a device polling flat out: %d answered, then %d (Retry-After %q)", ok, last.StatusCode, last.Header.Get("Retry-After"))
+	}
+	// Failed logins from one address: ten are answered 401, then 429 —
+	// even for a right token — until the budget refills.
+	codes := map[int]int{}
+	for i := 0; i < 15; i++ {
+		code, _ := s.API.As("flt_wrong").Do("GET", "/api/v1/devices", nil)
+		codes[code]++
+	}
+	if codes[401] != 10 || codes[429] != 5 {
+		t.Fatalf("15 bad tokens answered %v, want 10×401 then 429", codes)
+	}
+	if code, _ := s.API.Do("GET", "/api/v1/devices", nil); code != 429 {
+		t.Fatalf("a good token from a blocked address = %d, want 429", code)
+	}
 }

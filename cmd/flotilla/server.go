@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flotilla-ota/flotilla/internal/cli"
+	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/demo"
 	"github.com/flotilla-ota/flotilla/internal/server"
 )
@@ -24,11 +25,15 @@ func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 With no flags it keeps everything in ./flotilla-data: a SQLite database and a blob
 directory. The first start creates the tenant "default" and prints an admin token once.
 FLOTILLA_ADMIN_TOKEN sets the admin token instead; FLOTILLA_GATEWAY_TOKEN (16+
-characters) creates a gateway token devices can register themselves with.
+characters) creates a gateway token devices can register themselves with. The
+credentials the server must read back (device and push-node tokens) are sealed with
+the key in DATA_DIR/secret.key (mode 0600, created on first start) or
+FLOTILLA_SECRET_KEY (32 random bytes, base64).
 
 To scale out, run several replicas with --database-url postgres://... and
---blob-url s3://BUCKET?endpoint=HOST, the same FLOTILLA_ADMIN_TOKEN on each, behind a
-load balancer; run "flotilla migrate" before a rolling upgrade.`,
+--blob-url s3://BUCKET?endpoint=HOST, the same FLOTILLA_ADMIN_TOKEN and
+FLOTILLA_SECRET_KEY on each, behind a load balancer; run "flotilla migrate" before
+a rolling upgrade.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logs.Logger(stderr)
@@ -71,6 +76,16 @@ load balancer; run "flotilla migrate" before a rolling upgrade.`,
 	f.StringVar(&cfg.ReplicaID, "replica-id", e.Str("FLOTILLA_REPLICA_ID", ""), "this replica's name in leases and logs, e.g. the pod name (default: random) (FLOTILLA_REPLICA_ID)")
 	f.DurationVar(&cfg.PresignTTL, "presign-ttl", e.Duration("FLOTILLA_PRESIGN_TTL", time.Hour), "how long presigned download links stay valid (FLOTILLA_PRESIGN_TTL)")
 	f.DurationVar(&cfg.PushLease, "push-lease", e.Duration("FLOTILLA_PUSH_LEASE", 15*time.Second), "the same for push deliveries (FLOTILLA_PUSH_LEASE)")
+	f.IntVar(&cfg.DDIRate, "ddi-rate", int(e.Int64("FLOTILLA_DDI_RATE", 30)), "DDI requests a device may make per second; more are answered 429 (-1: no limit) (FLOTILLA_DDI_RATE)")
+	f.IntVar(&cfg.DDIBurst, "ddi-burst", int(e.Int64("FLOTILLA_DDI_BURST", 300)), "DDI requests a device may make at once above --ddi-rate (FLOTILLA_DDI_BURST)")
+	f.IntVar(&cfg.AuthFailureRate, "auth-failure-rate", int(e.Int64("FLOTILLA_AUTH_FAILURE_RATE", 5)), "failed authentications a client address may make per second; more are answered 429 (-1: no limit) (FLOTILLA_AUTH_FAILURE_RATE)")
+	f.IntVar(&cfg.AuthFailureBurst, "auth-failure-burst", int(e.Int64("FLOTILLA_AUTH_FAILURE_BURST", 50)), "failed authentications allowed at once above --auth-failure-rate (FLOTILLA_AUTH_FAILURE_BURST)")
+	f.IntVar(&cfg.Quotas.StatusEntries, "quota-status-entries", int(e.Int64("FLOTILLA_QUOTA_STATUS_ENTRIES", core.DefaultStatusEntries)), "status entries a device may report per deployment (FLOTILLA_QUOTA_STATUS_ENTRIES)")
+	f.IntVar(&cfg.Quotas.MessagesPerStatus, "quota-messages-per-status", int(e.Int64("FLOTILLA_QUOTA_MESSAGES_PER_STATUS", core.DefaultMessagesPerStatus)), "messages in one status report (FLOTILLA_QUOTA_MESSAGES_PER_STATUS)")
+	f.IntVar(&cfg.Quotas.MessageBytes, "quota-message-bytes", int(e.Int64("FLOTILLA_QUOTA_MESSAGE_BYTES", core.DefaultMessageBytes)), "bytes in one status message (FLOTILLA_QUOTA_MESSAGE_BYTES)")
+	f.IntVar(&cfg.Quotas.RegistrationsPerMinute, "quota-registrations-per-minute", int(e.Int64("FLOTILLA_QUOTA_REGISTRATIONS_PER_MINUTE", core.DefaultRegistrationsPerMinute)), "devices that may register themselves per tenant and minute (FLOTILLA_QUOTA_REGISTRATIONS_PER_MINUTE)")
+	f.IntVar(&cfg.Quotas.DevicesPerTenant, "quota-devices-per-tenant", int(e.Int64("FLOTILLA_QUOTA_DEVICES_PER_TENANT", core.DefaultDevicesPerTenant)), "devices a tenant may have (FLOTILLA_QUOTA_DEVICES_PER_TENANT)")
+	f.IntVar(&cfg.Quotas.ArtifactsPerTenant, "quota-artifacts-per-tenant", int(e.Int64("FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT", core.DefaultArtifactsPerTenant)), "artifacts a tenant may have (FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT)")
 	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")

@@ -99,6 +99,9 @@ func (c *Core) UploadArtifact(ctx context.Context, p Principal, a NewArtifact, b
 	if _, err := c.Store.GetTenant(ctx, a.Tenant); err != nil {
 		return flotilla.Artifact{}, false, err
 	}
+	if err := c.checkArtifactCount(ctx, a.Tenant); err != nil {
+		return flotilla.Artifact{}, false, err
+	}
 	sha1h, md5h := sha1.New(), md5.New()
 	lr := &limitReader{r: body, left: c.Config.MaxArtifactSize, max: c.Config.MaxArtifactSize}
 	r := io.TeeReader(lr, io.MultiWriter(sha1h, md5h))

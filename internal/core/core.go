@@ -30,6 +30,8 @@ type Config struct {
 	// OfflineAfter marks a device offline when not seen for that long;
 	// default 2*PollInterval + 1m.
 	OfflineAfter time.Duration
+	// Quotas bound what tenants, devices and deployments may store.
+	Quotas Quotas
 	// Secrets seals the credentials the server reads back (device and
 	// node tokens). Default: a random key that lives as long as the
 	// process, for tests; a server passes the key it keeps.
@@ -52,6 +54,7 @@ type Core struct {
 	progress   map[string]progressEntry
 	seen       seenBatch
 	channels   channelCache
+	quota      quotaState
 }
 
 // Hooks are how the rest of a running server reacts to what the core
@@ -99,11 +102,14 @@ func New(st store.Store, blobs blob.Store, pub events.Publisher, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg.Quotas = cfg.Quotas.withDefaults()
 	if cfg.Secrets == nil {
 		k, _ := secret.ParseKey(secret.NewKey())
 		cfg.Secrets, _ = secret.New(k)
 	}
-	return &Core{Store: st, Blobs: blobs, Events: pub, Log: log, Now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, Config: cfg}
+	c := &Core{Store: st, Blobs: blobs, Events: pub, Log: log, Now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, Config: cfg}
+	c.initQuotas()
+	return c
 }
 
 // NewSecret returns a random credential with the given prefix: 32 bytes of

@@ -161,6 +161,10 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 }
 
 func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) error {
+	if err := c.checkRegistration(ctx, tenant); err != nil {
+		c.Log.Warn("device registration refused", "tenant", tenant, "device", deviceID, "err", err)
+		return err
+	}
 	now := c.Now()
 	d := flotilla.Device{Tenant: tenant, ID: deviceID, Labels: map[string]string{}, Attributes: map[string]string{}, CreatedAt: now, UpdatedAt: now}
 	d.TokenHash, d.TokenSealed, _ = c.newDeviceToken(tenant, deviceID)

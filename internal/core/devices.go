@@ -84,6 +84,9 @@ func (c *Core) CreateDevice(ctx context.Context, p Principal, req NewDevice) (fl
 	if _, err := c.Store.GetTenant(ctx, tenant); err != nil {
 		return flotilla.Device{}, Credentials{}, err
 	}
+	if err := c.checkDeviceCount(ctx, tenant); err != nil {
+		return flotilla.Device{}, Credentials{}, err
+	}
 	now := c.Now()
 	d := flotilla.Device{Tenant: tenant, ID: req.ID, Labels: orEmpty(req.Labels), Attributes: orEmpty(req.Attributes),
 		Address: req.Address, CreatedAt: now, UpdatedAt: now}

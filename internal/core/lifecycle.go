@@ -60,12 +60,21 @@ func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployme
 	if err := flotilla.ValidateFeedback(r.Feedback); err != nil {
 		return flotilla.Deployment{}, err
 	}
+	if err := c.checkFeedbackSize(r.Feedback); err != nil {
+		return flotilla.Deployment{}, err
+	}
 	return c.change(ctx, ref, r.NodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
 		ch, err := flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
+		if err != nil {
+			return ch, err
+		}
+		if err := c.checkStatusEntries(d, ch); err != nil {
+			return flotilla.Change{}, err
+		}
 		if ch.Installed && r.Version != "" {
 			ch.DeviceVersion = r.Version
 		}
-		return ch, err
+		return ch, nil
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/ratelimit"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 	"github.com/flotilla-ota/flotilla/maintenance"
 )
@@ -36,6 +37,11 @@ type Options struct {
 	// invalidation; 0 means until invalidated. Replicas sharing a database
 	// set it so a lost cross-replica message cannot leave a device stale.
 	MaxCacheAge time.Duration
+	// DeviceRate bounds each device's requests (nil: no limit); over it a
+	// device is answered 429 with Retry-After.
+	DeviceRate *ratelimit.Limiter
+	// AuthFailures bounds failed authentications per client address.
+	AuthFailures *ratelimit.Limiter
 	// Presign, if set, gives download-http links straight to the blob
 	// store, so downloads do not pass through the server.
 	Presign func(ctx context.Context, a flotilla.Artifact) (string, error)
@@ -109,9 +115,22 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 // identify authenticates the request; register allows a first poll to
 // register the device.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool) (core.DeviceIdentity, bool) {
+	now := time.Now()
+	ip := wire.ClientIP(r)
+	if blocked, wait := s.opts.AuthFailures.Blocked(ip, now); blocked {
+		s.error(w, r, wire.RateLimited("too many failed authentications from %s", ip, wait))
+		return core.DeviceIdentity{}, false
+	}
 	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), register)
 	if err != nil {
+		if flotilla.IsCode(err, flotilla.EUnauthorized) {
+			s.opts.AuthFailures.Allow(ip, now)
+		}
 		s.error(w, r, err)
+		return id, false
+	}
+	if ok, wait := s.opts.DeviceRate.Allow(id.Tenant+"/"+id.DeviceID, now); !ok {
+		s.error(w, r, wire.RateLimited("device %s makes too many requests", id.DeviceID, wait))
 		return id, false
 	}
 	s.core.MarkSeen(id.Tenant, id.DeviceID)

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/pushd"
+	"github.com/flotilla-ota/flotilla/internal/ratelimit"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -30,6 +32,8 @@ type Options struct {
 	// SporeOpen lets the SPORE-compatible endpoints be used without a
 	// token, as the default tenant (for LAN tools that cannot send one).
 	SporeOpen bool
+	// AuthFailures bounds failed authentications per client address.
+	AuthFailures *ratelimit.Limiter
 }
 
 // Server is the management API handler.
@@ -63,9 +67,18 @@ func (s *Server) handle(pattern string, h http.Handler) {
 // the principal.
 func (s *Server) authed(h func(w http.ResponseWriter, r *http.Request, p core.Principal)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		now := time.Now()
+		ip := wire.ClientIP(r)
+		if blocked, wait := s.opts.AuthFailures.Blocked(ip, now); blocked {
+			s.error(w, r, wire.RateLimited("too many failed authentications from %s", ip, wait))
+			return
+		}
 		secret := bearer(r)
 		p, err := s.core.Authenticate(r.Context(), secret)
 		if err != nil {
+			if flotilla.IsCode(err, flotilla.EUnauthorized) {
+				s.opts.AuthFailures.Allow(ip, now)
+			}
 			s.error(w, r, err)
 			return
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/flotilla-ota/flotilla/internal/core"
 )
 
 // Config is everything the server needs; cmd/flotilla fills it from flags
@@ -54,6 +56,16 @@ type Config struct {
 	PushLease time.Duration
 	// SporeOpen serves the SPORE-compatible endpoints without a token.
 	SporeOpen bool
+	// Quotas bound what tenants, devices and deployments may store (zero
+	// fields: core's defaults).
+	Quotas core.Quotas
+	// DDIRate and DDIBurst bound each device's DDI requests per second
+	// (default 30, bursts of 300; a negative rate turns the limit off).
+	DDIRate, DDIBurst int
+	// AuthFailureRate and AuthFailureBurst bound failed authentications
+	// per client address and second (default 5, bursts of 50; negative:
+	// off).
+	AuthFailureRate, AuthFailureBurst int
 }
 
 // withDefaults fills in derived settings.
@@ -72,6 +84,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.DDIRate == 0 {
+		c.DDIRate = 30
+	}
+	if c.DDIBurst <= 0 {
+		c.DDIBurst = 300
+	}
+	if c.AuthFailureRate == 0 {
+		c.AuthFailureRate = 5
+	}
+	if c.AuthFailureBurst <= 0 {
+		c.AuthFailureBurst = 50
 	}
 	return c
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
 	"github.com/flotilla-ota/flotilla/internal/pushd"
+	"github.com/flotilla-ota/flotilla/internal/ratelimit"
 	"github.com/flotilla-ota/flotilla/internal/scheduler"
 	"github.com/flotilla-ota/flotilla/internal/secret"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
@@ -113,6 +114,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	hub := events.NewHub(events.HubConfig{})
 	c := core.New(st, blobs, hub, log, core.Config{
 		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter, Secrets: box,
+		Quotas: cfg.Quotas,
 	})
 	if err := c.CheckSecrets(ctx); err != nil {
 		st.Close()
@@ -142,8 +144,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.Push = pushd.New(c, st, pushd.Config{Owner: cfg.ReplicaID, Workers: cfg.PushWorkers, Lease: cfg.PushLease, Presign: presign})
-	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen})
-	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign}
+	// Failed authentications are limited per client address across both
+	// APIs: one budget for guessing any credential.
+	authFailures := ratelimit.New(float64(cfg.AuthFailureRate), cfg.AuthFailureBurst)
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen, AuthFailures: authFailures})
+	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign,
+		AuthFailures: authFailures, DeviceRate: ratelimit.New(float64(cfg.DDIRate), cfg.DDIBurst)}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
 	}

@@ -27,6 +27,10 @@ import (
 // AdminToken is the admin secret of every test server.
 const AdminToken = "flt_servertest_admin_token_0123456789abcdef"
 
+// SecretKey seals every test server's secrets, so that test servers on one
+// database agree (32 bytes, base64).
+const SecretKey = "c2VydmVydGVzdC1zZWNyZXQta2V5LTMyLWJ5dGVzISE="
+
 // Server is a running test server.
 type Server struct {
 	URL     string
@@ -101,7 +105,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 // New runs a server with its data in dir until Stop; for TestMain, where
 // there is no testing.T.
 func New(dir string, opts ...Option) (*Server, error) {
-	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir, AdminToken: AdminToken, PollInterval: time.Second}
+	cfg := server.Config{Listen: "127.0.0.1:0", DataDir: dir, AdminToken: AdminToken, SecretKey: SecretKey, PollInterval: time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -161,3 +161,10 @@ func (s *Store) BlobReferenced(ctx context.Context, sha256 string) (bool, error)
 	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), sha256).Scan(&n)
 	return n > 0, s.wrap("blob referenced", err)
 }
+
+// CountArtifacts implements store.Artifacts.
+func (s *Store) CountArtifacts(ctx context.Context, tenant string) (int, error) {
+	var n int
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE tenant = ?`), tenant).Scan(&n)
+	return n, s.wrap("count artifacts", err)
+}

@@ -62,6 +62,8 @@ type Artifacts interface {
 	GetArtifact(ctx context.Context, tenant, name, version string) (flotilla.Artifact, error)
 	// GetArtifactByID returns the artifact or ENotFound.
 	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
+	// CountArtifacts counts a tenant's artifacts.
+	CountArtifacts(ctx context.Context, tenant string) (int, error)
 	// ListArtifacts returns matching artifacts ordered by name, then id.
 	ListArtifacts(ctx context.Context, tenant string, f ArtifactFilter) ([]flotilla.Artifact, error)
 	// UpdateArtifact applies p and returns the result; ENotFound.

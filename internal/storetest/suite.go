@@ -180,6 +180,9 @@ func testArtifacts(t *testing.T, s store.Store) {
 	// Same name and version in another tenant is another artifact.
 	b := artifact("beta", "fw", "1.0.0", "aaa")
 	must(t, s.CreateArtifact(ctx, b))
+	if n, err := s.CountArtifacts(ctx, "acme"); err != nil || n != 1 {
+		t.Fatalf("CountArtifacts(acme) = %d, %v", n, err)
+	}
 	must(t, s.CreateArtifact(ctx, artifact("acme", "fw", "1.1.0", "ccc")))
 	other := artifact("acme", "app", "2.0.0", "ddd")
 	other.Labels = map[string]string{"app": "kiosk"}

@@ -5,14 +5,17 @@ package wire
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +51,10 @@ func Status(code string) int {
 		return http.StatusNotAcceptable
 	case flotilla.EBadGateway:
 		return http.StatusBadGateway
+	case flotilla.ETooMany:
+		return http.StatusTooManyRequests
+	case flotilla.ENoSpace:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -59,6 +66,9 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	status := Status(code)
 	if status >= 500 && log != nil {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if d := flotilla.RetryAfter(err); d > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 	}
 	if status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="flotilla"`)
@@ -211,4 +221,34 @@ func BaseURL(public string, r *http.Request) string {
 		scheme = p
 	}
 	return scheme + "://" + r.Host
+}
+
+// RateLimited is the error of a caller over a rate limit: 429 with
+// Retry-After.
+func RateLimited(format, subject string, wait time.Duration) error {
+	e := flotilla.Errorf(flotilla.ETooMany, format+"; retry in %s", subject, wait.Round(time.Millisecond))
+	e.RetryAfter = wait
+	return e
+}
+
+// ClientIP is the address a request came from. Behind a reverse proxy the
+// server sees the proxy's; the proxy-aware address, when trusted proxies
+// are configured, is set by the server before handlers run (see
+// WithClientIP).
+func ClientIP(r *http.Request) string {
+	if ip, ok := r.Context().Value(clientIPKey{}).(string); ok {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type clientIPKey struct{}
+
+// WithClientIP records the client's address for ClientIP.
+func WithClientIP(r *http.Request, ip string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip))
 }
