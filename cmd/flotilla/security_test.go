@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -457,5 +459,105 @@ func TestRateLimits(t *testing.T) {
 	}
 	if code, _ := s.API.Do("GET", "/api/v1/devices", nil); code != 429 {
 		t.Fatalf("a good token from a blocked address = %d, want 429", code)
+	}
+}
+
+// Finding 10: no read timeout on request bodies.
+func TestSlowBodiesAreCutOff(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.BodyReadTimeout = time.Second }))
+	addr := strings.TrimPrefix(s.URL, "http://")
+	const conns = 50
+	done := make(chan time.Duration, conns)
+	for i := 0; i < conns; i++ {
+		go func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				done <- -1
+				return
+			}
+			defer c.Close()
+			start := time.Now()
+			fmt.Fprintf(c, "POST /api/v1/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", servertest.AdminToken)
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			io.Copy(io.Discard, c) // until the server answers and closes
+			done <- time.Since(start)
+		}()
+	}
+	for i := 0; i < conns; i++ {
+		if d := <-done; d < 0 || d > 10*time.Second {
+			t.Fatalf("a connection holding 1 byte of a 1000-byte body stayed open %v", d)
+		}
+	}
+	// A steady upload keeps going for as long as it streams.
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 6; i++ {
+			pw.Write(bytes.Repeat([]byte{byte(i)}, 64<<10))
+			time.Sleep(400 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	s.API.Must(201, "PUT", "/api/v1/artifacts/slow/1.0.0", pr, nil)
+}
+
+// Finding 11: no cap on event subscribers, and events leaked past the
+// token's scopes.
+func TestEventStreamsAreScopedAndCapped(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.EventStreamsPerToken = 2 }))
+	reader := scopedToken(t, s.API, "devices:read")
+	open := func(token, query string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", s.URL+"/api/v1/events"+query, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+token)
+		return http.DefaultClient.Do(req)
+	}
+	if resp, _ := open(reader, "?type=rollout"); resp.StatusCode != 403 {
+		t.Fatalf("devices:read asking for rollout events = %d", resp.StatusCode)
+	}
+	resp, err := open(reader, "")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// An artifact and a rollout (not for devices:read), then a device.
+	s.API.Upload("fw", "1.0.0", []byte("fw"), "")
+	s.API.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "r", "artifact": map[string]string{"name": "fw", "version": "1.0.0"}, "selector": "none=x"}, nil)
+	s.API.CreateDevice("dev-1", nil)
+	var seen []string
+	timeout := time.After(10 * time.Second)
+	for !strings.Contains(strings.Join(seen, "\n"), "device_registered") {
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, "data:") {
+				seen = append(seen, l)
+			}
+		case <-timeout:
+			t.Fatalf("no device event; got %v", seen)
+		}
+	}
+	for _, l := range seen {
+		if strings.Contains(l, "artifact_added") || strings.Contains(l, `"type":"rollout"`) || strings.Contains(l, `"type":"wave"`) {
+			t.Fatalf("devices:read stream received %s", l)
+		}
+	}
+	// A second stream fits, a third does not; another token is not held back.
+	second, _ := open(reader, "")
+	defer second.Body.Close()
+	third, _ := open(reader, "")
+	b, _ := io.ReadAll(third.Body)
+	if third.StatusCode != 503 || !strings.Contains(string(b), "event streams open") {
+		t.Fatalf("third stream of one token = %d %s", third.StatusCode, b)
+	}
+	other, _ := open(servertest.AdminToken, "")
+	other.Body.Close()
+	if other.StatusCode != 200 {
+		t.Fatalf("another token's stream = %d", other.StatusCode)
 	}
 }

@@ -17,6 +17,9 @@ import (
 // ErrNotFound is returned for a key the store does not hold.
 var ErrNotFound = errors.New("blob not found")
 
+// ErrNoSpace is returned by Put when the storage is full; nothing is kept.
+var ErrNoSpace = errors.New("blob storage is full")
+
 // ErrChecksum is returned by Put when the content does not hash to the
 // expected SHA-256.
 var ErrChecksum = errors.New("blob checksum mismatch")

@@ -107,6 +107,9 @@ func (c *Core) UploadArtifact(ctx context.Context, p Principal, a NewArtifact, b
 	r := io.TeeReader(lr, io.MultiWriter(sha1h, md5h))
 	info, err := c.Blobs.Put(ctx, r, blob.PutOptions{SHA256: a.SHA256, SizeHint: a.Size})
 	switch {
+	case errors.Is(err, blob.ErrNoSpace):
+		c.Log.Error("store artifact: the blob store is full", "err", err)
+		return flotilla.Artifact{}, false, flotilla.Errorf(flotilla.ENoSpace, "the server's artifact storage is full: nothing was stored; free space or delete old artifacts")
 	case errors.Is(err, blob.ErrChecksum):
 		return flotilla.Artifact{}, false, flotilla.Errorf(flotilla.EInvalid, "sha256 mismatch: the uploaded bytes do not hash to %s; nothing was stored", a.SHA256)
 	case lr.exceeded:

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -31,8 +33,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, p core.Pri
 		s.error(w, r, flotilla.Errorf(flotilla.EUnavailable, "events are not enabled on this server"))
 		return
 	}
-	if !p.Token.Has(flotilla.ScopeRolloutsRead) && !p.Token.Has(flotilla.ScopeDevicesRead) {
-		s.error(w, r, flotilla.Errorf(flotilla.EForbidden, "events need the rollouts:read or devices:read scope"))
+	allowed := eventTypesFor(p)
+	if len(allowed) == 0 {
+		s.error(w, r, flotilla.Errorf(flotilla.EForbidden, "events need a read scope: artifacts:read, devices:read or rollouts:read"))
 		return
 	}
 	q := r.URL.Query()
@@ -41,10 +44,24 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, p core.Pri
 		s.error(w, r, err)
 		return
 	}
-	f := events.Filter{Tenant: tenant, RolloutID: q.Get("rollout"), DeviceID: q.Get("device")}
+	f := events.Filter{Tenant: tenant, RolloutID: q.Get("rollout"), DeviceID: q.Get("device"), Types: allowed}
+	// A subscriber sees exactly the events its scopes let it read over
+	// REST; asking for others is refused, not silently empty.
 	if t := q.Get("type"); t != "" {
 		f.Types = strings.Split(t, ",")
+		for _, typ := range f.Types {
+			if need, ok := eventScope[typ]; ok && !slices.Contains(allowed, typ) {
+				s.error(w, r, flotilla.Errorf(flotilla.EForbidden, "%s events need the %s scope", typ, need))
+				return
+			}
+		}
 	}
+	release, err := s.subscribers.take(p.Token.ID)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	defer release()
 	if f.RolloutID != "" {
 		if _, _, err := s.core.GetRollout(r.Context(), p, tenant, f.RolloutID); err != nil {
 			s.error(w, r, err)
@@ -80,6 +97,59 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, p core.Pri
 		return
 	}
 	s.streamWS(w, r, sub, first)
+}
+
+// eventScope is the scope that reads each event type over REST.
+var eventScope = map[string]flotilla.Scope{
+	events.TypeArtifactAdded: flotilla.ScopeArtifactsRead, events.TypeArtifactDeleted: flotilla.ScopeArtifactsRead,
+	events.TypeDeviceRegistered: flotilla.ScopeDevicesRead, events.TypeDeviceUpdated: flotilla.ScopeDevicesRead,
+	events.TypeDeviceDeleted: flotilla.ScopeDevicesRead, events.TypeDeviceOnline: flotilla.ScopeDevicesRead,
+	events.TypeDeviceOffline: flotilla.ScopeDevicesRead, events.TypeDeployment: flotilla.ScopeDevicesRead,
+	events.TypeNodeStatusUpdate: flotilla.ScopeDevicesRead,
+	events.TypeRollout:          flotilla.ScopeRolloutsRead, events.TypeWave: flotilla.ScopeRolloutsRead,
+	events.TypeRolloutProgress: flotilla.ScopeRolloutsRead,
+}
+
+// eventTypesFor lists the event types p may receive.
+func eventTypesFor(p core.Principal) []string {
+	var out []string
+	for typ, sc := range eventScope {
+		if p.Token.Has(sc) {
+			out = append(out, typ)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// subscriberLimits caps live event streams per token and per server, so
+// that streams cannot take all of the server's memory or connections.
+type subscriberLimits struct {
+	perToken, total int
+	mu              sync.Mutex
+	byToken         map[string]int
+	n               int
+}
+
+func (l *subscriberLimits) take(token string) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n >= l.total {
+		return nil, flotilla.Errorf(flotilla.EUnavailable, "the server has %d event streams open, its limit; try again later", l.n)
+	}
+	if l.byToken[token] >= l.perToken {
+		return nil, flotilla.Errorf(flotilla.EUnavailable, "this token has %d event streams open, its limit; close one first", l.byToken[token])
+	}
+	l.n++
+	l.byToken[token]++
+	return func() {
+		l.mu.Lock()
+		l.n--
+		if l.byToken[token]--; l.byToken[token] == 0 {
+			delete(l.byToken, token)
+		}
+		l.mu.Unlock()
+	}, nil
 }
 
 func firstNonEmpty(vals ...string) string {

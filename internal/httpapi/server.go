@@ -34,6 +34,9 @@ type Options struct {
 	SporeOpen bool
 	// AuthFailures bounds failed authentications per client address.
 	AuthFailures *ratelimit.Limiter
+	// StreamsPerToken and Streams cap live event streams per token
+	// (default 10) and in all (default 5000).
+	StreamsPerToken, Streams int
 }
 
 // Server is the management API handler.
@@ -43,11 +46,20 @@ type Server struct {
 	opts   Options
 	mux    *http.ServeMux
 	routes []string // every registered pattern, for the OpenAPI check
+
+	subscribers subscriberLimits
 }
 
 // NewServer returns the management API.
 func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
-	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux()}
+	if opts.StreamsPerToken <= 0 {
+		opts.StreamsPerToken = 10
+	}
+	if opts.Streams <= 0 {
+		opts.Streams = 5000
+	}
+	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux(),
+		subscribers: subscriberLimits{perToken: opts.StreamsPerToken, total: opts.Streams, byToken: map[string]int{}}}
 	s.addRoutes()
 	return s
 }

@@ -41,6 +41,9 @@ type Config struct {
 	PollInterval time.Duration
 	// OfflineAfter is when an unseen device counts as offline.
 	OfflineAfter time.Duration
+	// BodyReadTimeout bounds the wait for each read of a request body
+	// (default 10s); bodies must also average 1 KiB/s after 10s.
+	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
 	// Scheduler settings; NoScheduler leaves rollouts to other replicas.
@@ -59,6 +62,9 @@ type Config struct {
 	// Quotas bound what tenants, devices and deployments may store (zero
 	// fields: core's defaults).
 	Quotas core.Quotas
+	// EventStreamsPerToken and EventStreams cap live event streams per
+	// token (default 10) and in all (default 5000).
+	EventStreamsPerToken, EventStreams int
 	// DDIRate and DDIBurst bound each device's DDI requests per second
 	// (default 30, bursts of 300; a negative rate turns the limit off).
 	DDIRate, DDIBurst int

@@ -147,7 +147,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	// Failed authentications are limited per client address across both
 	// APIs: one budget for guessing any credential.
 	authFailures := ratelimit.New(float64(cfg.AuthFailureRate), cfg.AuthFailureBurst)
-	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen, AuthFailures: authFailures})
+	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen, AuthFailures: authFailures,
+		StreamsPerToken: cfg.EventStreamsPerToken, Streams: cfg.EventStreams})
 	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign,
 		AuthFailures: authFailures, DeviceRate: ratelimit.New(float64(cfg.DDIRate), cfg.DDIBurst)}
 	if bus != nil {
@@ -244,7 +245,7 @@ func (s *Server) routes() http.Handler {
 	// The management API, the device API and the rest are separate muxes;
 	// their path spaces overlap ("/api/controller/v1/x" is a tenant named
 	// "api"), so dispatch by prefix here rather than in one mux.
-	return s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return guardBodies(s.Config.BodyReadTimeout, s.metrics.instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
 		case strings.HasPrefix(p, "/api/"):
 			s.API.ServeHTTP(w, r)
@@ -253,7 +254,7 @@ func (s *Server) routes() http.Handler {
 		default:
 			mux.ServeHTTP(w, r)
 		}
-	}))
+	})))
 }
 
 // handleReady fails while the database or the blob store is unreachable, so
@@ -271,11 +272,35 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		checks["blobs"] = err.Error()
 		status = http.StatusServiceUnavailable
 	}
+	// A full disk takes the replica out of service until space returns;
+	// the probe notices that without waiting for a client to try.
+	for name, st := range map[string]fullness{"store": s.Store, "blobs": asFullness(s.Blobs)} {
+		if st == nil || !st.Full() {
+			continue
+		}
+		if err := st.Probe(ctx); err != nil || st.Full() {
+			checks[name] = "disk full: writes are refused (507) until space is freed"
+			status = http.StatusServiceUnavailable
+		}
+	}
 	state := "ready"
 	if status != http.StatusOK {
 		state = "unavailable"
 	}
 	wire.JSON(w, status, map[string]any{"status": state, "checks": checks})
+}
+
+// fullness is a store that notices a full disk.
+type fullness interface {
+	Full() bool
+	Probe(ctx context.Context) error
+}
+
+func asFullness(b blob.Store) fullness {
+	if f, ok := b.(fullness); ok {
+		return f
+	}
+	return nil
 }
 
 // Close releases the store.

@@ -47,6 +47,10 @@ var Dialect = sqlstore.Dialect{
 		}
 		return false
 	},
+	IsDiskFull: func(err error) bool {
+		var se *sqlite.Error
+		return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL
+	},
 }
 
 func config(path string) (sqlstore.Config, error) {

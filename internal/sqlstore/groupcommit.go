@@ -81,7 +81,7 @@ func (g *groupCommit) commit(batch []*updateReq) {
 	ctx := context.Background()
 	stx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		finish(fmt.Errorf("update deployment: begin: %w", err))
+		finish(s.wrap("update deployment: begin", err))
 		return
 	}
 	tx := &Tx{Tx: stx, stmts: s.wstmts}
@@ -113,8 +113,9 @@ func (g *groupCommit) commit(batch []*updateReq) {
 		}
 	}
 	if err := stx.Commit(); err != nil {
-		finish(fmt.Errorf("update deployment: commit: %w", err))
+		finish(s.wrap("update deployment: commit", err))
 		return
 	}
+	s.full.Store(false)
 	finish(nil)
 }

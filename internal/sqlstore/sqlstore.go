@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -27,6 +29,8 @@ type Dialect struct {
 	Numbered bool
 	// IsUniqueViolation recognizes a unique-constraint error.
 	IsUniqueViolation func(error) bool
+	// IsDiskFull recognizes a write refused for lack of disk space.
+	IsDiskFull func(error) bool
 	// MaxParams bounds the placeholders of one statement.
 	MaxParams int
 	// ForUpdate is appended to a SELECT that is about to be updated in the
@@ -58,6 +62,7 @@ type Store struct {
 	d       Dialect
 	queries sync.Map // query text with '?' -> dialect text
 	closers []func() error
+	full    atomic.Bool
 	// Observe, if set, receives every statement's latency by operation name.
 	Observe func(op string, d time.Duration)
 	// NotifyFinal, if set, gives a notice to send inside the transaction
@@ -182,7 +187,7 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx *Tx) error) (err
 	defer s.observe(op, time.Now())
 	stx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("%s: begin: %w", op, err)
+		return s.wrap(op+": begin", err)
 	}
 	tx := &Tx{Tx: stx, stmts: s.wstmts}
 	defer func() {
@@ -194,8 +199,9 @@ func (s *Store) inTx(ctx context.Context, op string, fn func(tx *Tx) error) (err
 		return err
 	}
 	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("%s: commit: %w", op, err)
+		return s.wrap(op+": commit", err)
 	}
+	s.full.Store(false)
 	return nil
 }
 
@@ -206,6 +212,7 @@ func (s *Store) exec(ctx context.Context, op, query string, args ...any) (int64,
 	if err != nil {
 		return 0, s.wrap(op, err)
 	}
+	s.full.Store(false)
 	return res.RowsAffected()
 }
 
@@ -222,7 +229,25 @@ func (s *Store) wrap(op string, err error) error {
 	if s.d.IsUniqueViolation != nil && s.d.IsUniqueViolation(err) {
 		return flotilla.Errorf(flotilla.EConflict, "%s: already exists", op)
 	}
+	if s.isDiskFull(err) {
+		s.full.Store(true)
+		return flotilla.Errorf(flotilla.ENoSpace, "the database's disk is full: nothing was stored; free disk space on the server")
+	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+func (s *Store) isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || s.d.IsDiskFull != nil && s.d.IsDiskFull(err)
+}
+
+// Full reports whether the last write found the database's disk full,
+// until a write succeeds again.
+func (s *Store) Full() bool { return s.full.Load() }
+
+// Probe makes a small write, so that a server whose disk was full learns
+// when space came back without waiting for a client to try.
+func (s *Store) Probe(ctx context.Context) error {
+	return s.PutSetting(ctx, "probe", time.Now().UTC().Format(time.RFC3339Nano))
 }
 
 // Times are stored as Unix microseconds in a 64-bit integer column, which

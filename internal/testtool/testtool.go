@@ -79,3 +79,19 @@ var Versitygw = Tool{Name: "versitygw", Package: "github.com/versity/versitygw/c
 
 // Helm renders the chart under deploy/helm.
 var Helm = Tool{Name: "helm", Package: "helm.sh/helm/v3/cmd/helm", Version: "v3.22.0", Env: "FLOTILLA_TEST_HELM"}
+
+// RequireAll reports whether FLOTILLA_TEST_REQUIRE_ALL is set: CI installs
+// every tool, so there a test that would skip for a missing one fails.
+func RequireAll() bool { return os.Getenv("FLOTILLA_TEST_REQUIRE_ALL") == "1" }
+
+// Missing skips the test because something it needs is not on this
+// machine — saying what and how to get it — or fails it under
+// FLOTILLA_TEST_REQUIRE_ALL=1.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if RequireAll() {
+		t.Fatalf("%s (FLOTILLA_TEST_REQUIRE_ALL=1: nothing may be skipped)", msg)
+	}
+	t.Skip(msg)
+}

@@ -16,6 +16,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/flotilla-ota/flotilla/internal/blob"
 )
@@ -23,6 +25,8 @@ import (
 // Store is a blob.Store on the local file system.
 type Store struct {
 	dir string
+	// full is set when a write found the disk full, until one succeeds.
+	full atomic.Bool
 }
 
 var _ blob.Store = (*Store)(nil)
@@ -62,18 +66,19 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opts blob.PutOptions) (blo
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(f, h), &ctxReader{ctx: ctx, r: r})
 	if err != nil {
-		return blob.Info{}, err
+		return blob.Info{}, s.noSpace(err)
 	}
 	key := hex.EncodeToString(h.Sum(nil))
 	if opts.SHA256 != "" && opts.SHA256 != key {
 		return blob.Info{}, blob.ErrChecksum
 	}
 	if err := f.Sync(); err != nil {
-		return blob.Info{}, fmt.Errorf("sync blob: %w", err)
+		return blob.Info{}, s.noSpace(fmt.Errorf("sync blob: %w", err))
 	}
 	if err := f.Close(); err != nil {
-		return blob.Info{}, fmt.Errorf("close blob: %w", err)
+		return blob.Info{}, s.noSpace(fmt.Errorf("close blob: %w", err))
 	}
+	s.full.Store(false)
 	dst := s.path(key)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o750); err != nil {
 		return blob.Info{}, fmt.Errorf("create blob dir: %w", err)
@@ -87,6 +92,40 @@ func (s *Store) Put(ctx context.Context, r io.Reader, opts blob.PutOptions) (blo
 		return blob.Info{}, fmt.Errorf("stat blob: %w", err)
 	}
 	return blob.Info{Key: key, Size: n, ModTime: st.ModTime()}, nil
+}
+
+// noSpace marks err as a full disk when it is one.
+func (s *Store) noSpace(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		s.full.Store(true)
+		return fmt.Errorf("%w: %v", blob.ErrNoSpace, err)
+	}
+	return err
+}
+
+// Full reports whether the last write found the disk full. Probe tells
+// whether space came back.
+func (s *Store) Full() bool { return s.full.Load() }
+
+// Probe writes and removes a megabyte, clearing Full when that works.
+func (s *Store) Probe(context.Context) error {
+	f, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "probe-*")
+	if err != nil {
+		return s.noSpace(err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, 1<<20))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return s.noSpace(err)
+	}
+	s.full.Store(false)
+	return nil
 }
 
 // Open implements blob.Store.
