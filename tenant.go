@@ -15,7 +15,35 @@ type Tenant struct {
 	Name string
 	// AnonymousDDI lets devices poll the DDI API without credentials.
 	AnonymousDDI bool
+	Settings     TenantSettings
 	CreatedAt    time.Time
+}
+
+// TenantSettings are a tenant's device-facing options, as hawkBit's tenant
+// configuration has them.
+type TenantSettings struct {
+	// HeaderAuth lets devices authenticate with a client certificate that
+	// a trusted reverse proxy verified and passed on in headers (the
+	// server's --trusted-proxy): the certificate's common name is the
+	// device id, and one of its issuer hashes must be in HeaderAuthority.
+	HeaderAuth bool `json:"header_auth,omitempty"`
+	// HeaderAuthority lists the accepted issuer hashes, separated by ';'
+	// or ','.
+	HeaderAuthority string `json:"header_authority,omitempty"`
+}
+
+// AuthorityAccepts reports whether any of the issuer hashes a proxy
+// passed on is one the tenant accepts (case does not matter).
+func (s TenantSettings) AuthorityAccepts(issuers []string) bool {
+	for _, want := range strings.FieldsFunc(s.HeaderAuthority, func(r rune) bool { return r == ';' || r == ',' }) {
+		want = strings.TrimSpace(want)
+		for _, got := range issuers {
+			if want != "" && strings.EqualFold(want, strings.TrimSpace(got)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Scope is a permission carried by a token.

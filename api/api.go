@@ -21,9 +21,10 @@ type List[T any] struct {
 
 // Tenant is a tenant.
 type Tenant struct {
-	Name         string    `json:"name"`
-	AnonymousDDI bool      `json:"anonymous_ddi"`
-	CreatedAt    time.Time `json:"created_at"`
+	Name         string                  `json:"name"`
+	AnonymousDDI bool                    `json:"anonymous_ddi"`
+	Settings     flotilla.TenantSettings `json:"settings"`
+	CreatedAt    time.Time               `json:"created_at"`
 }
 
 // Token is an API token; Token holds its secret only in the answer that created it.

@@ -86,9 +86,7 @@ func (u *Update) DownloadArtifact(ctx context.Context, a Artifact, dir string, p
 	if err != nil {
 		return "", err
 	}
-	if u.client.auth != "" && strings.HasPrefix(a.URL, u.client.cfg.Server) {
-		req.Header.Set("Authorization", u.client.auth)
-	}
+	u.client.authorize(req)
 	if offset > 0 && len(etag) > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
 		req.Header.Set("If-Range", string(etag))

@@ -72,9 +72,7 @@ func (c *Client) do(ctx context.Context, method, url string, body any, out any) 
 	if err != nil {
 		return err
 	}
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
+	c.authorize(req)
 	req.Header.Set("Accept", "application/hal+json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

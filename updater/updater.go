@@ -31,11 +31,14 @@ package updater
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,8 +83,15 @@ type Config struct {
 	Labels     map[string]string
 	// Handler fetches and applies updates.
 	Handler Handler
-	// HTTPClient defaults to a client with sensible timeouts.
+	// HTTPClient defaults to a client with sensible timeouts. Whatever the
+	// client, credentials go only to the origin (scheme, host, port) of
+	// Server: links elsewhere — presigned object-storage URLs, redirects —
+	// get no Authorization header.
 	HTTPClient *http.Client
+	// TLS configures the default client's TLS: a client certificate for
+	// mutual TLS (the server's --client-ca), or a private CA for the
+	// server's certificate. See LoadTLS. Ignored with HTTPClient.
+	TLS *tls.Config
 	// StateDir holds partial downloads and the journal; it must survive a
 	// restart for downloads to resume. Default: a directory under
 	// os.TempDir() named after the device.
@@ -106,10 +116,11 @@ type Config struct {
 
 // Client keeps one device up to date.
 type Client struct {
-	cfg  Config
-	http *http.Client
-	log  *slog.Logger
-	auth string
+	cfg    Config
+	http   *http.Client
+	origin *url.URL // the server's; the only one credentials go to
+	log    *slog.Logger
+	auth   string
 
 	mu         sync.Mutex
 	version    string
@@ -154,8 +165,36 @@ func New(cfg Config) (*Client, error) {
 		cfg.ProgressInterval = 2 * time.Second
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 0, Transport: http.DefaultTransport}
+		var rt http.RoundTripper = http.DefaultTransport
+		if cfg.TLS != nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.TLSClientConfig = cfg.TLS
+			rt = t
+		}
+		cfg.HTTPClient = &http.Client{Timeout: 0, Transport: rt}
 	}
+	origin, err := url.Parse(cfg.Server)
+	if err != nil || (origin.Scheme != "http" && origin.Scheme != "https") || origin.Host == "" {
+		return nil, fmt.Errorf("updater: Config.Server %q is not an http(s) URL", cfg.Server)
+	}
+	// A copy of the client whose redirects never carry credentials to
+	// another origin (the standard library keeps them for another port
+	// of the same host).
+	hc := *cfg.HTTPClient
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !sameOrigin(req.URL, origin) {
+			req.Header.Del("Authorization")
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	cfg.HTTPClient = &hc
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -165,7 +204,7 @@ func New(cfg Config) (*Client, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("updater: state dir: %w", err)
 	}
-	c := &Client{cfg: cfg, http: cfg.HTTPClient, version: cfg.CurrentVersion, wake: make(chan struct{}, 1),
+	c := &Client{cfg: cfg, http: cfg.HTTPClient, origin: origin, version: cfg.CurrentVersion, wake: make(chan struct{}, 1),
 		log: cfg.Logger.With("device", cfg.ControllerID)}
 	switch {
 	case cfg.Token != "":
@@ -288,4 +327,57 @@ func (c *Client) waitJob() {
 		j.interrupt()
 		<-j.done
 	}
+}
+
+// sameOrigin reports whether u has o's scheme, host and port.
+func sameOrigin(u, o *url.URL) bool {
+	return strings.EqualFold(u.Scheme, o.Scheme) && strings.EqualFold(u.Hostname(), o.Hostname()) && effectivePort(u) == effectivePort(o)
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
+}
+
+// authorize sets the device's credentials on req when it goes to the
+// server's own origin, and never elsewhere.
+func (c *Client) authorize(req *http.Request) {
+	if c.auth != "" && sameOrigin(req.URL, c.origin) {
+		req.Header.Set("Authorization", c.auth)
+	}
+}
+
+// LoadTLS builds a TLS configuration from PEM files: certFile and keyFile
+// (both or neither) are the device's client certificate for mutual TLS;
+// caFile, if set, is the CA the server's certificate must chain to instead
+// of the system's.
+func LoadTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("updater: a client certificate needs both its certificate and its key file")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("updater: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("updater: CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("updater: CA file %s holds no PEM certificate", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }

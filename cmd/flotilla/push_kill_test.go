@@ -26,7 +26,7 @@ type serverProc struct {
 	log *strings.Builder
 }
 
-var listenLineRE = regexp.MustCompile(`listening on\s+(http://\S+)`)
+var listenLineRE = regexp.MustCompile(`listening on\s+(https?://\S+)`)
 
 func startServerProc(t *testing.T, dataDir string, args ...string) *serverProc {
 	t.Helper()

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,6 +77,10 @@ a rolling upgrade.`,
 	f.StringVar(&cfg.ReplicaID, "replica-id", e.Str("FLOTILLA_REPLICA_ID", ""), "this replica's name in leases and logs, e.g. the pod name (default: random) (FLOTILLA_REPLICA_ID)")
 	f.DurationVar(&cfg.PresignTTL, "presign-ttl", e.Duration("FLOTILLA_PRESIGN_TTL", time.Hour), "how long presigned download links stay valid (FLOTILLA_PRESIGN_TTL)")
 	f.DurationVar(&cfg.PushLease, "push-lease", e.Duration("FLOTILLA_PUSH_LEASE", 15*time.Second), "the same for push deliveries (FLOTILLA_PUSH_LEASE)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", e.Str("FLOTILLA_TLS_CERT", ""), "serve HTTPS with this PEM certificate (chain); re-read on change or SIGHUP (FLOTILLA_TLS_CERT)")
+	f.StringVar(&cfg.TLSKey, "tls-key", e.Str("FLOTILLA_TLS_KEY", ""), "the certificate's PEM private key (FLOTILLA_TLS_KEY)")
+	f.StringVar(&cfg.ClientCA, "client-ca", e.Str("FLOTILLA_CLIENT_CA", ""), "PEM CA whose client certificates authenticate devices on DDI (common name = device id) (FLOTILLA_CLIENT_CA)")
+	f.StringSliceVar(&cfg.TrustedProxies, "trusted-proxy", splitList(e.Str("FLOTILLA_TRUSTED_PROXY", "")), "CIDR of a TLS-terminating reverse proxy whose X-Forwarded-For and client-certificate headers (X-Ssl-Client-Cn, X-Ssl-Issuer-Hash-N) count; repeatable (FLOTILLA_TRUSTED_PROXY, comma-separated)")
 	f.DurationVar(&cfg.BodyReadTimeout, "body-read-timeout", e.Duration("FLOTILLA_BODY_READ_TIMEOUT", 10*time.Second), "longest wait for the next bytes of a request body; slower clients are cut off (FLOTILLA_BODY_READ_TIMEOUT)")
 	f.IntVar(&cfg.EventStreamsPerToken, "event-streams-per-token", int(e.Int64("FLOTILLA_EVENT_STREAMS_PER_TOKEN", 10)), "live event streams one token may hold (FLOTILLA_EVENT_STREAMS_PER_TOKEN)")
 	f.IntVar(&cfg.EventStreams, "event-streams", int(e.Int64("FLOTILLA_EVENT_STREAMS", 5000)), "live event streams the server holds in all (FLOTILLA_EVENT_STREAMS)")
@@ -95,4 +100,15 @@ a rolling upgrade.`,
 	cfg.SecretKey = e("FLOTILLA_SECRET_KEY")
 	logs.Register(cmd, e)
 	return cmd
+}
+
+// splitList reads a comma-separated environment value.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// InsecureNoAuth serves Listen without a token, warning at start and
 	// on every update.
 	InsecureNoAuth bool `json:"insecure_no_auth"`
+	// Cert and Key are a client certificate for mutual TLS with the
+	// server; CA, the CA its certificate must chain to (PEM files).
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+	CA   string `json:"ca"`
 	// NoFetch makes the push node wait for the server to send the bytes
 	// even when it is offered a presigned object-storage URL (nodes with
 	// no route to the bucket).
@@ -80,8 +85,8 @@ func (c *Config) Validate() error {
 		}
 		c.DeviceID = strings.TrimSpace(string(b))
 	}
-	if c.Server != "" && c.Token == "" && c.GatewayToken == "" {
-		return errors.New("agent: --token or --gateway-token is required to poll")
+	if c.Server != "" && c.Token == "" && c.GatewayToken == "" && c.Cert == "" {
+		return errors.New("agent: --token, --gateway-token or a client certificate (--cert, --key) is required to poll")
 	}
 	if c.Target == "" && c.InstallCommand == "" {
 		return errors.New("agent: choose an installer: --target PATH or --install-command CMD")
@@ -168,12 +173,16 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Server == "" {
 		return a, nil
 	}
+	tlsCfg, err := updater.LoadTLS(cfg.Cert, cfg.Key, cfg.CA)
+	if err != nil {
+		return nil, err
+	}
 	c, err := updater.New(updater.Config{
 		Server: cfg.Server, Tenant: cfg.Tenant, ControllerID: cfg.DeviceID, Token: cfg.Token, GatewayToken: cfg.GatewayToken,
 		CurrentVersion: st.Version, Channel: cfg.Channel, Labels: cfg.Labels, Attributes: cfg.Attributes,
 		Handler: hh, StateDir: filepath.Join(cfg.StateDir, "updater"), Logger: log,
 		FirstCheck: updater.Interval{Min: 0, Max: cfg.FirstCheck}, MaxDownloadRate: cfg.MaxDownloadRate,
-		HTTPClient: &http.Client{Transport: http.DefaultTransport},
+		TLS: tlsCfg,
 	})
 	if err != nil {
 		return nil, err

@@ -224,6 +224,7 @@ func (c *Core) GetTenant(ctx context.Context, p Principal, name string) (flotill
 // TenantPatch changes tenant settings.
 type TenantPatch struct {
 	AnonymousDDI *bool
+	Settings     *flotilla.TenantSettings
 }
 
 // UpdateTenant changes a tenant's settings; tenants:write in that tenant.
@@ -240,6 +241,12 @@ func (c *Core) UpdateTenant(ctx context.Context, p Principal, name string, patch
 			return flotilla.Tenant{}, err
 		}
 		// Cached device authentications may rest on the old setting.
+		c.ForgetDeviceAuth()
+	}
+	if patch.Settings != nil {
+		if err := c.Store.SetTenantSettings(ctx, name, *patch.Settings); err != nil {
+			return flotilla.Tenant{}, err
+		}
 		c.ForgetDeviceAuth()
 	}
 	return c.Store.GetTenant(ctx, name)

@@ -20,12 +20,27 @@ type DeviceIdentity struct {
 	Via string
 }
 
-// Auth schemes of the DDI Authorization header.
+// How a device authenticated.
 const (
-	viaTarget    = "target"
-	viaGateway   = "gateway"
-	viaAnonymous = "anonymous"
+	viaTarget      = "target"
+	viaGateway     = "gateway"
+	viaAnonymous   = "anonymous"
+	viaCertificate = "certificate"
 )
+
+// CertIdentity is a client certificate a transport verified: directly,
+// in the server's own TLS handshake (--client-ca), or through the headers
+// of a trusted reverse proxy that terminated TLS (hawkBit's
+// X-Ssl-Client-Cn and X-Ssl-Issuer-Hash-N).
+type CertIdentity struct {
+	// CN is the certificate's subject common name: the device id.
+	CN string
+	// Direct marks a certificate this server verified itself.
+	Direct bool
+	// Issuers are the issuer hashes a proxy passed on; one must be in
+	// the tenant's HeaderAuthority.
+	Issuers []string
+}
 
 // authCacheTTL is a backstop: revocations and deletions flush the cache at
 // once, here and (over the cluster link) on other replicas; the TTL only
@@ -75,13 +90,33 @@ func (a *deviceAuth) flush() {
 	a.mu.Unlock()
 }
 
-// AuthenticateDevice checks a DDI request's credentials. A device that
-// polls for the first time with the tenant's gateway token (or anonymously,
-// where the tenant allows it) is registered when register is true.
-func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (DeviceIdentity, error) {
+// AuthenticateDevice checks a DDI request's credentials: a client
+// certificate whose common name is the device id (cert, when the transport
+// verified one), else the Authorization header. A device that polls for
+// the first time with the tenant's gateway token (or anonymously, where the
+// tenant allows it) is registered when register is true.
+func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authorization string, cert *CertIdentity, register bool) (DeviceIdentity, error) {
 	tenant = strings.ToLower(tenant)
 	now := c.Now()
 	key := tenant + "\x00" + deviceID + "\x00" + HashSecret(authorization)
+	if cert != nil && cert.CN == deviceID {
+		key += "\x00cert\x00" + strings.Join(cert.Issuers, ";")
+		if cert.Direct {
+			key += "\x00direct"
+		}
+		if id, ok := c.deviceAuth.get(key, now); ok {
+			return id, nil
+		}
+		id, err := c.certificateAuth(ctx, tenant, deviceID, *cert)
+		if err == nil {
+			c.deviceAuth.put(key, id, now, time.Time{})
+			return id, nil
+		}
+		if !flotilla.IsCode(err, flotilla.EUnauthorized) {
+			return id, err
+		}
+		// An untrusted certificate falls back to the token, if any.
+	}
 	if id, ok := c.deviceAuth.get(key, now); ok {
 		return id, nil
 	}
@@ -91,6 +126,43 @@ func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authori
 	}
 	c.deviceAuth.put(key, id, now, expires)
 	return id, nil
+}
+
+// ParseDeviceAuthorization splits a DDI Authorization header into its
+// scheme (TargetToken, GatewayToken) and secret; both empty for a header
+// that is not one.
+func ParseDeviceAuthorization(h string) (scheme, secret string) {
+	if len(h) > 1024 {
+		return "", ""
+	}
+	scheme, secret, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok {
+		return "", ""
+	}
+	return scheme, strings.TrimSpace(secret)
+}
+
+// certificateAuth accepts a certificate for a known device: one this server
+// verified, or one a trusted proxy vouches for with an issuer the tenant
+// accepts.
+func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cert CertIdentity) (DeviceIdentity, error) {
+	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "the client certificate is not accepted for device %q", deviceID)
+	t, err := c.Store.GetTenant(ctx, tenant)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
+		return DeviceIdentity{}, unauthorized
+	}
+	if err != nil {
+		return DeviceIdentity{}, err
+	}
+	if !cert.Direct && !(t.Settings.HeaderAuth && t.Settings.AuthorityAccepts(cert.Issuers)) {
+		return DeviceIdentity{}, unauthorized
+	}
+	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
+		return DeviceIdentity{}, unauthorized
+	} else if err != nil {
+		return DeviceIdentity{}, err
+	}
+	return DeviceIdentity{Tenant: tenant, DeviceID: deviceID, Via: viaCertificate}, nil
 }
 
 // authenticateDevice checks credentials against the store; expires is when
@@ -112,8 +184,7 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	if err != nil {
 		return DeviceIdentity{}, err
 	}
-	scheme, secret, _ := strings.Cut(strings.TrimSpace(authorization), " ")
-	secret = strings.TrimSpace(secret)
+	scheme, secret := ParseDeviceAuthorization(authorization)
 	id := DeviceIdentity{Tenant: tenant, DeviceID: deviceID}
 	switch {
 	case strings.EqualFold(scheme, "TargetToken") && secret != "":

@@ -121,7 +121,7 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool)
 		s.error(w, r, wire.RateLimited("too many failed authentications from %s", ip, wait))
 		return core.DeviceIdentity{}, false
 	}
-	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), register)
+	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), certIdentity(r), register)
 	if err != nil {
 		if flotilla.IsCode(err, flotilla.EUnauthorized) {
 			s.opts.AuthFailures.Allow(ip, now)
@@ -135,6 +135,51 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool)
 	}
 	s.core.MarkSeen(id.Tenant, id.DeviceID)
 	return id, true
+}
+
+// certIdentity is the client certificate of the request, if any: one the
+// TLS handshake verified against --client-ca, or one a trusted reverse
+// proxy vouches for in hawkBit's headers (X-Ssl-Client-Cn, or
+// X-Controller-Id, with the issuer hashes in X-Ssl-Issuer-Hash-1..N or
+// X-Authority-1..N). Headers from anyone else are ignored.
+func certIdentity(r *http.Request) *core.CertIdentity {
+	if cn := wire.ClientCertCN(r); cn != "" {
+		return &core.CertIdentity{CN: cn, Direct: true}
+	}
+	if !wire.FromTrustedProxy(r) {
+		return nil
+	}
+	cn := r.Header.Get("X-Ssl-Client-Cn")
+	if cn == "" {
+		cn = r.Header.Get("X-Controller-Id")
+	}
+	issuers := ProxyIssuers(r.Header)
+	if cn == "" || len(issuers) == 0 {
+		return nil
+	}
+	return &core.CertIdentity{CN: cn, Issuers: issuers}
+}
+
+// maxIssuerHeaders bounds the numbered issuer headers read (one per
+// certificate of the chain).
+const maxIssuerHeaders = 10
+
+// ProxyIssuers reads the issuer hashes a proxy passed on, each header
+// possibly holding several separated by ';' or ','.
+func ProxyIssuers(h http.Header) []string {
+	var out []string
+	for i := 1; i <= maxIssuerHeaders; i++ {
+		for _, name := range []string{"X-Ssl-Issuer-Hash-", "X-Authority-"} {
+			for _, v := range h.Values(name + strconv.Itoa(i)) {
+				for _, part := range strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }) {
+					if p := strings.TrimSpace(part); p != "" && len(out) < 64 {
+						out = append(out, p)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // deviceBase is the URL prefix of this device's resources, with the tenant

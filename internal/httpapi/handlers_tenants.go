@@ -10,7 +10,7 @@ import (
 )
 
 func toTenantJSON(t flotilla.Tenant) api.Tenant {
-	return api.Tenant{Name: t.Name, AnonymousDDI: t.AnonymousDDI, CreatedAt: t.CreatedAt}
+	return api.Tenant{Name: t.Name, AnonymousDDI: t.AnonymousDDI, Settings: t.Settings, CreatedAt: t.CreatedAt}
 }
 
 func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
@@ -53,13 +53,14 @@ func (s *Server) handleGetTenant(w http.ResponseWriter, r *http.Request, p core.
 
 func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	var req struct {
-		AnonymousDDI *bool `json:"anonymous_ddi"`
+		AnonymousDDI *bool                   `json:"anonymous_ddi"`
+		Settings     *flotilla.TenantSettings `json:"settings"`
 	}
 	if err := wire.Decode(r, &req); err != nil {
 		s.error(w, r, err)
 		return
 	}
-	t, err := s.core.UpdateTenant(r.Context(), p, r.PathValue("tenant"), core.TenantPatch{AnonymousDDI: req.AnonymousDDI})
+	t, err := s.core.UpdateTenant(r.Context(), p, r.PathValue("tenant"), core.TenantPatch{AnonymousDDI: req.AnonymousDDI, Settings: req.Settings})
 	if err != nil {
 		s.error(w, r, err)
 		return

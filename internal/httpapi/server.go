@@ -111,7 +111,7 @@ func bearer(r *http.Request) string {
 		return ""
 	}
 	if r.Method == http.MethodGet && r.URL.Path == "/api/v1/events" {
-		return r.URL.Query().Get("token")
+		return strings.TrimSpace(r.URL.Query().Get("token"))
 	}
 	return ""
 }

@@ -41,6 +41,13 @@ type Config struct {
 	PollInterval time.Duration
 	// OfflineAfter is when an unseen device counts as offline.
 	OfflineAfter time.Duration
+	// TLSCert and TLSKey serve HTTPS (PEM files, re-read when they change
+	// or on SIGHUP). ClientCA lets devices authenticate to DDI with a
+	// client certificate whose common name is their id.
+	TLSCert, TLSKey, ClientCA string
+	// TrustedProxies are the reverse proxies (CIDRs) whose X-Forwarded-For
+	// and client-certificate headers count.
+	TrustedProxies []string
 	// BodyReadTimeout bounds the wait for each read of a request body
 	// (default 10s); bodies must also average 1 KiB/s after 10s.
 	BodyReadTimeout time.Duration

@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -49,6 +52,7 @@ type Server struct {
 	Log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
+	tls     *tlsFiles
 	// AdminToken is the bootstrap secret when it was generated at this
 	// start, "" otherwise.
 	AdminToken string
@@ -168,7 +172,30 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		})
 	}
 	s.wire()
-	s.handler = s.routes()
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		st.Close()
+		return nil, fmt.Errorf("give both --tls-cert and --tls-key")
+	}
+	if cfg.ClientCA != "" && cfg.TLSCert == "" {
+		st.Close()
+		return nil, fmt.Errorf("--client-ca needs --tls-cert and --tls-key: client certificates come with TLS")
+	}
+	if cfg.TLSCert != "" {
+		if s.tls, err = newTLSFiles(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA, log); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	trusted, err := ParseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	h := s.routes()
+	if s.tls != nil {
+		h = s.tls.verifiedClient(h)
+	}
+	s.handler = trustProxies(trusted, h)
 	return s, nil
 }
 
@@ -337,7 +364,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stopBackground(); wg.Wait() }()
 
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	if s.tls != nil {
+		hs.TLSConfig = s.tls.config()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				s.tls.Reload()
+			}
+		}()
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -373,5 +413,9 @@ func (s *Server) Banner(w io.Writer, addr string) {
 		fmt.Fprintf(w, "  admin token   in %s\n", filepath.Join(s.Config.DataDir, "admin-token"))
 	}
 	// Last, so that whoever waits for this line has seen everything above.
-	fmt.Fprintf(w, "  listening on  http://%s\n", addr)
+	scheme := "http"
+	if s.tls != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(w, "  listening on  %s://%s\n", scheme, addr)
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -12,8 +13,9 @@ import (
 
 // CreateTenant implements store.Tenants.
 func (s *Store) CreateTenant(ctx context.Context, t flotilla.Tenant) error {
-	_, err := s.exec(ctx, "create tenant", `INSERT INTO tenants (name, anonymous_ddi, created_at) VALUES (?, ?, ?)`,
-		t.Name, boolInt(t.AnonymousDDI), ts(t.CreatedAt))
+	settings, _ := json.Marshal(t.Settings)
+	_, err := s.exec(ctx, "create tenant", `INSERT INTO tenants (name, anonymous_ddi, settings, created_at) VALUES (?, ?, ?, ?)`,
+		t.Name, boolInt(t.AnonymousDDI), string(settings), ts(t.CreatedAt))
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "tenant %q already exists", t.Name)
 	}
@@ -23,36 +25,51 @@ func (s *Store) CreateTenant(ctx context.Context, t flotilla.Tenant) error {
 // GetTenant implements store.Tenants.
 func (s *Store) GetTenant(ctx context.Context, name string) (flotilla.Tenant, error) {
 	defer s.observe("get tenant", time.Now())
-	var t flotilla.Tenant
-	var created int64
-	err := s.rd.QueryRowContext(ctx, s.q(`SELECT name, anonymous_ddi, created_at FROM tenants WHERE name = ?`), name).
-		Scan(&t.Name, &t.AnonymousDDI, &created)
+	t, err := scanTenant(s.rd.QueryRowContext(ctx, s.q(`SELECT `+tenantCols+` FROM tenants WHERE name = ?`), name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, notFound("tenant %q not found", name)
 	}
-	if err != nil {
-		return t, s.wrap("get tenant", err)
+	return t, s.wrap("get tenant", err)
+}
+
+const tenantCols = `name, anonymous_ddi, settings, created_at`
+
+func scanTenant(sc interface{ Scan(...any) error }) (flotilla.Tenant, error) {
+	var t flotilla.Tenant
+	var created int64
+	var settings string
+	if err := sc.Scan(&t.Name, &t.AnonymousDDI, &settings, &created); err != nil {
+		return t, err
 	}
+	json.Unmarshal([]byte(settings), &t.Settings)
 	t.CreatedAt = fromTS(created)
 	return t, nil
+}
+
+// SetTenantSettings implements store.Tenants.
+func (s *Store) SetTenantSettings(ctx context.Context, name string, settings flotilla.TenantSettings) error {
+	b, _ := json.Marshal(settings)
+	n, err := s.exec(ctx, "update tenant", `UPDATE tenants SET settings = ? WHERE name = ?`, string(b), name)
+	if err == nil && n == 0 {
+		return notFound("tenant %q not found", name)
+	}
+	return err
 }
 
 // ListTenants implements store.Tenants.
 func (s *Store) ListTenants(ctx context.Context) ([]flotilla.Tenant, error) {
 	defer s.observe("list tenants", time.Now())
-	rows, err := s.rd.QueryContext(ctx, `SELECT name, anonymous_ddi, created_at FROM tenants ORDER BY name`)
+	rows, err := s.rd.QueryContext(ctx, `SELECT `+tenantCols+` FROM tenants ORDER BY name`)
 	if err != nil {
 		return nil, s.wrap("list tenants", err)
 	}
 	defer rows.Close()
 	var out []flotilla.Tenant
 	for rows.Next() {
-		var t flotilla.Tenant
-		var created int64
-		if err := rows.Scan(&t.Name, &t.AnonymousDDI, &created); err != nil {
+		t, err := scanTenant(rows)
+		if err != nil {
 			return nil, s.wrap("list tenants", err)
 		}
-		t.CreatedAt = fromTS(created)
 		out = append(out, t)
 	}
 	return out, s.wrap("list tenants", rows.Err())

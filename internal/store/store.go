@@ -26,6 +26,8 @@ type Tenants interface {
 	ListTenants(ctx context.Context) ([]flotilla.Tenant, error)
 	// SetTenantAnonymousDDI toggles anonymous device access; ENotFound.
 	SetTenantAnonymousDDI(ctx context.Context, name string, on bool) error
+	// SetTenantSettings replaces a tenant's settings; ENotFound.
+	SetTenantSettings(ctx context.Context, name string, settings flotilla.TenantSettings) error
 }
 
 // Tokens stores API tokens by the hash of their secret.

@@ -88,6 +88,12 @@ func testTenants(t *testing.T, s store.Store) {
 		t.Fatal("AnonymousDDI not set")
 	}
 	wantCode(t, s.SetTenantAnonymousDDI(ctx, "nope", true), flotilla.ENotFound)
+	must(t, s.SetTenantSettings(ctx, "acme", flotilla.TenantSettings{HeaderAuth: true, HeaderAuthority: "ab:cd;EF"}))
+	got, _ = s.GetTenant(ctx, "acme")
+	if !got.Settings.HeaderAuth || got.Settings.HeaderAuthority != "ab:cd;EF" || !got.AnonymousDDI {
+		t.Fatalf("settings = %+v", got)
+	}
+	wantCode(t, s.SetTenantSettings(ctx, "nope", flotilla.TenantSettings{}), flotilla.ENotFound)
 	seedTenant(t, s, "beta")
 	list, err := s.ListTenants(ctx)
 	must(t, err)

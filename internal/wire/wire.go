@@ -247,8 +247,36 @@ func ClientIP(r *http.Request) string {
 }
 
 type clientIPKey struct{}
+type trustedProxyKey struct{}
+type clientCertKey struct{}
 
-// WithClientIP records the client's address for ClientIP.
-func WithClientIP(r *http.Request, ip string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), clientIPKey{}, ip))
+// WithClientCert records the common name of a client certificate the
+// server verified against its client CA.
+func WithClientCert(r *http.Request, cn string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), clientCertKey{}, cn))
+}
+
+// ClientCertCN is the common name of the request's verified client
+// certificate, or "".
+func ClientCertCN(r *http.Request) string {
+	cn, _ := r.Context().Value(clientCertKey{}).(string)
+	return cn
+}
+
+// WithClientIP records the client's address for ClientIP, and whether the
+// request came through a trusted reverse proxy (FromTrustedProxy).
+func WithClientIP(r *http.Request, ip string, viaTrustedProxy bool) *http.Request {
+	ctx := context.WithValue(r.Context(), clientIPKey{}, ip)
+	if viaTrustedProxy {
+		ctx = context.WithValue(ctx, trustedProxyKey{}, true)
+	}
+	return r.WithContext(ctx)
+}
+
+// FromTrustedProxy reports whether the request came from a reverse proxy
+// the server trusts (--trusted-proxy): only then do its client-certificate
+// and forwarding headers count.
+func FromTrustedProxy(r *http.Request) bool {
+	v, _ := r.Context().Value(trustedProxyKey{}).(bool)
+	return v
 }
