@@ -53,7 +53,7 @@ func (s *Server) handleGetTenant(w http.ResponseWriter, r *http.Request, p core.
 
 func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	var req struct {
-		AnonymousDDI *bool                   `json:"anonymous_ddi"`
+		AnonymousDDI *bool                    `json:"anonymous_ddi"`
 		Settings     *flotilla.TenantSettings `json:"settings"`
 	}
 	if err := wire.Decode(r, &req); err != nil {
