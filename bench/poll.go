@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/internal/ratelimit"
 	"github.com/flotilla-ota/flotilla/internal/server"
 )
 
@@ -66,6 +68,10 @@ func runPoll(ctx context.Context, o opts) ([]result, error) {
 	idle.Name, idle.Target = "DDI poll, idle device (100k registered, 64 conns)", "≥ 0.60"
 	idle.Pass = idle.Ratio >= 0.6
 
+	// The rate limiters' cost: the same polls with the default limits and
+	// with none, alternating on the same server.
+	limited := pollWithAndWithoutLimits(o, f, reqs, dur, rounds)
+
 	// A rollout over every device, one wave: create + start, timed.
 	if err := f.upload("bench-fw", "2.0.0", strings.NewReader(strings.Repeat("x", 64<<10)), 64<<10); err != nil {
 		return nil, err
@@ -92,7 +98,49 @@ func runPoll(ctx context.Context, o opts) ([]result, error) {
 	}
 	pending.Name, pending.Target = "DDI poll, pending deployment (100k, 64 conns)", "≥ 0.40"
 	pending.Pass = pending.Ratio >= 0.4
-	return []result{idle, pending}, nil
+	return []result{idle, limited, pending}, nil
+}
+
+// pollWithAndWithoutLimits measures idle polls with the default rate limits
+// (per device and per address) against the same polls with none, on the
+// same server: many short runs in pairs, alternating which goes first, and
+// the median of the pairs' ratios — a limiter costs far less than this
+// machine's noise, so one long run each would measure the noise.
+func pollWithAndWithoutLimits(o opts, f *flot, reqs [][]byte, dur time.Duration, rounds int) result {
+	on := func() { f.Srv.DDI.SetLimits(ratelimit.New(30, 300), ratelimit.New(5, 50)) }
+	off := func() { f.Srv.DDI.SetLimits(nil, nil) }
+	pairs, short := 4*rounds, dur/2
+	var ratios []float64
+	var with, without loadResult
+	var errors int64
+	for i := 0; i < pairs; i++ {
+		var w0, w1 loadResult
+		if i%2 == 0 {
+			off()
+			w0 = load(f.Addr, pollConns, short, reqs, 200)
+			on()
+			w1 = load(f.Addr, pollConns, short, reqs, 200)
+		} else {
+			on()
+			w1 = load(f.Addr, pollConns, short, reqs, 200)
+			off()
+			w0 = load(f.Addr, pollConns, short, reqs, 200)
+		}
+		errors += w1.Errors
+		ratios = append(ratios, w1.RPS()/w0.RPS())
+		if without.Elapsed == 0 || w0.RPS() > without.RPS() {
+			without = w0
+		}
+		if with.Elapsed == 0 || w1.RPS() > with.RPS() {
+			with = w1
+		}
+	}
+	on()
+	slices.Sort(ratios)
+	ratio := ratios[len(ratios)/2]
+	o.logf("limits on / off, %d pairs of %s: ratios %.2f … %.2f, median %.3f", pairs, short, ratios[0], ratios[len(ratios)-1], ratio)
+	return result{Name: "DDI poll with rate limits on (per device, per address)", Figure: rate(with.RPS(), "req/s (best)"),
+		Baseline: rate(without.RPS(), "req/s, limits off (best)"), Ratio: ratio, Target: "≥ 0.95 (median of pairs)", Pass: ratio >= 0.95 && errors == 0}
 }
 
 // pollAgainstBaseline serves device 0's current poll answer from a bare

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -54,6 +55,16 @@ type Server struct {
 	opts  Options
 	mux   *http.ServeMux
 	cache *pollCache
+	// limits holds the rate limiters, swappable while serving.
+	limits atomic.Pointer[limits]
+}
+
+type limits struct{ device, authFailures *ratelimit.Limiter }
+
+// SetLimits replaces the rate limiters while serving (nil: no limit); the
+// benchmark compares polls with and without them.
+func (s *Server) SetLimits(device, authFailures *ratelimit.Limiter) {
+	s.limits.Store(&limits{device: device, authFailures: authFailures})
 }
 
 // NewServer returns the DDI API. Wire InvalidateLocal to the core's
@@ -67,6 +78,7 @@ func NewServer(c *core.Core, log *slog.Logger, opts Options) *Server {
 		}
 	}
 	s := &Server{core: c, log: log, opts: opts, mux: http.NewServeMux(), cache: newPollCache()}
+	s.SetLimits(opts.DeviceRate, opts.AuthFailures)
 	s.routes()
 	return s
 }
@@ -116,20 +128,21 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 // register the device.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool) (core.DeviceIdentity, bool) {
 	now := time.Now()
+	lim := s.limits.Load()
 	ip := wire.ClientIP(r)
-	if blocked, wait := s.opts.AuthFailures.Blocked(ip, now); blocked {
+	if blocked, wait := lim.authFailures.Blocked(ip, now); blocked {
 		s.error(w, r, wire.RateLimited("too many failed authentications from %s", ip, wait))
 		return core.DeviceIdentity{}, false
 	}
 	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), certIdentity(r), register)
 	if err != nil {
 		if flotilla.IsCode(err, flotilla.EUnauthorized) {
-			s.opts.AuthFailures.Allow(ip, now)
+			lim.authFailures.Allow(ip, now)
 		}
 		s.error(w, r, err)
 		return id, false
 	}
-	if ok, wait := s.opts.DeviceRate.Allow(id.Tenant+"/"+id.DeviceID, now); !ok {
+	if ok, wait := lim.device.AllowPair(id.Tenant, id.DeviceID, now); !ok {
 		s.error(w, r, wire.RateLimited("device %s makes too many requests", id.DeviceID, wait))
 		return id, false
 	}

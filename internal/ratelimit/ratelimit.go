@@ -24,8 +24,9 @@ type Limiter struct {
 type shard struct {
 	mu sync.Mutex
 	// tat is each key's theoretical arrival time (unix nanoseconds): the
-	// bucket is empty until then.
-	tat   map[string]int64
+	// bucket is empty until then. Values are pointers so that a known key
+	// is updated without building its string again.
+	tat   map[string]*int64
 	sweep int64 // when the shard was last swept of idle keys
 }
 
@@ -41,7 +42,7 @@ func New(rate float64, burst int) *Limiter {
 	iv := int64(float64(time.Second) / rate)
 	l := &Limiter{interval: iv, tau: iv * int64(burst-1), seed: maphash.MakeSeed()}
 	for i := range l.shards {
-		l.shards[i].tat = map[string]int64{}
+		l.shards[i].tat = map[string]*int64{}
 	}
 	return l
 }
@@ -50,6 +51,7 @@ func (l *Limiter) shard(key string) *shard {
 	return &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
 }
 
+
 // Allow takes one event for key at now. When the key is over its rate it
 // takes nothing and returns false and how long until an event would be
 // allowed.
@@ -57,18 +59,38 @@ func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	if l == nil || l.interval == 0 {
 		return true, 0
 	}
+	return l.allow([]byte(key), now)
+}
+
+// AllowPair is Allow for the key a+"/"+b, without building it for a key
+// already known (a tenant and a device id, say).
+func (l *Limiter) AllowPair(a, b string, now time.Time) (bool, time.Duration) {
+	if l == nil || l.interval == 0 {
+		return true, 0
+	}
+	var buf [256]byte
+	k := append(append(append(buf[:0], a...), '/'), b...)
+	return l.allow(k, now)
+}
+
+func (l *Limiter) allow(key []byte, now time.Time) (bool, time.Duration) {
 	t := now.UnixNano()
-	sh := l.shard(key)
+	sh := &l.shards[maphash.Bytes(l.seed, key)%uint64(len(l.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	tat, ok := sh.tat[key]
-	if !ok || tat < t {
-		tat = t
+	p := sh.tat[string(key)] // no allocation for a lookup
+	tat := t
+	if p != nil && *p > t {
+		tat = *p
 	}
 	if tat-t > l.tau {
 		return false, time.Duration(tat - t - l.tau)
 	}
-	sh.tat[key] = tat + l.interval
+	if p == nil {
+		p = new(int64)
+		sh.tat[string(key)] = p
+	}
+	*p = tat + l.interval
 	l.sweepLocked(sh, t)
 	return true, 0
 }
@@ -83,7 +105,10 @@ func (l *Limiter) Blocked(key string, now time.Time) (bool, time.Duration) {
 	t := now.UnixNano()
 	sh := l.shard(key)
 	sh.mu.Lock()
-	tat := sh.tat[key]
+	var tat int64
+	if p := sh.tat[key]; p != nil {
+		tat = *p
+	}
 	sh.mu.Unlock()
 	if tat-t > l.tau {
 		return true, time.Duration(tat - t - l.tau)
@@ -99,7 +124,7 @@ func (l *Limiter) sweepLocked(sh *shard, t int64) {
 	}
 	sh.sweep = t
 	for k, tat := range sh.tat {
-		if tat < t {
+		if *tat < t {
 			delete(sh.tat, k)
 		}
 	}

@@ -75,3 +75,22 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestAllowPairIsAllowOfTheJoinedKey(t *testing.T) {
+	l := ratelimit.New(1, 2)
+	now := time.Unix(1_700_000_000, 0)
+	l.AllowPair("acme", "dev-1", now)
+	l.Allow("acme/dev-1", now)
+	if ok, _ := l.AllowPair("acme", "dev-1", now); ok {
+		t.Fatal("the pair and the joined key are different buckets")
+	}
+}
+
+func BenchmarkAllowPair(b *testing.B) {
+	l := ratelimit.New(30, 300)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.AllowPair("default", "bench-0000042", now)
+	}
+}
