@@ -51,7 +51,6 @@ func (l *Limiter) shard(key string) *shard {
 	return &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
 }
 
-
 // Allow takes one event for key at now. When the key is over its rate it
 // takes nothing and returns false and how long until an event would be
 // allowed.
