@@ -277,6 +277,9 @@ type Wave struct {
 	// Unhealthy counts succeeded devices without a health report, which
 	// require_ok does not count as successes.
 	Unhealthy int
+	// Waiting counts released devices that have not fetched their update
+	// yet: they poll at the server's interval.
+	Waiting int
 }
 
 // RolloutRun records one run of a wave.

@@ -157,6 +157,9 @@ type RolloutRequest struct {
 	Draft             bool                        `json:"draft"`
 	Start             bool                        `json:"start"`
 	Devices           []string                    `json:"devices"`
+	// AllowEmpty creates the rollout even if the selector matches no
+	// device now (409 otherwise).
+	AllowEmpty bool `json:"allow_empty"`
 }
 
 // Wave is one wave of a rollout with counts by device state.
@@ -167,6 +170,7 @@ type Wave struct {
 	Status     flotilla.WaveStatus `json:"status"`
 	Counts     map[string]int      `json:"counts"`
 	Unhealthy  int                 `json:"unhealthy,omitempty"`
+	Waiting    int                 `json:"waiting,omitempty"`
 	StartedAt  *time.Time          `json:"started_at,omitempty"`
 	SuccessAt  *time.Time          `json:"success_at,omitempty"`
 	FinishedAt *time.Time          `json:"finished_at,omitempty"`
@@ -266,4 +270,13 @@ type Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// Info is GET /api/v1/info: what the server is and how its devices poll.
+type Info struct {
+	Version      string            `json:"version"`
+	PollInterval flotilla.Duration `json:"poll_interval"`
+	OfflineAfter flotilla.Duration `json:"offline_after"`
+	// Tenant is the calling token's own tenant.
+	Tenant string `json:"tenant"`
 }

@@ -251,7 +251,7 @@ func matches(selector, labels map[string]any) bool {
 func TestComposeFile(t *testing.T) {
 	dc, err := exec.LookPath("docker-compose")
 	if err != nil {
-		t.Fatal("docker-compose is not installed (.ci/run installs it): ", err)
+		testtool.Missing(t, "docker-compose is not installed: apt-get install docker-compose (.ci/run does)")
 	}
 	out, err := exec.Command(dc, "-f", "compose.yaml", "config").CombinedOutput()
 	if err != nil {
@@ -299,7 +299,7 @@ func TestComposeFile(t *testing.T) {
 func TestSystemdUnit(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Fatal("systemd-analyze is not installed (.ci/run installs systemd): ", err)
+		testtool.Missing(t, "systemd-analyze is not installed: apt-get install systemd (.ci/run does)")
 	}
 	unit, err := os.ReadFile("systemd/flotilla-agent.service")
 	if err != nil {

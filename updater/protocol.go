@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,6 +48,17 @@ func (u *Update) InstallAllowed() bool { return u.Update != ddi.HandlingSkip }
 
 func (c *Client) base() string {
 	return c.cfg.Server + "/" + c.cfg.Tenant + "/controller/v1/" + c.cfg.ControllerID
+}
+
+// authKind names the credentials the client sends.
+func (c *Client) authKind() string {
+	switch {
+	case c.cfg.Token != "":
+		return "a TargetToken"
+	case c.cfg.GatewayToken != "":
+		return "a GatewayToken"
+	}
+	return "no token"
 }
 
 // statusError is a non-2xx answer.
@@ -103,7 +115,12 @@ func (c *Client) check(ctx context.Context, wait bool) error {
 	if err := c.do(ctx, http.MethodGet, c.base(), nil, &poll); err != nil {
 		c.mu.Lock()
 		c.lastSleep = 0
+		c.failures++
 		c.mu.Unlock()
+		var se *statusError
+		if errors.As(err, &se) && se.Status == http.StatusUnauthorized {
+			return fmt.Errorf("poll: the server rejected the credentials this device sent (%s): check its token, gateway token or certificate: %w", c.authKind(), err)
+		}
 		return fmt.Errorf("poll: %w", err)
 	}
 	sleep, err := ddi.ParseSleep(poll.Config.Polling.Sleep)
@@ -111,7 +128,10 @@ func (c *Client) check(ctx context.Context, wait bool) error {
 		sleep = 0
 	}
 	c.mu.Lock()
-	c.lastSleep = sleep
+	c.lastSleep, c.failures = sleep, 0
+	if sleep > 0 {
+		c.serverSleep = sleep
+	}
 	c.mu.Unlock()
 	if poll.Links.ConfigData != nil {
 		if err := c.sendConfigData(ctx, poll.Links.ConfigData.Href); err != nil {

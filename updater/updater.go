@@ -99,9 +99,14 @@ type Config struct {
 	// FirstCheck is when the first poll happens after Start (default 5-15
 	// minutes).
 	FirstCheck Interval
-	// FallbackInterval is used when the server gives no polling sleep or
-	// cannot be reached (default 45-90 minutes).
+	// FallbackInterval is how long to wait between polls while the server
+	// has never given a polling interval (default 45-90 minutes). Once it
+	// has, a failed poll is retried sooner: from RetryMin, doubling with
+	// jitter, up to the last interval the server gave — so a restarted or
+	// failed-over server has its fleet back within one interval.
 	FallbackInterval Interval
+	// RetryMin is the first wait after a failed poll (default 2s).
+	RetryMin time.Duration
 	// ActiveInterval bounds the polling interval while an update runs, so
 	// cancel requests and window changes are noticed (default 10s).
 	ActiveInterval time.Duration
@@ -122,17 +127,21 @@ type Client struct {
 	log    *slog.Logger
 	auth   string
 
-	mu         sync.Mutex
-	version    string
-	job        *job
-	lastSleep  time.Duration
-	journal    journal
-	checkMu    sync.Mutex // one check at a time
-	running    bool
-	stop       context.CancelFunc
-	stopped    chan struct{}
-	wake       chan struct{}
-	unreported []pendingReport
+	mu        sync.Mutex
+	version   string
+	job       *job
+	lastSleep time.Duration
+	// serverSleep is the last polling interval the server gave; it
+	// survives failed polls. failures counts polls failed in a row.
+	serverSleep time.Duration
+	failures    int
+	journal     journal
+	checkMu     sync.Mutex // one check at a time
+	running     bool
+	stop        context.CancelFunc
+	stopped     chan struct{}
+	wake        chan struct{}
+	unreported  []pendingReport
 }
 
 // ErrNoAction is returned by SendEvent when no update is in progress and no
@@ -157,6 +166,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.FallbackInterval == (Interval{}) {
 		cfg.FallbackInterval = Interval{45 * time.Minute, 90 * time.Minute}
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 2 * time.Second
 	}
 	if cfg.ActiveInterval <= 0 {
 		cfg.ActiveInterval = 10 * time.Second
@@ -288,10 +300,14 @@ func (c *Client) loop(ctx context.Context) {
 	}
 }
 
-// nextWait is the server's sleep, shortened while an update runs.
+// nextWait is the server's sleep, shortened while an update runs; after
+// failed polls, a jittered exponential back-off up to that sleep.
 func (c *Client) nextWait() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.failures > 0 {
+		return retryWait(c.failures, c.cfg.RetryMin, c.serverSleep, c.cfg.FallbackInterval)
+	}
 	wait := c.lastSleep
 	if wait <= 0 {
 		wait = c.cfg.FallbackInterval.draw()
@@ -300,6 +316,22 @@ func (c *Client) nextWait() time.Duration {
 		wait = c.cfg.ActiveInterval
 	}
 	return wait
+}
+
+// retryWait is the wait before retry number n (1 after the first failure):
+// min·2^(n-1), at most ceiling (the server's last interval), drawn from
+// the upper half of that so that a fleet does not come back in step; the
+// fallback interval when the server never gave one.
+func retryWait(n int, minWait, ceiling time.Duration, fallback Interval) time.Duration {
+	if ceiling <= 0 {
+		return fallback.draw()
+	}
+	d := minWait
+	for i := 1; i < n && d < ceiling; i++ {
+		d *= 2
+	}
+	d = min(d, ceiling)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // CheckNow polls once and acts on the answer. If that starts (or

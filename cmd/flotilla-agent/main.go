@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/flotilla-ota/flotilla/internal/buildinfo"
 	"github.com/flotilla-ota/flotilla/internal/cli"
 )
 
@@ -18,6 +19,8 @@ func main() {
 	cmd := cli.AgentCommand(os.Getenv, os.Stdout, os.Stderr)
 	cmd.Use = "flotilla-agent"
 	cmd.SilenceUsage = true
+	cmd.Version = buildinfo.Version()
+	cli.Strict(cmd)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla-agent:", err)
 		os.Exit(cli.ExitCode(err))

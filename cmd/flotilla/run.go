@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 
+	"github.com/flotilla-ota/flotilla/internal/buildinfo"
 	"github.com/flotilla-ota/flotilla/internal/cli"
 	"github.com/spf13/cobra"
 )
@@ -14,14 +16,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root := &cobra.Command{
 		Use:           "flotilla",
 		Short:         "Over-the-air updates for fleets of devices",
+		Version:       buildinfo.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(buildinfo.String() + "\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	e := cli.Env(getenv)
 	root.AddCommand(serverCmd(e, stdout, stderr), cli.AgentCommand(e, stdout, stderr), migrateCmd(e, stdout), simCmd(e, stdout, stderr), demoCmd(e, stdout, stderr))
 	root.AddCommand(cli.ManagementCommands(e, stdout, stderr)...)
+	root.AddCommand(&cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+		Run: func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.String()) }})
+	cli.Strict(root)
 	return root.ExecuteContext(ctx)
 }

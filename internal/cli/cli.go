@@ -160,3 +160,42 @@ func ExitCode(err error) int {
 	}
 	return 1
 }
+
+// Strict makes misuse of any command under root a UsageError (exit status
+// 2): an unknown subcommand — with suggestions, instead of help and status
+// 0 — wrong arguments, or an unknown flag.
+func Strict(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return Usagef("%v (see %s --help)", err, c.CommandPath())
+	})
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
+			c.Args = cobra.ArbitraryArgs
+			c.RunE = func(c *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return c.Help()
+				}
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+				if c.SuggestionsMinimumDistance <= 0 {
+					c.SuggestionsMinimumDistance = 2
+				}
+				if sugg := c.SuggestionsFor(args[0]); len(sugg) > 0 {
+					msg += "; did you mean " + strings.Join(sugg, " or ") + "?"
+				}
+				return Usagef("%s (see %s --help)", msg, c.CommandPath())
+			}
+		} else if check := c.Args; check != nil {
+			c.Args = func(c *cobra.Command, args []string) error {
+				if err := check(c, args); err != nil {
+					return Usagef("%s: %v (see %s --help)", c.CommandPath(), err, c.CommandPath())
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+}

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -36,7 +35,7 @@ func (s *session) rolloutCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "rollout", Short: "Create, control and watch rollouts"}
 	var name, artifact, selector, typ, policy, policyFile, policyName string
 	var waves int
-	var start bool
+	var start, all, allowEmpty bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a rollout over the devices matching a selector",
@@ -48,10 +47,17 @@ func (s *session) rolloutCmd() *cobra.Command {
 			}
 			an, av, ok := strings.Cut(artifact, ":")
 			if !ok || name == "" {
-				return errors.New("give --name and --artifact NAME:VERSION")
+				return Usagef("give --name and --artifact NAME:VERSION")
+			}
+			// The whole fleet only when asked for in so many words.
+			switch {
+			case selector == "" && !all:
+				return Usagef("give --selector to choose the devices, or --all for every device of the tenant")
+			case selector != "" && all:
+				return Usagef("give --selector or --all, not both")
 			}
 			body := map[string]any{"name": name, "artifact": map[string]string{"name": an, "version": av}, "selector": selector,
-				"waves": waves, "type": typ, "start": start}
+				"waves": waves, "type": typ, "start": start, "allow_empty": allowEmpty}
 			if policyFile != "" {
 				b, err := os.ReadFile(policyFile)
 				if err != nil {
@@ -86,6 +92,8 @@ func (s *session) rolloutCmd() *cobra.Command {
 	f.StringVar(&policyFile, "policy-file", "", "read the policy JSON from a file")
 	f.StringVar(&policyName, "policy-name", "", "use a named policy")
 	f.BoolVar(&start, "start", false, "start as soon as the device snapshot is taken")
+	f.BoolVar(&all, "all", false, "every device of the tenant (instead of --selector)")
+	f.BoolVar(&allowEmpty, "allow-empty", false, "create the rollout even if no device matches now")
 
 	op := func(verb, short string) *cobra.Command {
 		return &cobra.Command{
@@ -164,7 +172,49 @@ func (s *session) rolloutCmd() *cobra.Command {
 		},
 	}
 	watch.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: never)")
-	cmd.AddCommand(create, ls, show, watch,
+	var devState string
+	var devWave int
+	devices := &cobra.Command{
+		Use:   "devices ID",
+		Short: "List a rollout's devices with their state and last message, e.g. --state failed",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := s.client()
+			if err != nil {
+				return err
+			}
+			var all []api.RolloutDevice
+			for cursor := ""; ; {
+				q := url.Values{"limit": {"1000"}}
+				if devState != "" {
+					q.Set("state", devState)
+				}
+				if devWave > 0 {
+					q.Set("wave", fmt.Sprint(devWave-1))
+				}
+				if cursor != "" {
+					q.Set("cursor", cursor)
+				}
+				var page api.List[api.RolloutDevice]
+				if err := c.Do(cmd.Context(), "GET", "/api/v1/rollouts/"+url.PathEscape(args[0])+"/devices?"+q.Encode(), nil, &page); err != nil {
+					return err
+				}
+				all = append(all, page.Items...)
+				if cursor = page.NextCursor; cursor == "" {
+					break
+				}
+			}
+			return s.print(all, func(w *tabwriter.Writer) {
+				fmt.Fprintln(w, "DEVICE\tWAVE\tSTATE\tATTEMPT\tMESSAGE")
+				for _, d := range all {
+					fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\n", d.DeviceID, d.Wave+1, d.State, d.Attempt, trunc(d.Message, 80))
+				}
+			})
+		},
+	}
+	devices.Flags().StringVar(&devState, "state", "", "only devices in this state: failed, timed_out, rejected, skipped, canceled, pending, ...")
+	devices.Flags().IntVar(&devWave, "wave", 0, "only devices of this wave (1 is the first)")
+	cmd.AddCommand(create, ls, show, watch, devices,
 		op("start", "Start a ready rollout"), op("pause", "Pause a running rollout"), op("resume", "Resume a paused rollout"),
 		op("abort", "Abort a rollout"), op("retry", "Re-run failed, timed-out and skipped devices"), op("next-wave", "Start the next wave now"))
 	return cmd
@@ -211,6 +261,8 @@ func (s *session) watch(ctx context.Context, c *Client, id string) error {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(64 << 20)
+	var info api.Info
+	c.Do(ctx, "GET", "/api/v1/info", nil, &info) // older servers lack it: no poll hint then
 	tty := isTerminal(s.stdout)
 	lines, last := 0, ""
 	render := func() (api.Rollout, error) {
@@ -220,9 +272,18 @@ func (s *session) watch(ctx context.Context, c *Client, id string) error {
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s  %s  %s %s\n", r.Name, r.Status, r.Artifact.Name, r.Artifact.Version)
+		waiting := 0
 		for _, wv := range r.Waves {
 			ok, bad, done := finished(wv.Counts)
 			fmt.Fprintf(&b, "  %-12s %-10s %s  %d/%d  ok %d  failed %d\n", wv.Name, wv.Status, bar(done, wv.Size, 24), done, wv.Size, ok, bad)
+			waiting += wv.Waiting
+		}
+		if waiting > 0 {
+			fmt.Fprintf(&b, "  %d devices have not polled since their wave started", waiting)
+			if info.PollInterval > 0 {
+				fmt.Fprintf(&b, " (devices poll every %s; start the server with --poll-interval to change it)", time.Duration(info.PollInterval))
+			}
+			b.WriteString("\n")
 		}
 		out := b.String()
 		if out == last {

@@ -243,7 +243,7 @@ func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) 
 			}
 		}
 		r, _, err := c.CreateRollout(ctx, p, RolloutRequest{Tenant: tenant, Name: fmt.Sprintf("channel %s → %s %s", req.Name, a.Name, a.Version),
-			ArtifactName: a.Name, ArtifactVersion: a.Version, Selector: sel, Waves: req.Waves, Policy: &pol, Start: true, Channel: req.Name})
+			ArtifactName: a.Name, ArtifactVersion: a.Version, Selector: sel, Waves: req.Waves, Policy: &pol, Start: true, Channel: req.Name, AllowEmpty: true})
 		if err != nil {
 			return flotilla.Channel{}, nil, false, err
 		}

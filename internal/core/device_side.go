@@ -174,6 +174,9 @@ func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authori
 
 func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register bool, expires *time.Time) (DeviceIdentity, error) {
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
+	if s, _ := ParseDeviceAuthorization(authorization); s != "" {
+		unauthorized = flotilla.Errorf(flotilla.EUnauthorized, "the %s sent is not accepted for device %q in tenant %q: check the token (or rotate it with POST /api/v1/devices/%s/token)", s, deviceID, tenant, deviceID)
+	}
 	if err := flotilla.ValidateDeviceID(deviceID); err != nil {
 		return DeviceIdentity{}, err
 	}

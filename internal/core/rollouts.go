@@ -30,6 +30,10 @@ type RolloutRequest struct {
 	Delivery        string
 	// Draft keeps the rollout editable: no snapshot until it starts.
 	Draft bool
+	// AllowEmpty accepts a selector that matches no device now (a
+	// channel's release reaches devices that join later); otherwise that
+	// is a conflict, not a rollout that "completes" at 0 of 0.
+	AllowEmpty bool
 	// Start starts the rollout as soon as its snapshot is taken.
 	Start   bool
 	Channel string
@@ -100,6 +104,16 @@ func (c *Core) validateRollout(ctx context.Context, tenant string, req RolloutRe
 			if _, err := c.Store.GetDevice(ctx, tenant, id); err != nil {
 				return flotilla.Rollout{}, err
 			}
+		}
+	}
+	if len(req.DeviceIDs) == 0 && !req.Draft && !req.AllowEmpty {
+		sel, _ := label.Parse(req.Selector)
+		some, err := c.Store.ListDevices(ctx, tenant, store.DeviceQuery{Selector: sel, Limit: 1})
+		if err != nil {
+			return flotilla.Rollout{}, err
+		}
+		if len(some) == 0 {
+			return flotilla.Rollout{}, flotilla.Errorf(flotilla.EConflict, "selector %q matches no device: check it with POST /api/v1/rollouts/preview, or set allow_empty to create the rollout anyway", req.Selector)
 		}
 	}
 	if req.Waves != 0 && len(req.Groups) > 0 {

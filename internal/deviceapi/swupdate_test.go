@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 )
 
 // cpioNewc writes files as a cpio "newc" archive, the container of a .swu.
@@ -112,10 +113,10 @@ func (l *lockedBuffer) String() string {
 func TestSWUpdateSuricatta(t *testing.T) {
 	bin, err := exec.LookPath("swupdate")
 	if err != nil {
-		t.Skip("swupdate is not installed (apt-get install swupdate; .ci/run does)")
+		testtool.Missing(t, "swupdate is not installed: apt-get install swupdate (.ci/run does)")
 	}
 	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl is not installed")
+		testtool.Missing(t, "openssl is not installed: apt-get install openssl (.ci/run does)")
 	}
 	dir := t.TempDir()
 	s := servertest.Start(t)

@@ -17,7 +17,7 @@ func toRolloutJSON(r flotilla.Rollout, waves []flotilla.Wave) api.Rollout {
 		Channel: r.Channel, Groups: r.Groups, Devices: r.DeviceIDs, Status: r.Status, Reason: r.Reason, Total: r.Total, Counts: map[string]int{},
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: timePtr(r.StartedAt), FinishedAt: timePtr(r.FinishedAt)}
 	for _, w := range waves {
-		wj := api.Wave{Index: w.Index, Name: w.Name, Size: w.Size, Status: w.Status, Counts: map[string]int{}, Unhealthy: w.Unhealthy,
+		wj := api.Wave{Index: w.Index, Name: w.Name, Size: w.Size, Status: w.Status, Counts: map[string]int{}, Unhealthy: w.Unhealthy, Waiting: w.Waiting,
 			StartedAt: timePtr(w.StartedAt), SuccessAt: timePtr(w.SuccessAt), FinishedAt: timePtr(w.FinishedAt), ErrorAck: w.ErrorAck, Reason: w.Reason}
 		for st, n := range w.Counts {
 			if n != 0 {
@@ -39,7 +39,7 @@ func (s *Server) handleCreateRollout(w http.ResponseWriter, r *http.Request, p c
 	ro, waves, err := s.core.CreateRollout(r.Context(), p, core.RolloutRequest{Tenant: tenantOf(req.Tenant, r), Name: req.Name,
 		ArtifactName: req.Artifact.Name, ArtifactVersion: req.Artifact.Version, Selector: req.Selector, Waves: req.Waves, Groups: req.Groups,
 		Type: req.Type, ForceAt: req.ForceAt, Policy: req.Policy, PolicyName: req.PolicyName, Window: req.MaintenanceWindow,
-		Delivery: req.Delivery, Draft: req.Draft, Start: req.Start, DeviceIDs: req.Devices})
+		Delivery: req.Delivery, Draft: req.Draft, Start: req.Start, DeviceIDs: req.Devices, AllowEmpty: req.AllowEmpty})
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -5,6 +5,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/api"
+	"github.com/flotilla-ota/flotilla/internal/buildinfo"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
@@ -66,4 +67,12 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request, p cor
 		return
 	}
 	writeJSON(w, http.StatusOK, toTenantJSON(t))
+}
+
+// handleInfo tells a client what it talks to: the server's version and
+// the polling interval devices are told, which sets how soon a rollout's
+// devices notice it.
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	writeJSON(w, http.StatusOK, api.Info{Version: buildinfo.Version(), PollInterval: flotilla.Duration(s.core.Config.PollInterval),
+		OfflineAfter: flotilla.Duration(s.core.Config.OfflineAfter), Tenant: p.Tenant()})
 }

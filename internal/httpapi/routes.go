@@ -9,6 +9,7 @@ import (
 
 func (s *Server) addRoutes() {
 	s.handle("GET /api/v1/openapi.json", http.HandlerFunc(s.handleOpenAPI))
+	s.handle("GET /api/v1/info", s.authed(s.handleInfo))
 
 	s.handle("POST /api/v1/tenants", s.authed(s.handleCreateTenant))
 	s.handle("GET /api/v1/tenants", s.authed(s.handleListTenants))

@@ -124,6 +124,25 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("count waves", err)
 	}
+	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'pending'
+		AND retrieved_at IS NULL GROUP BY wave`), r.ID)
+	if err != nil {
+		return nil, s.wrap("count waves", err)
+	}
+	for rows.Next() {
+		var wave, n int
+		if err := rows.Scan(&wave, &n); err != nil {
+			rows.Close()
+			return nil, s.wrap("count waves", err)
+		}
+		if wave >= 0 && wave < len(waves) {
+			waves[wave].Waiting = n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("count waves", err)
+	}
 	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'succeeded'
 		AND (healthy IS NULL OR healthy = 0) GROUP BY wave`), r.ID)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -25,7 +26,7 @@ func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(PostgresEnv)
 	if base == "" {
-		t.Skipf("PostgreSQL tests skipped: set %s to a DSN such as postgres://postgres@127.0.0.1:5432/test (.ci/run does)", PostgresEnv)
+		testtool.Missing(t, "PostgreSQL tests skipped: set %s to a DSN such as postgres://postgres@127.0.0.1:5432/test (.ci/run does)", PostgresEnv)
 	}
 	dsn, cleanup, err := NewSchema(context.Background(), base)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 	"github.com/flotilla-ota/flotilla/updater"
 )
 
@@ -39,7 +40,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skip("no Chromium installed (apt-get install chromium; .ci/run does)")
+	testtool.Missing(t, "no Chromium installed: apt-get install chromium (.ci/run does)")
 	return ""
 }
 
