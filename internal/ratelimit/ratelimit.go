@@ -9,6 +9,7 @@ package ratelimit
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,11 +19,12 @@ type Limiter struct {
 	interval int64 // nanoseconds between events at the sustained rate
 	tau      int64 // how far ahead of now a key may run: the burst
 	seed     maphash.Seed
+	keys     atomic.Int64 // keys held, so Blocked on an empty limiter is free
 	shards   [64]shard
 }
 
 type shard struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	// tat is each key's theoretical arrival time (unix nanoseconds): the
 	// bucket is empty until then. Values are pointers so that a known key
 	// is updated without building its string again.
@@ -88,6 +90,7 @@ func (l *Limiter) allow(key []byte, now time.Time) (bool, time.Duration) {
 	if p == nil {
 		p = new(int64)
 		sh.tat[string(key)] = p
+		l.keys.Add(1)
 	}
 	*p = tat + l.interval
 	l.sweepLocked(sh, t)
@@ -101,14 +104,17 @@ func (l *Limiter) Blocked(key string, now time.Time) (bool, time.Duration) {
 	if l == nil || l.interval == 0 {
 		return false, 0
 	}
+	if l.keys.Load() == 0 {
+		return false, 0 // nobody is being limited: the common case, free
+	}
 	t := now.UnixNano()
 	sh := l.shard(key)
-	sh.mu.Lock()
+	sh.mu.RLock()
 	var tat int64
 	if p := sh.tat[key]; p != nil {
 		tat = *p
 	}
-	sh.mu.Unlock()
+	sh.mu.RUnlock()
 	if tat-t > l.tau {
 		return true, time.Duration(tat - t - l.tau)
 	}
@@ -125,6 +131,7 @@ func (l *Limiter) sweepLocked(sh *shard, t int64) {
 	for k, tat := range sh.tat {
 		if *tat < t {
 			delete(sh.tat, k)
+			l.keys.Add(-1)
 		}
 	}
 }
@@ -136,9 +143,9 @@ func (l *Limiter) Len() int {
 	}
 	n := 0
 	for i := range l.shards {
-		l.shards[i].mu.Lock()
+		l.shards[i].mu.RLock()
 		n += len(l.shards[i].tat)
-		l.shards[i].mu.Unlock()
+		l.shards[i].mu.RUnlock()
 	}
 	return n
 }
