@@ -79,6 +79,8 @@ type Device struct {
 	// Token is the DDI credential (TargetToken): in the answer that
 	// created or rotated it, and to holders of the devices:tokens scope.
 	Token string `json:"token,omitempty"`
+	// Deployment is the device's newest deployment, in lists.
+	Deployment *DeviceDeployment `json:"deployment,omitempty"`
 	// NodeToken is the bearer token the server sends this push node: in
 	// the answer that created it (a device registered with, or first
 	// given, an address) or rotated it; never again.
@@ -279,4 +281,32 @@ type Info struct {
 	OfflineAfter flotilla.Duration `json:"offline_after"`
 	// Tenant is the calling token's own tenant.
 	Tenant string `json:"tenant"`
+}
+
+// DeviceDeployment is a device's newest deployment as a list shows it.
+type DeviceDeployment struct {
+	ID        int64                    `json:"id"`
+	State     flotilla.DeploymentState `json:"state"`
+	Artifact  ArtifactRef              `json:"artifact"`
+	RolloutID string                   `json:"rollout_id,omitempty"`
+	Message   string                   `json:"message,omitempty"`
+	UpdatedAt time.Time                `json:"updated_at"`
+}
+
+// RolloutHistory is a rollout's progress over time, from its start:
+// GET /api/v1/rollouts/{id}/history.
+type RolloutHistory struct {
+	Total      int            `json:"total"`
+	StartedAt  *time.Time     `json:"started_at,omitempty"`
+	FinishedAt *time.Time     `json:"finished_at,omitempty"`
+	Points     []HistoryPoint `json:"points"`
+}
+
+// HistoryPoint is how many devices had finished, succeeded and failed by
+// At.
+type HistoryPoint struct {
+	At        time.Time `json:"at"`
+	Finished  int       `json:"finished"`
+	Succeeded int       `json:"succeeded"`
+	Failed    int       `json:"failed"`
 }

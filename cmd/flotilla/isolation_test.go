@@ -77,6 +77,8 @@ var routeBodies = map[string]any{
 	"POST /api/v1/devices":                               map[string]any{"tenant": "acme", "id": "evil-dev"},
 	"PATCH /api/v1/devices/{id}":                         map[string]any{"labels": map[string]string{"pwned": "yes"}},
 	"POST /api/v1/devices/{id}/token":                    nil,
+	"GET /api/v1/info":                                   nil,
+	"GET /api/v1/rollouts/{id}/history":                  nil,
 	"POST /api/v1/devices/{id}/node-token":               nil,
 	"GET /api/v1/openapi.json":                           nil,
 	"GET /api/v1/tenants":                                nil,

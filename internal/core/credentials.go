@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // Device and node tokens are stored twice: a hash to authenticate with, and
@@ -131,7 +132,7 @@ func (c *Core) CheckSecrets(ctx context.Context) error {
 	sealed := 0
 	for _, t := range tenants {
 		for after := ""; ; {
-			page, err := c.Store.ListDevices(ctx, t.Name, deviceQuery(after, 1000))
+			page, err := c.Store.ListDevices(ctx, t.Name, store.DeviceQuery{AfterID: after, Limit: 1000})
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,9 @@ package core
 
 import (
 	"context"
+	"encoding/base64"
 	"net/url"
+	"strings"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/events"
@@ -130,28 +132,119 @@ func (c *Core) GetDevice(ctx context.Context, p Principal, tenant, id string) (f
 type DeviceListQuery struct {
 	Tenant   string
 	Selector string
-	After    string
-	Limit    int
+	// Prefix keeps ids that start with it.
+	Prefix string
+	// Sort is id (default), last_seen or version; a leading '-' reverses.
+	Sort string
+	// Cursor is the NextCursor of the previous page.
+	Cursor string
+	Limit  int
+	// WithDeployments adds each device's newest deployment.
+	WithDeployments bool
 }
 
-// ListDevices returns a page of devices matching a selector, in id order.
-func (c *Core) ListDevices(ctx context.Context, p Principal, q DeviceListQuery) ([]flotilla.Device, error) {
+// DevicePage is one page of devices.
+type DevicePage struct {
+	Devices []flotilla.Device
+	// Deployments holds each listed device's newest deployment, if asked.
+	Deployments map[string]flotilla.Deployment
+	// NextCursor continues the listing; "" after the last page.
+	NextCursor string
+	// Total counts the tenant's devices when the list is not filtered; -1
+	// otherwise.
+	Total int
+}
+
+// ListDevices returns a page of devices, ordered and filtered as q says.
+// Paging is by key (a cursor), so a page costs the same at any depth.
+func (c *Core) ListDevices(ctx context.Context, p Principal, q DeviceListQuery) (DevicePage, error) {
 	tenant, err := p.TenantFor(q.Tenant)
 	if err != nil {
-		return nil, err
+		return DevicePage{}, err
 	}
 	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
-		return nil, err
+		return DevicePage{}, err
 	}
 	sel, err := label.Parse(q.Selector)
 	if err != nil {
-		return nil, err
+		return DevicePage{}, err
 	}
-	return c.Store.ListDevices(ctx, tenant, store.DeviceQuery{Selector: sel, AfterID: q.After, Limit: q.Limit})
+	sq := store.DeviceQuery{Selector: sel, Prefix: q.Prefix, Limit: q.Limit}
+	sortName := strings.TrimPrefix(q.Sort, "-")
+	sq.Desc = strings.HasPrefix(q.Sort, "-")
+	switch sortName {
+	case "", "id":
+	case "last_seen":
+		sq.Sort = store.SortByLastSeen
+	case "version":
+		sq.Sort = store.SortByVersion
+	default:
+		return DevicePage{}, flotilla.Errorf(flotilla.EInvalid, "sort %q is invalid: use id, last_seen or version, with a leading '-' for descending", q.Sort)
+	}
+	if sq.AfterID, sq.AfterValue, err = decodeCursor(q.Cursor, sq.Sort, sq.Desc); err != nil {
+		return DevicePage{}, err
+	}
+	list, err := c.Store.ListDevices(ctx, tenant, sq)
+	if err != nil {
+		return DevicePage{}, err
+	}
+	page := DevicePage{Devices: list, Total: -1}
+	if q.Limit > 0 && len(list) == q.Limit {
+		last := list[len(list)-1]
+		page.NextCursor = encodeCursor(last, sq.Sort, sq.Desc)
+	}
+	if q.WithDeployments && len(list) > 0 {
+		ids := make([]string, len(list))
+		for i, d := range list {
+			ids[i] = d.ID
+		}
+		if page.Deployments, err = c.Store.LatestDeployments(ctx, tenant, ids); err != nil {
+			return DevicePage{}, err
+		}
+	}
+	if sel.Empty() && q.Prefix == "" {
+		if page.Total, err = c.Store.CountDevices(ctx, tenant, sel); err != nil {
+			return DevicePage{}, err
+		}
+	}
+	return page, nil
 }
 
-func deviceQuery(after string, limit int) store.DeviceQuery {
-	return store.DeviceQuery{AfterID: after, Limit: limit}
+// A cursor is the last device's id for the default order (as earlier
+// versions had it), else "v1." + base64 of order, value and id.
+func encodeCursor(d flotilla.Device, sort store.DeviceSort, desc bool) string {
+	if sort == store.SortByID && !desc {
+		return d.ID
+	}
+	dir := "a"
+	if desc {
+		dir = "d"
+	}
+	raw := string(sort) + "\x00" + dir + "\x00" + store.CursorValue(d, sort) + "\x00" + d.ID
+	return "v1." + base64.RawURLEncoding.EncodeToString([]byte(raw))
+}
+
+func decodeCursor(c string, sort store.DeviceSort, desc bool) (id, value string, err error) {
+	if c == "" {
+		return "", "", nil
+	}
+	b64, ok := strings.CutPrefix(c, "v1.")
+	if !ok {
+		if sort != store.SortByID || desc {
+			return "", "", flotilla.Errorf(flotilla.EInvalid, "cursor %q does not belong to this order; start again without a cursor", c)
+		}
+		return c, "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(b64)
+	parts := strings.Split(string(raw), "\x00")
+	dir := "a"
+	if desc {
+		dir = "d"
+	}
+	if err != nil || len(parts) != 4 || parts[0] != string(sort) || parts[1] != dir {
+		return "", "", flotilla.Errorf(flotilla.EInvalid, "cursor %q does not belong to this order; start again without a cursor", c)
+	}
+	return parts[3], parts[2], nil
 }
 
 // UpdateDevice changes labels, attributes or the push address. Setting an

@@ -373,6 +373,63 @@ func (c *Core) RolloutRuns(ctx context.Context, p Principal, tenant, id string) 
 	return c.Store.ListRolloutRuns(ctx, tenant, id)
 }
 
+// HistoryPoint is the state of a rollout at one moment: how many of its
+// devices had finished, succeeded and failed by then.
+type HistoryPoint struct {
+	At                          time.Time
+	Finished, Succeeded, Failed int
+}
+
+// RolloutHistory is a rollout's progress over time from its start, drawn
+// from when its devices finished: the same curve whenever it is looked at.
+func (c *Core) RolloutHistory(ctx context.Context, p Principal, tenant, id string, points int) (flotilla.Rollout, []HistoryPoint, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Rollout{}, nil, err
+	}
+	if err := p.Require(flotilla.ScopeRolloutsRead); err != nil {
+		return flotilla.Rollout{}, nil, err
+	}
+	r, _, err := c.Store.GetRollout(ctx, tenant, id)
+	if err != nil {
+		return r, nil, err
+	}
+	fin, err := c.Store.RolloutFinishes(ctx, tenant, id)
+	if err != nil || r.StartedAt == nil {
+		return r, nil, err
+	}
+	start, end := *r.StartedAt, c.Now()
+	if r.FinishedAt != nil {
+		end = *r.FinishedAt
+	}
+	if n := len(fin); n > 0 && fin[n-1].At.After(end) {
+		end = fin[n-1].At
+	}
+	points = min(max(points, 2), 500)
+	step := end.Sub(start) / time.Duration(points-1)
+	out := make([]HistoryPoint, 0, points)
+	var cur HistoryPoint
+	k := 0
+	for i := 0; i < points; i++ {
+		at := start.Add(step * time.Duration(i))
+		if i == points-1 {
+			at = end
+		}
+		for ; k < len(fin) && !fin[k].At.After(at); k++ {
+			cur.Finished++
+			switch {
+			case fin[k].State == flotilla.StateSucceeded:
+				cur.Succeeded++
+			case fin[k].State.Failure():
+				cur.Failed++
+			}
+		}
+		cur.At = at
+		out = append(out, cur)
+	}
+	return r, out, nil
+}
+
 // Preview is what a rollout would cover.
 type Preview struct {
 	Total  int

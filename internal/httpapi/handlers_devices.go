@@ -47,18 +47,23 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request, p cor
 		return
 	}
 	q := r.URL.Query()
-	list, err := s.core.ListDevices(r.Context(), p, core.DeviceListQuery{Tenant: q.Get("tenant"), Selector: q.Get("selector"), After: cursor, Limit: limit + 1})
+	pg, err := s.core.ListDevices(r.Context(), p, core.DeviceListQuery{Tenant: q.Get("tenant"), Selector: q.Get("selector"), Prefix: q.Get("prefix"),
+		Sort: q.Get("sort"), Cursor: cursor, Limit: limit, WithDeployments: true})
 	if err != nil {
 		s.error(w, r, err)
 		return
 	}
-	out := api.List[api.Device]{Items: []api.Device{}}
-	if len(list) > limit {
-		list = list[:limit]
-		out.NextCursor = list[limit-1].ID
+	out := api.List[api.Device]{Items: []api.Device{}, NextCursor: pg.NextCursor}
+	if pg.Total >= 0 {
+		out.Total = &pg.Total
 	}
-	for _, d := range list {
-		out.Items = append(out.Items, s.toDeviceJSON(p, d))
+	for _, d := range pg.Devices {
+		dj := s.toDeviceJSON(p, d)
+		if dep, ok := pg.Deployments[d.ID]; ok {
+			dj.Deployment = &api.DeviceDeployment{ID: dep.ID, State: dep.State, Artifact: api.ArtifactRef{Name: dep.ArtifactName, Version: dep.ArtifactVersion},
+				RolloutID: dep.RolloutID, Message: dep.Message, UpdatedAt: dep.UpdatedAt}
+		}
+		out.Items = append(out.Items, dj)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -146,6 +146,28 @@ func (s *Server) handleRolloutRuns(w http.ResponseWriter, r *http.Request, p cor
 	writeJSON(w, http.StatusOK, out)
 }
 
+func (s *Server) handleRolloutHistory(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	points := 100
+	if v := r.URL.Query().Get("points"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2 || n > 500 {
+			s.error(w, r, flotilla.Errorf(flotilla.EInvalid, "points must be from 2 to 500, got %q", v))
+			return
+		}
+		points = n
+	}
+	ro, hist, err := s.core.RolloutHistory(r.Context(), p, r.URL.Query().Get("tenant"), r.PathValue("id"), points)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	out := api.RolloutHistory{Total: ro.Total, StartedAt: timePtr(ro.StartedAt), FinishedAt: timePtr(ro.FinishedAt), Points: []api.HistoryPoint{}}
+	for _, h := range hist {
+		out.Points = append(out.Points, api.HistoryPoint{At: h.At, Finished: h.Finished, Succeeded: h.Succeeded, Failed: h.Failed})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) handleRolloutDevices(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	limit, cursor, err := page(r)
 	if err != nil {

@@ -46,21 +46,20 @@ func hostOf(address string) string {
 // pushDevices lists the tenant's devices that have a push address.
 func (s *Server) pushDevices(ctx context.Context, p core.Principal, tenant string) ([]flotilla.Device, error) {
 	var out []flotilla.Device
-	after := ""
+	cursor := ""
 	for {
-		page, err := s.core.ListDevices(ctx, p, core.DeviceListQuery{Tenant: tenant, After: after, Limit: 1000})
+		page, err := s.core.ListDevices(ctx, p, core.DeviceListQuery{Tenant: tenant, Cursor: cursor, Limit: 1000})
 		if err != nil {
 			return nil, err
 		}
-		for _, d := range page {
+		for _, d := range page.Devices {
 			if d.Address != "" {
 				out = append(out, d)
 			}
 		}
-		if len(page) < 1000 {
+		if cursor = page.NextCursor; cursor == "" {
 			return out, nil
 		}
-		after = page[len(page)-1].ID
 	}
 }
 

@@ -73,6 +73,11 @@ func (s *Server) handlePatchTenant(w http.ResponseWriter, r *http.Request, p cor
 // the polling interval devices are told, which sets how soon a rollout's
 // devices notice it.
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request, p core.Principal) {
+	tenant, err := p.TenantFor(r.URL.Query().Get("tenant"))
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, api.Info{Version: buildinfo.Version(), PollInterval: flotilla.Duration(s.core.Config.PollInterval),
-		OfflineAfter: flotilla.Duration(s.core.Config.OfflineAfter), Tenant: p.Tenant()})
+		OfflineAfter: flotilla.Duration(s.core.Config.OfflineAfter), Tenant: tenant})
 }

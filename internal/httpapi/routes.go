@@ -56,6 +56,7 @@ func (s *Server) addRoutes() {
 	s.handle("POST /api/v1/rollouts/{id}/next-wave", s.authed(s.rolloutOp(rollout.OpNextWave)))
 	s.handle("GET /api/v1/rollouts/{id}/runs", s.authed(s.handleRolloutRuns))
 	s.handle("GET /api/v1/rollouts/{id}/devices", s.authed(s.handleRolloutDevices))
+	s.handle("GET /api/v1/rollouts/{id}/history", s.authed(s.handleRolloutHistory))
 
 	s.handle("POST /api/v1/policies", s.authed(s.handleCreatePolicy))
 	s.handle("GET /api/v1/policies", s.authed(s.handleListPolicies))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,7 +97,44 @@ func (s *Store) getDevice(ctx context.Context, q querier, tenant, id string) (fl
 // stops as soon as a page is full.
 func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQuery) ([]flotilla.Device, error) {
 	defer s.observe("list devices", time.Now())
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id > ? ORDER BY id`), tenant, q.AfterID)
+	where, args := `tenant = ?`, []any{tenant}
+	if q.Prefix != "" {
+		// id >= prefix AND id < prefix+U+FFFF: a range on the key, not a scan.
+		where += ` AND id >= ? AND id < ?`
+		args = append(args, q.Prefix, q.Prefix+"\uffff")
+	}
+	dir, cmp := "", ">"
+	if q.Desc {
+		dir, cmp = " DESC", "<"
+	}
+	var order string
+	switch q.Sort {
+	case store.SortByLastSeen:
+		order = `COALESCE(last_seen_at, 0)` + dir + `, id` + dir
+		if q.AfterID != "" {
+			v, _ := strconv.ParseInt(q.AfterValue, 10, 64)
+			where += ` AND (COALESCE(last_seen_at, 0), id) ` + cmp + ` (?, ?)`
+			args = append(args, v, q.AfterID)
+		}
+	case store.SortByVersion:
+		order = `version` + dir + `, id` + dir
+		if q.AfterID != "" {
+			where += ` AND (version, id) ` + cmp + ` (?, ?)`
+			args = append(args, q.AfterValue, q.AfterID)
+		}
+	default:
+		order = `id` + dir
+		if q.AfterID != "" {
+			where += ` AND id ` + cmp + ` ?`
+			args = append(args, q.AfterID)
+		}
+	}
+	query := `SELECT ` + deviceCols + ` FROM devices WHERE ` + where + ` ORDER BY ` + order
+	if q.Selector.Empty() && q.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, q.Limit)
+	}
+	rows, err := s.rd.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, s.wrap("list devices", err)
 	}
@@ -116,6 +154,37 @@ func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQu
 		}
 	}
 	return out, s.wrap("list devices", rows.Err())
+}
+
+// LatestDeployments implements store.Devices.
+func (s *Store) LatestDeployments(ctx context.Context, tenant string, deviceIDs []string) (map[string]flotilla.Deployment, error) {
+	defer s.observe("latest deployments", time.Now())
+	out := map[string]flotilla.Deployment{}
+	for start := 0; start < len(deviceIDs); start += 500 {
+		part := deviceIDs[start:min(start+500, len(deviceIDs))]
+		args := []any{tenant}
+		for _, id := range part {
+			args = append(args, id)
+		}
+		rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE id IN (
+			SELECT MAX(id) FROM deployments WHERE tenant = ? AND device_id IN (`+placeholders(len(part))+`) GROUP BY device_id)`), args...)
+		if err != nil {
+			return nil, s.wrap("latest deployments", err)
+		}
+		for rows.Next() {
+			d, err := scanDeployment(rows)
+			if err != nil {
+				rows.Close()
+				return nil, s.wrap("latest deployments", err)
+			}
+			out[d.DeviceID] = d
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, s.wrap("latest deployments", err)
+		}
+	}
+	return out, nil
 }
 
 // CountDevices implements store.Devices.

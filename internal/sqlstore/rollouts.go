@@ -484,3 +484,25 @@ func (s *Store) ListRolloutRuns(ctx context.Context, tenant, id string) ([]floti
 	}
 	return out, s.wrap("list runs", rows.Err())
 }
+
+// RolloutFinishes implements store.Rollouts.
+func (s *Store) RolloutFinishes(ctx context.Context, tenant, id string) ([]store.RolloutFinish, error) {
+	if _, err := s.getRollout(ctx, s.rd, tenant, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT finished_at, state FROM deployments WHERE rollout_id = ? AND retried = 0 AND finished_at IS NOT NULL ORDER BY finished_at`), id)
+	if err != nil {
+		return nil, s.wrap("rollout finishes", err)
+	}
+	defer rows.Close()
+	var out []store.RolloutFinish
+	for rows.Next() {
+		var at int64
+		var st string
+		if err := rows.Scan(&at, &st); err != nil {
+			return nil, s.wrap("rollout finishes", err)
+		}
+		out = append(out, store.RolloutFinish{At: fromTS(at), State: flotilla.DeploymentState(st)})
+	}
+	return out, s.wrap("rollout finishes", rows.Err())
+}

@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -78,11 +79,45 @@ type Artifacts interface {
 	BlobReferenced(ctx context.Context, sha256 string) (bool, error)
 }
 
-// DeviceQuery selects devices in id order, a page at a time.
+// DeviceQuery selects devices a page at a time, in Sort order (id by
+// default).
 type DeviceQuery struct {
 	Selector label.Selector
-	AfterID  string // exclusive cursor
-	Limit    int    // 0 means no limit
+	// Prefix keeps devices whose id starts with it.
+	Prefix string
+	// Sort orders the page; Desc reverses it.
+	Sort DeviceSort
+	Desc bool
+	// AfterID, with AfterValue for sorts other than id, is the exclusive
+	// cursor: the last device of the previous page.
+	AfterID    string
+	AfterValue string
+	Limit      int // 0 means no limit
+}
+
+// DeviceSort is a device list order; ties are broken by id.
+type DeviceSort string
+
+// The device list orders.
+const (
+	SortByID       DeviceSort = ""
+	SortByLastSeen DeviceSort = "last_seen"
+	SortByVersion  DeviceSort = "version"
+)
+
+// CursorValue is d's value for sort, as DeviceQuery.AfterValue takes it:
+// the last sighting in Unix microseconds (0 for never), or the version.
+func CursorValue(d flotilla.Device, sort DeviceSort) string {
+	switch sort {
+	case SortByLastSeen:
+		if d.LastSeenAt == nil {
+			return "0"
+		}
+		return strconv.FormatInt(d.LastSeenAt.UnixMicro(), 10)
+	case SortByVersion:
+		return d.Version
+	}
+	return ""
 }
 
 // Devices stores the fleet.
@@ -94,8 +129,11 @@ type Devices interface {
 	CreateDevices(ctx context.Context, ds []flotilla.Device) error
 	// GetDevice returns the device or ENotFound.
 	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
-	// ListDevices returns devices matching q in id order.
+	// ListDevices returns a page of devices matching q, in q's order.
 	ListDevices(ctx context.Context, tenant string, q DeviceQuery) ([]flotilla.Device, error)
+	// LatestDeployments returns, for each of the given devices that has
+	// any, its newest deployment (no history).
+	LatestDeployments(ctx context.Context, tenant string, deviceIDs []string) (map[string]flotilla.Deployment, error)
 	// CountDevices counts the tenant's devices matching sel.
 	CountDevices(ctx context.Context, tenant string, sel label.Selector) (int, error)
 	// UpdateDevice applies p at now and returns the result; ENotFound.
@@ -190,6 +228,12 @@ type Policies interface {
 	DeletePolicy(ctx context.Context, tenant, name string) error
 }
 
+// RolloutFinish is when a device of a rollout finished, and how.
+type RolloutFinish struct {
+	At    time.Time
+	State flotilla.DeploymentState
+}
+
 // Touched is a deployment a rollout operation changed, for cache
 // invalidation and events.
 type Touched struct {
@@ -241,6 +285,9 @@ type Rollouts interface {
 	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]Touched, error)
 	ListRolloutDevices(ctx context.Context, tenant, id string, f flotilla.RolloutDeviceFilter) ([]flotilla.RolloutDevice, error)
 	ListRolloutRuns(ctx context.Context, tenant, id string) ([]flotilla.RolloutRun, error)
+	// RolloutFinishes returns when each of a rollout's devices finished
+	// (its current attempt) and how, oldest first: its recorded history.
+	RolloutFinishes(ctx context.Context, tenant, id string) ([]RolloutFinish, error)
 }
 
 // Channels stores release channels.

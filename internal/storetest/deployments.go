@@ -109,6 +109,11 @@ func testDeployments(t *testing.T, s store.Store) {
 	if len(list) != 3 || list[0].ID != d3.ID || len(list[2].History) != 2 {
 		t.Fatalf("ListDeviceDeployments = %d entries", len(list))
 	}
+	latest, err := s.LatestDeployments(ctx, "acme", []string{"k1", "k2", "nobody"})
+	must(t, err)
+	if len(latest) != 1 || latest["k1"].ID != d3.ID || latest["k1"].State != flotilla.StateSucceeded {
+		t.Fatalf("LatestDeployments = %+v", latest)
+	}
 	if ok, _ := s.ArtifactAssigned(ctx, "acme", "k1", a.ID); !ok {
 		t.Fatal("ArtifactAssigned = false")
 	}

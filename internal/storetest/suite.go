@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -348,6 +349,51 @@ func testDevicePagination(t *testing.T, s store.Store) {
 	}
 	if len(ids) != 13 || ids[0] != "d000" || ids[12] != "d024" {
 		t.Fatalf("paged ids = %v", ids)
+	}
+
+	// Other orders page by (value, id), either way; a prefix narrows.
+	for i := 0; i < 25; i++ {
+		v := fmt.Sprintf("1.%d.0", i%3)
+		_, err := s.UpdateDevice(ctx, "acme", fmt.Sprintf("d%03d", i), flotilla.DevicePatch{Version: &v}, t0)
+		must(t, err)
+	}
+	seen := []store.DeviceSeen{}
+	for i := 0; i < 25; i += 2 { // odd devices never seen
+		seen = append(seen, store.DeviceSeen{Tenant: "acme", ID: fmt.Sprintf("d%03d", i), At: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	_, err := s.TouchDevices(ctx, seen, t0)
+	must(t, err)
+	walk := func(q store.DeviceQuery) []string {
+		var out []string
+		for {
+			q.Limit = 4
+			page, err := s.ListDevices(ctx, "acme", q)
+			must(t, err)
+			for _, d := range page {
+				out = append(out, d.ID)
+			}
+			if len(page) < 4 {
+				return out
+			}
+			last := page[len(page)-1]
+			q.AfterID, q.AfterValue = last.ID, store.CursorValue(last, q.Sort)
+		}
+	}
+	bySeen := walk(store.DeviceQuery{Sort: store.SortByLastSeen, Desc: true})
+	if len(bySeen) != 25 || bySeen[0] != "d024" || bySeen[12] != "d000" || bySeen[13] != "d023" || bySeen[24] != "d001" {
+		t.Fatalf("newest sighting first = %v", bySeen)
+	}
+	byVersion := walk(store.DeviceQuery{Sort: store.SortByVersion})
+	if len(byVersion) != 25 || byVersion[0] != "d000" || byVersion[8] != "d024" || byVersion[9] != "d001" {
+		t.Fatalf("by version = %v", byVersion)
+	}
+	if got := walk(store.DeviceQuery{Prefix: "d01", Desc: true}); strings.Join(got, ",") != "d019,d018,d017,d016,d015,d014,d013,d012,d011,d010" {
+		t.Fatalf("prefix d01, descending = %v", got)
+	}
+	latest, err := s.LatestDeployments(ctx, "acme", []string{"d000", "d001"})
+	must(t, err)
+	if len(latest) != 0 {
+		t.Fatalf("latest deployments of devices without any = %v", latest)
 	}
 }
 
