@@ -256,6 +256,8 @@ type RolloutDevice struct {
 type Preview struct {
 	Total int           `json:"total"`
 	Waves []PreviewWave `json:"waves"`
+	// Warnings say what would surprise: empty waves, no device at all.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // PreviewWave is one wave of a preview with up to ten of its devices.

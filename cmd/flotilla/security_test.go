@@ -531,7 +531,7 @@ func TestEventStreamsAreScopedAndCapped(t *testing.T) {
 	}()
 	// An artifact and a rollout (not for devices:read), then a device.
 	s.API.Upload("fw", "1.0.0", []byte("fw"), "")
-	s.API.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "r", "artifact": map[string]string{"name": "fw", "version": "1.0.0"}, "selector": "none=x"}, nil)
+	s.API.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "r", "artifact": map[string]string{"name": "fw", "version": "1.0.0"}, "selector": "none=x", "allow_empty": true}, nil)
 	s.API.CreateDevice("dev-1", nil)
 	var seen []string
 	timeout := time.After(10 * time.Second)

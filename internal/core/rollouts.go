@@ -435,6 +435,8 @@ type Preview struct {
 	Total  int
 	Waves  []rollout.WaveDef
 	Sample [][]string // up to 10 device ids per wave
+	// Warnings say what would surprise: empty waves, no device at all.
+	Warnings []string
 }
 
 // PreviewRollout computes the matching devices and the wave split without
@@ -464,5 +466,27 @@ func (c *Core) PreviewRollout(ctx context.Context, p Principal, tenant, selector
 			pv.Sample[w] = append(pv.Sample[w], members[i].ID)
 		}
 	}
+	pv.Warnings = previewWarnings(len(members), defs)
 	return pv, nil
+}
+
+// previewWarnings explains a split that would surprise: no device, or
+// waves left empty (2 devices in 5 waves).
+func previewWarnings(total int, defs []rollout.WaveDef) []string {
+	if total == 0 {
+		return []string{"the selector matches no device: creating the rollout would be refused (unless allow_empty)"}
+	}
+	var empty []string
+	for i, d := range defs {
+		if d.Size == 0 {
+			empty = append(empty, fmt.Sprint(i+1))
+		}
+	}
+	switch len(empty) {
+	case 0:
+		return nil
+	case 1:
+		return []string{fmt.Sprintf("wave %s would have no device (%d devices in %d waves): use fewer waves", empty[0], total, len(defs))}
+	}
+	return []string{fmt.Sprintf("waves %s would have no device (%d devices in %d waves): use fewer waves", strings.Join(empty, ", "), total, len(defs))}
 }

@@ -55,6 +55,8 @@ type Hub struct {
 	head int     // index of the oldest event
 	n    int
 	subs map[*Sub]struct{}
+	// closed, once set, is why every subscription ends (shutdown).
+	closed string
 
 	batchMu sync.Mutex
 	batch   map[string]Event
@@ -224,9 +226,37 @@ func (h *Hub) Subscribe(f Filter, after uint64) (s *Sub, resumed bool) {
 	} else if after > h.seq {
 		resumed = false // a sequence from another life of the server
 	}
+	if h.closed != "" {
+		s.dropped = h.closed
+	}
 	h.subs[s] = struct{}{}
 	s.hub = h
 	return s, resumed
+}
+
+// ReasonShutdown is why subscriptions end when the server stops.
+const ReasonShutdown = "server shutting down"
+
+// CloseAll ends every subscription, present and future: a server shutting
+// down tells its watchers at once rather than keeping their streams, and
+// itself, alive until a timeout.
+func (h *Hub) CloseAll() {
+	const reason = ReasonShutdown
+	h.mu.Lock()
+	h.closed = reason
+	subs := make([]*Sub, 0, len(h.subs))
+	for s := range h.subs {
+		subs = append(subs, s)
+	}
+	h.mu.Unlock()
+	for _, s := range subs {
+		s.mu.Lock()
+		if s.dropped == "" {
+			s.dropped = reason
+		}
+		s.mu.Unlock()
+		s.signal()
+	}
 }
 
 // Subscribers counts live subscriptions.
@@ -317,7 +347,7 @@ func (s *Sub) Next(ctx context.Context) ([]Event, error) {
 			return nil, ctx.Err()
 		case <-s.wake:
 		case <-s.done:
-			return nil, &DroppedError{Reason: "server shutting down"}
+			return nil, &DroppedError{Reason: ReasonShutdown}
 		}
 	}
 }

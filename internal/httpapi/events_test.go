@@ -201,3 +201,48 @@ func TestSSEResume(t *testing.T) {
 		t.Fatalf("unknown Last-Event-ID: %s %s", typ, data)
 	}
 }
+
+// TestShutdownEndsEventStreams: a server stopping tells its watchers why
+// and does not wait for them to hang up (the shutdown timeout here is far
+// longer than the test's own).
+func TestShutdownEndsEventStreams(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.ShutdownTimeout = time.Hour }))
+	req, _ := http.NewRequest("GET", s.URL+"/api/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+servertest.AdminToken)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("SSE = %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(s.URL, "http")+"/api/v1/events?token="+servertest.AdminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }()
+	r := bufio.NewReader(resp.Body)
+	var last string
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, "data: ") {
+			last = line
+		}
+	}
+	if !strings.Contains(last, `"type":"close"`) || !strings.Contains(last, "shutting down") {
+		t.Fatalf("the SSE stream ended without saying why; last data: %q", last)
+	}
+	for {
+		if _, _, err = ws.Read(context.Background()); err != nil {
+			break
+		}
+	}
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("WebSocket closed with %v, want going away", err)
+	}
+	<-stopped
+}

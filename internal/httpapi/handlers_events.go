@@ -257,7 +257,11 @@ func (s *Server) streamWS(w http.ResponseWriter, r *http.Request, sub *events.Su
 		case n := <-next:
 			var de *events.DroppedError
 			if errors.As(n.err, &de) {
-				c.Close(websocket.StatusPolicyViolation, truncate(de.Reason, 120))
+				code := websocket.StatusPolicyViolation
+				if de.Reason == events.ReasonShutdown {
+					code = websocket.StatusGoingAway
+				}
+				c.Close(code, truncate(de.Reason, 120))
 				return
 			}
 			if n.err != nil {

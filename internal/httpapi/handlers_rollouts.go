@@ -64,7 +64,7 @@ func (s *Server) handlePreviewRollout(w http.ResponseWriter, r *http.Request, p 
 		s.error(w, r, err)
 		return
 	}
-	out := api.Preview{Total: pv.Total, Waves: []api.PreviewWave{}}
+	out := api.Preview{Total: pv.Total, Waves: []api.PreviewWave{}, Warnings: pv.Warnings}
 	for i, d := range pv.Waves {
 		smp := pv.Sample[i]
 		if smp == nil {

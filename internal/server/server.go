@@ -342,6 +342,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Live event streams never end by themselves; shutting down ends them
+	// (with a close event saying why) so that it need not wait them out.
+	hs.RegisterOnShutdown(func() { s.Hub.CloseAll() })
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(1)

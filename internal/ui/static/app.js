@@ -21,13 +21,26 @@ function toast(msg, error) {
   toast.timer = setTimeout(() => (t.hidden = true), 4000);
 }
 
+function clearToast() {
+  clearTimeout(toast.timer);
+  $('#toast').hidden = true;
+}
+
+// emptyRow is what a table says when it has nothing to show.
+const emptyRow = (cols, text) => `<tr class="empty"><td colspan="${cols}" class="muted">${text}</td></tr>`;
+
 async function api(method, path, body) {
   const opts = { method, headers: { Authorization: 'Bearer ' + state.token } };
   if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }
-  const resp = await fetch(path, opts);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch {
+    throw new Error('Cannot reach the server; the page reconnects when it is back.');
+  }
   if (resp.status === 401) {
     logout();
     throw new Error('sign in again');
@@ -46,22 +59,40 @@ async function guard(fn) {
   }
 }
 
-// Colours of the SPORE gateway: ready grey, updating blue, done green, failed red.
+// Colours of the SPORE gateway, with waiting and working told apart:
+// scheduled grey, pending (offered, not yet fetched) light blue, working
+// blue, succeeded green, failed red, canceled or skipped amber.
 function colour(stateName) {
-  if (['succeeded'].includes(stateName)) return 's-green';
+  if (stateName === 'succeeded') return 's-green';
   if (['failed', 'timed_out', 'rejected'].includes(stateName)) return 's-red';
   if (['canceled', 'skipped'].includes(stateName)) return 's-amber';
-  if (['pending', 'downloading', 'downloaded', 'installing', 'cancel_requested'].includes(stateName)) return 's-blue';
+  if (stateName === 'pending') return 's-sky';
+  if (['downloading', 'downloaded', 'installing', 'cancel_requested'].includes(stateName)) return 's-blue';
   return 's-grey';
 }
 
+const FAILED = ['failed', 'timed_out', 'rejected'];
+
+// countsBar draws a wave's (or rollout's) devices as proportions of its
+// size: succeeded, failed, canceled/skipped, working, waiting; what is still
+// scheduled is the empty rest of the bar.
 function countsBar(counts, total) {
-  const order = ['succeeded', 'failed', 'timed_out', 'rejected', 'canceled', 'skipped', 'installing', 'downloaded', 'downloading', 'pending', 'cancel_requested', 'scheduled'];
-  total = total || Object.values(counts || {}).reduce((a, b) => a + b, 0) || 1;
-  return `<div class="bar" title="${esc(JSON.stringify(counts))}">${order
-    .filter((k) => counts && counts[k])
-    .map((k) => `<span class="${colour(k)}" style="width:${(counts[k] * 100) / total}%"></span>`)
-    .join('')}</div>`;
+  counts = counts || {};
+  total = total || Object.values(counts).reduce((a, b) => a + b, 0);
+  const sum = (keys) => keys.reduce((a, k) => a + (counts[k] || 0), 0);
+  const parts = [
+    ['s-green', sum(['succeeded']), 'succeeded'],
+    ['s-red', sum(FAILED), 'failed'],
+    ['s-amber', sum(['canceled', 'skipped']), 'canceled or skipped'],
+    ['s-blue', sum(['downloading', 'downloaded', 'installing', 'cancel_requested']), 'updating'],
+    ['s-sky', sum(['pending']), 'waiting for the device'],
+  ];
+  const label = parts.filter((p) => p[1]).map((p) => `${p[1]} ${p[2]}`).join(' · ') || 'not started';
+  if (!total) return `<div class="bar" title="no devices"></div><span class="muted small">no devices</span>`;
+  return `<div class="bar" title="${esc(label)}">${parts
+    .filter((p) => p[1])
+    .map((p) => `<span class="${p[0]}" style="width:${(p[1] * 100) / total}%"></span>`)
+    .join('')}</div><span class="muted small">${esc(label)} of ${total}</span>`;
 }
 
 // ---------- live events ----------
@@ -70,8 +101,22 @@ function connectEvents(query = '') {
   const es = new EventSource('/api/v1/events?token=' + encodeURIComponent(state.token) + query);
   state.stream = es;
   const live = $('#live');
-  es.onopen = () => live.classList.add('on');
-  es.onerror = () => live.classList.remove('on');
+  let lost = false;
+  es.onopen = () => {
+    live.classList.add('on');
+    live.title = 'live updates';
+    if (lost) {
+      // The server came back (a restart, a failover): what the page shows
+      // may be stale, so draw it again and say so.
+      lost = false;
+      route().then(() => toast('Reconnected to the server; the page was refreshed.'));
+    }
+  };
+  es.onerror = () => {
+    live.classList.remove('on');
+    live.title = 'not connected: retrying';
+    lost = true;
+  };
   const handler = (ev) => {
     let msg;
     try {
@@ -108,6 +153,7 @@ function loginPage() {
     try {
       await api('GET', '/api/v1/tenants');
       localStorage.setItem('flotilla.token', state.token);
+      clearToast();
       location.hash = '#/';
       route();
     } catch (err) {
@@ -151,36 +197,77 @@ async function dashboard() {
 }
 
 async function devicesPage() {
-  const sel = new URLSearchParams(location.hash.split('?')[1] || '').get('selector') || '';
-  app.innerHTML = `<h1>Devices</h1>
-    <form id="sel-form" class="row"><input id="selector" placeholder="selector, e.g. app=kiosk,region in (eu,us),!legacy" value="${esc(sel)}" style="flex:1;min-width:240px"><button>Filter</button></form>
+  const params = new URLSearchParams(location.hash.split('?')[1] || '');
+  const sel = params.get('selector') || '';
+  const prefix = params.get('prefix') || '';
+  const sort = params.get('sort') || 'id';
+  const pageSize = 50;
+  const go = (changes) => {
+    const p = new URLSearchParams({ selector: sel, prefix, sort, ...changes });
+    for (const [k, v] of [...p]) if (!v || (k === 'sort' && v === 'id')) p.delete(k);
+    location.hash = '#/devices' + (p.toString() ? '?' + p : '');
+  };
+  const header = (key, title) => {
+    const active = sort.replace('-', '') === key;
+    const next = active && !sort.startsWith('-') ? '-' + key : key;
+    return `<th><a href="#" data-sort="${next}" id="sort-${key}" class="sort${active ? ' active' : ''}">${title}${active ? (sort.startsWith('-') ? ' ↓' : ' ↑') : ''}</a></th>`;
+  };
+  app.innerHTML = `<h1>Devices <span class="muted small" id="dev-count"></span></h1>
+    <form id="sel-form" class="filters">
+      <label>Device id starts with<input id="prefix" value="${esc(prefix)}" placeholder="kiosk-0"></label>
+      <label style="flex:1">Selector<input id="selector" placeholder="app=kiosk,region in (eu,us),!legacy" value="${esc(sel)}">
+        <span class="field-error" id="selector-error" hidden></span></label>
+      <label>&nbsp;<button id="search">Search</button></label>
+    </form>
+    <div class="scroll"><table id="devices"><thead><tr>${header('id', 'Id')}<th>Status</th>${header('version', 'Version')}<th>Current deployment</th>
+      <th class="hide-narrow">Labels</th>${header('last_seen', 'Last seen')}</tr></thead><tbody></tbody></table></div>
+    <div class="row pager"><button id="prev" disabled>← Previous</button><button id="next" disabled>Next →</button><span class="muted small" id="page-info"></span></div>
     <h2>Pre-register a device</h2>
     <form id="new-device" class="grid"><label>Device id<input name="id" required></label><label>Labels (k=v,k2=v2)<input name="labels"></label><label>Push address (optional)<input name="address" placeholder="http://10.0.1.134:8080"></label><label>&nbsp;<button class="primary">Register</button></label></form>
-    <div id="new-token"></div>
-    <h2>Fleet</h2><div class="scroll"><table id="devices"><tr><th>Id</th><th>Status</th><th>Version</th><th class="hide-narrow">Labels</th><th class="hide-narrow">Last seen</th></tr></table></div>
-    <button id="more" hidden>Load more</button>`;
-  let cursor = '';
+    <div id="new-token"></div>`;
+  // Pages go forward by cursor; the cursors seen are kept to go back.
+  const cursors = [''];
+  let at = 0;
   const load = async () => {
-    const q = new URLSearchParams({ limit: 100 });
+    const q = new URLSearchParams({ limit: pageSize, sort });
     if (sel) q.set('selector', sel);
-    if (cursor) q.set('cursor', cursor);
-    const page = await api('GET', '/api/v1/devices?' + q);
-    $('#devices').insertAdjacentHTML('beforeend', page.items.map(deviceRow).join(''));
-    cursor = page.next_cursor || '';
-    $('#more').hidden = !cursor;
+    if (prefix) q.set('prefix', prefix);
+    if (cursors[at]) q.set('cursor', cursors[at]);
+    let page;
+    try {
+      page = await api('GET', '/api/v1/devices?' + q);
+    } catch (e) {
+      // A bad selector is shown where it was typed, not in a passing toast.
+      $('#selector-error').textContent = e.message;
+      $('#selector-error').hidden = false;
+      $('#devices tbody').innerHTML = emptyRow(6, 'Fix the selector to see devices.');
+      return;
+    }
+    $('#selector-error').hidden = true;
+    $('#devices tbody').innerHTML = page.items.map(deviceRow).join('') ||
+      emptyRow(6, sel || prefix ? 'No device matches this search.' : 'No devices yet. Register one below, or let devices register themselves with a gateway token.');
+    cursors[at + 1] = page.next_cursor || '';
+    $('#next').disabled = !page.next_cursor;
+    $('#prev').disabled = at === 0;
+    $('#page-info').textContent = `page ${at + 1}` + (page.total !== undefined ? ` · ${page.total} devices in all` : '');
+    $('#dev-count').textContent = page.total !== undefined ? `(${page.total})` : '';
   };
-  $('#more').onclick = () => guard(load);
+  $('#next').onclick = () => guard(async () => { at++; await load(); });
+  $('#prev').onclick = () => guard(async () => { at = Math.max(0, at - 1); await load(); });
+  app.querySelectorAll('[data-sort]').forEach((a) => (a.onclick = (e) => { e.preventDefault(); go({ sort: a.dataset.sort }); }));
   $('#sel-form').onsubmit = (e) => {
     e.preventDefault();
-    location.hash = '#/devices?selector=' + encodeURIComponent($('#selector').value);
+    go({ selector: $('#selector').value.trim(), prefix: $('#prefix').value.trim() });
   };
   $('#new-device').onsubmit = (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
     guard(async () => {
       const d = await api('POST', '/api/v1/devices', { id: f.get('id'), labels: parseKV(f.get('labels')), address: f.get('address') || undefined });
-      $('#new-token').innerHTML = `<p>Device <b>${esc(d.id)}</b> registered. Its DDI token, shown once:</p><div class="secret mono">${esc(d.token)}</div>`;
+      $('#new-token').innerHTML = `<p>Device <b>${esc(d.id)}</b> registered. Its DDI token, shown once:</p><div class="secret mono">${esc(d.token)}</div>` +
+        (d.node_token ? `<p>Its push-node token (<span class="mono">flotilla agent --listen-token</span>), shown once:</p><div class="secret mono">${esc(d.node_token)}</div>` : '');
       e.target.reset();
+      load();
     });
   };
   await load();
@@ -190,14 +277,22 @@ async function devicesPage() {
     if (!row) return;
     if (m.type === 'device_online') row.querySelector('.st').innerHTML = pill('online');
     if (m.type === 'device_offline') row.querySelector('.st').innerHTML = pill('offline');
-    if (m.type === 'deployment') row.querySelector('.st').innerHTML = pill(m.state);
+    if (m.type === 'deployment') row.querySelector('.dep').innerHTML = depCell({ state: m.state, artifact: m.artifact, rollout_id: m.rolloutId });
   };
+}
+
+function depCell(dep) {
+  if (!dep || !dep.state) return '<span class="muted">—</span>';
+  const art = dep.artifact ? `${esc(dep.artifact.name)} ${esc(dep.artifact.version)} ` : '';
+  const link = dep.rollout_id ? ` <a class="small" href="#/rollouts/${esc(dep.rollout_id)}">rollout</a>` : '';
+  return `${art}<span class="pill ${colour(dep.state)}-soft">${esc(dep.state)}</span>${link}`;
 }
 
 function deviceRow(d) {
   return `<tr data-device="${esc(d.id)}"><td><a href="#/devices/${encodeURIComponent(d.id)}">${esc(d.id)}</a></td><td class="st">${pill(d.status)}</td>
-    <td>${esc(d.version || '—')}</td><td class="hide-narrow mono">${esc(Object.entries(d.labels || {}).map(([k, v]) => k + '=' + v).join(', '))}</td>
-    <td class="hide-narrow">${fmtTime(d.last_seen_at)}</td></tr>`;
+    <td>${esc(d.version || '—')}</td><td class="dep">${depCell(d.deployment)}</td>
+    <td class="hide-narrow mono">${esc(Object.entries(d.labels || {}).map(([k, v]) => k + '=' + v).join(', '))}</td>
+    <td>${fmtTime(d.last_seen_at)}</td></tr>`;
 }
 
 function parseKV(s) {
@@ -216,7 +311,7 @@ async function deviceDetail(id) {
     api('GET', '/api/v1/artifacts?limit=1000'),
   ]);
   const kv = (m) => Object.entries(m || {}).map(([k, v]) => `<tr><td class="mono">${esc(k)}</td><td class="mono">${esc(v)}</td></tr>`).join('') || '<tr><td class="muted">none</td></tr>';
-  app.innerHTML = `<h1>${esc(d.id)} ${pill(d.status)}</h1>
+  app.innerHTML = `<h1 id="device-page">${esc(d.id)} ${pill(d.status)}</h1>
     <div class="cards"><div class="card"><div class="muted">Version</div><div class="n">${esc(d.version || '—')}</div></div>
     <div class="card"><div class="muted">Last seen</div><div>${fmtTime(d.last_seen_at)}</div></div>
     ${d.address ? `<div class="card"><div class="muted">Push address</div><div class="mono">${esc(d.address)}</div></div>` : ''}</div>
@@ -294,9 +389,12 @@ async function artifactsPage() {
 async function rolloutsPage() {
   const list = await api('GET', '/api/v1/rollouts');
   app.innerHTML = `<div class="row"><h1 style="flex:1">Rollouts</h1><a class="btn" href="#/rollouts/new">New rollout</a></div>
-    <div class="scroll"><table><tr><th>Name</th><th>Status</th><th class="hide-narrow">Artifact</th><th>Devices</th><th class="hide-narrow">Created</th></tr>
-    ${list.items.map((r) => `<tr><td><a href="#/rollouts/${esc(r.id)}">${esc(r.name)}</a></td><td>${pill(r.status)}</td><td class="hide-narrow">${esc(r.artifact.name)} ${esc(r.artifact.version)}</td>
-      <td>${r.total}</td><td class="hide-narrow">${fmtTime(r.created_at)}</td></tr>`).join('')}</table></div>`;
+    <div class="scroll"><table id="rollouts"><tr><th>Name</th><th>Status</th><th class="hide-narrow">Artifact</th><th>Progress</th><th class="hide-narrow">Created</th></tr>
+    ${list.items.map((r) => `<tr data-rollout="${esc(r.id)}"><td><a href="#/rollouts/${esc(r.id)}">${esc(r.name)}</a></td><td>${pill(r.status)}</td><td class="hide-narrow">${esc(r.artifact.name)} ${esc(r.artifact.version)}</td>
+      <td style="min-width:180px">${countsBar(r.counts, r.total)}</td><td class="hide-narrow">${fmtTime(r.created_at)}</td></tr>`).join('') ||
+      emptyRow(5, 'No rollouts yet. <a href="#/rollouts/new">Create one</a>.')}</table></div>`;
+  connectEvents('&type=rollout,wave');
+  state.onEvent = debounce(() => location.hash === '#/rollouts' && rolloutsPage(), 1000);
 }
 
 async function newRollout() {
@@ -305,7 +403,7 @@ async function newRollout() {
     <form id="rollout-form" class="grid">
       <label>Name<input id="ro-name" name="name" required></label>
       <label>Artifact<select id="ro-artifact" name="artifact">${arts.items.map((a) => `<option value="${esc(a.name)}|${esc(a.version)}">${esc(a.name)} ${esc(a.version)}</option>`).join('')}</select></label>
-      <label>Selector<input id="ro-selector" name="selector" placeholder="app=kiosk,region in (eu,us)"></label>
+      <label>Selector<input id="ro-selector" name="selector" placeholder="app=kiosk,region in (eu,us)"><span class="field-error" id="ro-selector-error" hidden></span></label>
       <label>Waves<input id="ro-waves" name="waves" type="number" min="1" max="1000" value="3"></label>
       <label>Type<select name="type"><option>forced</option><option>soft</option><option>downloadonly</option></select></label>
       <label>Named policy<select name="policy_name"><option value="">(inline below)</option>${pols.items.map((p) => `<option>${esc(p.name)}</option>`).join('')}</select></label>
@@ -322,12 +420,23 @@ async function newRollout() {
     </form>
     <h2>Preview</h2><div id="preview" class="card muted">…</div>`;
   const form = $('#rollout-form');
-  const preview = debounce(() => guard(async () => {
+  const preview = debounce(async () => {
     const f = new FormData(form);
-    const pv = await api('POST', '/api/v1/rollouts/preview', { selector: f.get('selector'), waves: Number(f.get('waves')) || 1 });
-    $('#preview').innerHTML = `<b id="preview-total">${pv.total}</b> matching devices<table style="margin-top:.5rem"><tr><th>Wave</th><th>Devices</th><th class="hide-narrow">Examples</th></tr>${pv.waves
+    let pv;
+    try {
+      pv = await api('POST', '/api/v1/rollouts/preview', { selector: f.get('selector'), waves: Number(f.get('waves')) || 1 });
+    } catch (e) {
+      $('#ro-selector-error').textContent = e.message;
+      $('#ro-selector-error').hidden = false;
+      $('#preview').innerHTML = 'Fix the selector to see which devices the rollout covers.';
+      return;
+    }
+    $('#ro-selector-error').hidden = true;
+    $('#preview').innerHTML = `<b id="preview-total">${pv.total}</b> matching devices
+      ${(pv.warnings || []).map((w) => `<p class="warning">${esc(w)}</p>`).join('')}
+      <table style="margin-top:.5rem"><tr><th>Wave</th><th>Devices</th><th class="hide-narrow">Examples</th></tr>${pv.waves
       .map((w) => `<tr><td>${esc(w.name)}</td><td>${w.size}</td><td class="hide-narrow mono">${esc(w.sample.join(', '))}${w.size > w.sample.length ? ', …' : ''}</td></tr>`).join('')}</table>`;
-  }), 250);
+  }, 250);
   form.oninput = preview;
   preview();
   form.onsubmit = (e) => {
@@ -351,19 +460,34 @@ async function newRollout() {
 }
 
 async function rolloutDetail(id) {
-  const samples = [];
   let r = await api('GET', '/api/v1/rollouts/' + id);
   const devs = await api('GET', `/api/v1/rollouts/${id}/devices?limit=1000`);
+  const chip = (d) => `<a class="dev state-${esc(d.state)}" data-device="${esc(d.device_id)}" href="#/devices/${encodeURIComponent(d.device_id)}" title="${esc(d.device_id)} · wave ${d.wave + 1} · ${esc(d.state)}">${esc(d.device_id)}</a>`;
   app.innerHTML = `<div class="row"><h1 style="flex:1">${esc(r.name)} <span id="ro-status">${pill(r.status)}</span></h1>
       <span class="row" id="actions">${['start', 'pause', 'resume', 'abort', 'retry', 'next-wave'].map((a) => `<button data-op="${a}" id="btn-${a}">${a}</button>`).join('')}</span></div>
     <p class="muted" id="ro-reason">${esc(r.reason || '')}</p>
     <p>${esc(r.artifact.name)} ${esc(r.artifact.version)} · selector <span class="mono">${esc(r.selector || '(all)')}</span> · ${r.total} devices · ${esc(r.type)} · ${esc(r.delivery)}</p>
     <h2>Waves</h2><div id="waves"></div>
+    <h2>Devices that need attention</h2><div id="attention"></div>
     <h2>Devices</h2>
-    <div class="legend"><span><i class="s-grey"></i>ready</span><span><i class="s-blue"></i>updating</span><span><i class="s-green"></i>completed</span><span><i class="s-red"></i>failed</span><span><i class="s-amber"></i>canceled / skipped</span></div>
-    <div class="devgrid" id="devgrid">${devs.items.map((d) => `<span class="dev state-${esc(d.state)}" data-device="${esc(d.device_id)}" title="${esc(d.device_id)} · wave ${d.wave + 1} · ${esc(d.state)}">${esc(d.device_id)}</span>`).join('')}</div>
-    <h2>Progress over time</h2><div class="card scroll"><svg id="chart" width="600" height="160"></svg></div>
+    <div class="legend"><span><i class="s-grey"></i>scheduled</span><span><i class="s-sky"></i>waiting for the device</span><span><i class="s-blue"></i>updating</span><span><i class="s-green"></i>succeeded</span><span><i class="s-red"></i>failed</span><span><i class="s-amber"></i>canceled / skipped</span></div>
+    <div class="devgrid" id="devgrid">${devs.items.map(chip).join('') || '<p class="muted">No devices in this rollout.</p>'}</div>
+    ${devs.next_cursor ? '<p class="muted small">The first 1000 devices are shown; see the devices that need attention above, or <span class="mono">flotilla rollout devices</span>.</p>' : ''}
+    <h2>Progress over time</h2><div class="card"><svg id="chart" viewBox="0 0 640 180" class="chart"></svg></div>
     <h2>Wave history</h2><div id="runs"></div>`;
+  const attention = async () => {
+    const states = ['failed', 'timed_out', 'rejected', 'canceled', 'skipped'];
+    const lists = await Promise.all(states.map((st) => api('GET', `/api/v1/rollouts/${id}/devices?state=${st}&limit=200`)));
+    const rows = lists.flatMap((l) => l.items);
+    $('#attention').innerHTML = `<table id="failed-devices"><tr><th>Device</th><th>Wave</th><th>State</th><th>Last message</th><th class="hide-narrow">When</th></tr>${rows
+      .map((d) => `<tr data-failed="${esc(d.device_id)}"><td><a href="#/devices/${encodeURIComponent(d.device_id)}">${esc(d.device_id)}</a></td><td>${d.wave + 1}</td>
+        <td><span class="pill ${colour(d.state)}-soft">${esc(d.state)}</span></td><td class="msg">${esc(d.message || '')}</td><td class="hide-narrow">${fmtTime(d.updated_at)}</td></tr>`)
+      .join('') || emptyRow(5, 'None: no device failed, was canceled or skipped.')}</table>`;
+  };
+  const chart = async () => {
+    const h = await api('GET', `/api/v1/rollouts/${id}/history?points=120`);
+    drawChart(h);
+  };
   const render = async () => {
     r = await api('GET', '/api/v1/rollouts/' + id);
     $('#ro-status').innerHTML = pill(r.status);
@@ -371,15 +495,13 @@ async function rolloutDetail(id) {
     const enabled = { start: ['ready', 'draft'], pause: ['running'], resume: ['paused'], abort: ['ready', 'running', 'paused', 'draft'], retry: ['running', 'paused', 'completed', 'partial', 'failed'], 'next-wave': ['running', 'paused'] };
     for (const [op, sts] of Object.entries(enabled)) $('#btn-' + op).disabled = !sts.includes(r.status);
     $('#waves').innerHTML = `<table><tr><th>Wave</th><th>Status</th><th>Devices</th><th>Progress</th><th class="hide-narrow">Reason</th></tr>${(r.waves || [])
-      .map((w) => `<tr><td>${esc(w.name)}</td><td>${pill(w.status)}</td><td>${w.size}</td><td>${countsBar(w.counts, w.size)}<span class="muted mono">${esc(Object.entries(w.counts).map(([k, v]) => k + ' ' + v).join(' · '))}</span></td><td class="hide-narrow">${esc(w.reason || '')}</td></tr>`)
-      .join('')}</table>`;
-    const done = Object.entries(r.counts || {}).filter(([k]) => ['succeeded', 'failed', 'timed_out', 'rejected', 'canceled', 'skipped'].includes(k)).reduce((a, [, v]) => a + v, 0);
-    samples.push({ t: Date.now(), pct: r.total ? (done * 100) / r.total : 0, ok: r.total ? ((r.counts.succeeded || 0) * 100) / r.total : 0 });
-    drawChart(samples);
+      .map((w) => `<tr><td>${esc(w.name)}</td><td>${pill(w.status)}</td><td>${w.size}</td><td class="wave-bar">${countsBar(w.counts, w.size)}${w.waiting ? `<div class="muted small">${w.waiting} not polled yet</div>` : ''}</td><td class="hide-narrow">${esc(w.reason || '')}</td></tr>`)
+      .join('') || emptyRow(5, 'The device snapshot is being taken.')}</table>`;
     const runs = await api('GET', `/api/v1/rollouts/${id}/runs`);
     $('#runs').innerHTML = `<table><tr><th>Wave</th><th>Started</th><th>Ended</th><th class="hide-narrow">Counts</th><th>Why it ended</th></tr>${runs.items
       .map((x) => `<tr><td>${x.wave + 1}</td><td>${fmtTime(x.started_at)}</td><td>${fmtTime(x.ended_at)}</td><td class="hide-narrow mono">${esc(Object.entries(x.counts).map(([k, v]) => k + ' ' + v).join(' · '))}</td><td>${esc(x.reason || '')}</td></tr>`)
-      .join('')}</table>`;
+      .join('') || emptyRow(5, 'No wave has started yet.')}</table>`;
+    await Promise.all([attention(), chart()]);
   };
   app.querySelectorAll('[data-op]').forEach((b) => (b.onclick = () => guard(async () => {
     if (b.dataset.op === 'abort' && !confirm('Abort this rollout?')) return;
@@ -401,15 +523,34 @@ async function rolloutDetail(id) {
   };
 }
 
-function drawChart(samples) {
+// drawChart plots a rollout's recorded history from its start: succeeded
+// as an area, finished and failed as lines.
+function drawChart(h) {
   const svg = $('#chart');
-  if (!svg || samples.length === 0) return;
-  const w = 600, h = 160, t0 = samples[0].t, span = Math.max(1000, samples[samples.length - 1].t - t0);
-  const pts = (key) => samples.map((s) => `${30 + ((s.t - t0) / span) * (w - 40)},${h - 20 - (s[key] / 100) * (h - 30)}`).join(' ');
-  svg.innerHTML = `<line x1="30" y1="${h - 20}" x2="${w - 10}" y2="${h - 20}" stroke="#ccc"/><line x1="30" y1="10" x2="30" y2="${h - 20}" stroke="#ccc"/>
-    <text x="0" y="14">100%</text><text x="6" y="${h - 22}">0%</text><text x="${w - 120}" y="${h - 4}">${Math.round(span / 1000)}s</text>
-    <polyline fill="none" stroke="#2f7de1" stroke-width="2" points="${pts('pct')}"/><polyline fill="none" stroke="#2e9e5b" stroke-width="2" points="${pts('ok')}"/>
-    <text x="40" y="24" style="fill:#2f7de1">finished</text><text x="110" y="24" style="fill:#2e9e5b">succeeded</text>`;
+  if (!svg) return;
+  const w = 640, ht = 180, left = 40, bottom = 24, top = 28;
+  const pts = h.points || [];
+  if (!h.started_at || pts.length < 2 || !h.total) {
+    svg.innerHTML = `<text x="${left}" y="40">The chart starts when the rollout does.</text>`;
+    return;
+  }
+  const t0 = new Date(pts[0].at).getTime(), span = Math.max(1000, new Date(pts[pts.length - 1].at).getTime() - t0);
+  const x = (p) => left + ((new Date(p.at).getTime() - t0) / span) * (w - left - 12);
+  const y = (n) => ht - bottom - (n / h.total) * (ht - bottom - top);
+  const line = (key) => pts.map((p) => `${x(p).toFixed(1)},${y(p[key]).toFixed(1)}`).join(' ');
+  const area = `${left},${ht - bottom} ${line('succeeded')} ${x(pts[pts.length - 1]).toFixed(1)},${ht - bottom}`;
+  const secs = span / 1000;
+  const fmtSpan = (s) => (s < 120 ? `${Math.round(s)}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`);
+  svg.innerHTML = `<line x1="${left}" y1="${ht - bottom}" x2="${w - 10}" y2="${ht - bottom}" stroke="#ccc"/><line x1="${left}" y1="${top}" x2="${left}" y2="${ht - bottom}" stroke="#ccc"/>
+    <line x1="${left}" y1="${top}" x2="${w - 10}" y2="${top}" stroke="#eee"/>
+    <text x="2" y="${top + 4}">${h.total}</text><text x="${left - 12}" y="${ht - bottom + 4}">0</text>
+    <text x="${left}" y="${ht - 6}">start</text><text x="${w - 60}" y="${ht - 6}">+${fmtSpan(secs)}</text>
+    <polygon class="area-ok" points="${area}"/>
+    <polyline id="line-finished" fill="none" stroke="#2f7de1" stroke-width="2" stroke-dasharray="5 3" points="${line('finished')}"/>
+    <polyline id="line-failed" fill="none" stroke="#d64545" stroke-width="2" points="${line('failed')}"/>
+    <g class="chart-legend"><rect x="${left + 6}" y="6" width="10" height="10" class="area-ok"/><text x="${left + 20}" y="15">succeeded</text>
+    <line x1="${left + 96}" y1="11" x2="${left + 116}" y2="11" stroke="#2f7de1" stroke-width="2" stroke-dasharray="5 3"/><text x="${left + 120}" y="15">finished</text>
+    <line x1="${left + 186}" y1="11" x2="${left + 206}" y2="11" stroke="#d64545" stroke-width="2"/><text x="${left + 210}" y="15">failed</text></g>`;
 }
 
 async function policiesPage() {
@@ -499,6 +640,7 @@ async function tenantsPage() {
 // ---------- router ----------
 async function route() {
   const hash = location.hash || '#/';
+  document.body.classList.toggle('signed-out', !state.token || hash === '#/login');
   document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', hash.startsWith(a.getAttribute('href')) && (a.getAttribute('href') !== '#/' || hash === '#/')));
   state.onEvent = null;
   if (!state.token && hash !== '#/login') {
