@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"strings"
 	"time"
 
@@ -50,7 +49,7 @@ a rolling upgrade.`,
 				return err
 			}
 			defer srv.Close()
-			ln, err := net.Listen("tcp", srv.Config.Listen)
+			ln, err := server.Listen(srv.Config.Listen)
 			if err != nil {
 				return err
 			}

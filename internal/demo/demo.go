@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -71,7 +70,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 		return err
 	}
 	defer srv.Close()
-	ln, err := net.Listen("tcp", srv.Config.Listen)
+	ln, err := server.Listen(srv.Config.Listen)
 	if err != nil {
 		return err
 	}
@@ -108,10 +107,20 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	fmt.Fprintf(stdout, "  artifacts     demo-firmware 1.1.0 and 2.0.0\n")
 	fmt.Fprintf(stdout, "  admin token   %s\n", token)
 	fmt.Fprintf(stdout, "  gateway token %s\n", sc.GatewayToken)
+	threshold := ""
+	fmt.Fprintf(stdout, "\nA rollout goes wave by wave: the next wave starts once the policy's success_threshold\n"+
+		"(default 100%%: every device of the wave) succeeded, else the rollout pauses.\n")
+	if cfg.FailRate > 0 {
+		pct := max(0, int(100*(1-2*cfg.FailRate)))
+		threshold = fmt.Sprintf(`,"policy":{"success_threshold":%d}`, pct)
+		fmt.Fprintf(stdout, "With --fail-rate %g the command below asks for %d%%; change \"success_threshold\" to taste.\n", cfg.FailRate, pct)
+	}
 	fmt.Fprintf(stdout, "\nOpen %s/ and log in with the admin token, then start a rollout from the UI, or:\n\n", base)
-	fmt.Fprintf(stdout, "  curl -H 'Authorization: Bearer %s' -d '{\"name\":\"demo\",\"artifact\":{\"name\":\"demo-firmware\",\"version\":\"2.0.0\"},\"selector\":\"fleet=kiosk\",\"waves\":3,\"start\":true}' %s/api/v1/rollouts\n\n", token, base)
+	fmt.Fprintf(stdout, "  curl -H 'Authorization: Bearer %s' -d '{\"name\":\"demo\",\"artifact\":{\"name\":\"demo-firmware\",\"version\":\"2.0.0\"},\"selector\":\"fleet=kiosk\",\"waves\":3,\"start\":true%s}' %s/api/v1/rollouts\n\n", token, threshold, base)
+	fmt.Fprintf(stdout, "Rollouts' progress is printed below. Ctrl-C stops the demo.\n")
 	// Last, so that whoever waits for this line has seen everything above.
 	fmt.Fprintf(stdout, "  listening on  %s\n", base)
+	go watch(serveCtx, srv.Hub, base, token, stdout)
 
 	err = <-served
 	stopServe()

@@ -399,6 +399,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// Listen listens on addr and, when the port is taken, says how to pick
+// another.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s is already in use (another Flotilla?): choose another address with --listen, e.g. --listen 127.0.0.1:0 for any free port", addr)
+	}
+	return ln, err
+}
+
 // Banner writes the startup summary a newcomer sees.
 func (s *Server) Banner(w io.Writer, addr string) {
 	fmt.Fprintf(w, "Flotilla control plane\n")
