@@ -78,6 +78,7 @@ var scenarios = []scenario{
 	{"download", runDownload},
 	{"memory", runMemory},
 	{"push", runPush},
+	{"devicelist", runDeviceList},
 }
 
 func main() {

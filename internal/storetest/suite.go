@@ -395,6 +395,55 @@ func testDevicePagination(t *testing.T, s store.Store) {
 	if len(latest) != 0 {
 		t.Fatalf("latest deployments of devices without any = %v", latest)
 	}
+
+	// A rare selector over more devices than one read takes: the page is
+	// filled from as many reads as it needs, in order, newest first.
+	var many []flotilla.Device
+	for i := 0; i < 3000; i++ {
+		many = append(many, device("acme", fmt.Sprintf("m%04d", i), map[string]string{"rare": fmt.Sprint(i%700 == 0)}))
+	}
+	must(t, s.CreateDevices(ctx, many))
+	seen = seen[:0]
+	for i := 0; i < 3000; i++ {
+		seen = append(seen, store.DeviceSeen{Tenant: "acme", ID: fmt.Sprintf("m%04d", i), At: t0.Add(time.Duration(i) * time.Second)})
+	}
+	_, err = s.TouchDevices(ctx, seen, t0)
+	must(t, err)
+	rare := walk(store.DeviceQuery{Selector: label.MustParse("rare=true"), Sort: store.SortByLastSeen, Desc: true})
+	if strings.Join(rare, ",") != "m2800,m2100,m1400,m0700,m0000" {
+		t.Fatalf("rare devices, newest first = %v", rare)
+	}
+	all, err := s.ListDevices(ctx, "acme", store.DeviceQuery{Selector: label.MustParse("rare=false")})
+	must(t, err)
+	if len(all) != 2995 || all[0].ID != "m0001" {
+		t.Fatalf("unlimited selector list: %d devices from %v", len(all), all[0].ID)
+	}
+
+	// Characters that mean something to SQL patterns or JSON mean nothing
+	// to a selector.
+	must(t, s.CreateDevices(ctx, []flotilla.Device{
+		device("acme", "u1", map[string]string{"k_1": "a_b", "Case": "x"}),
+		device("acme", "u2", map[string]string{"k_1": "aXb", "case": "x"}),
+		device("acme", "u3", map[string]string{"kX1": "a_b", "k.2": "a.b"}),
+		device("acme", "u4", map[string]string{"k-3": "a%b"}),
+	}))
+	for sel, want := range map[string]string{
+		"k_1=a_b": "u1", "k_1": "u1,u2", "k_1 in (a_b,zz)": "u1", "kX1=a_b": "u3", "k.2=a.b": "u3",
+		"Case=x": "u1", "case=x": "u2", "k_1!=a_b": "m", "!k_1,k.2": "u3",
+	} {
+		list, err := s.ListDevices(ctx, "acme", store.DeviceQuery{Selector: label.MustParse(sel), Prefix: "u"})
+		must(t, err)
+		var got []string
+		for _, d := range list {
+			got = append(got, d.ID)
+		}
+		if want == "m" {
+			want = "u2,u3,u4"
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("selector %q found %v, want %s", sel, got, want)
+		}
+	}
 }
 
 func testConcurrentWrites(t *testing.T, s store.Store) {
