@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/internal/cli"
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
 	"github.com/flotilla-ota/flotilla/updater"
@@ -117,5 +120,22 @@ func TestCLI(t *testing.T) {
 	json.Unmarshal([]byte(must("token", "create", "--scopes", "devices:read", "-o", "json")), &tok)
 	if !strings.HasPrefix(tok.Token, "flt_") {
 		t.Fatalf("token create: %+v", tok)
+	}
+}
+
+// TestMisuseExitsTwoWithASuggestion: a typo is a usage error (exit 2) that
+// names what was probably meant, not help text and exit 0.
+func TestMisuseExitsTwoWithASuggestion(t *testing.T) {
+	for _, args := range [][]string{{"rollout", "strat", "x"}, {"rollout", "create", "--name", "n", "--artifact", "a:1"}, {"devcies"}} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, testEnv("FLOTILLA_SERVER=http://127.0.0.1:1", "FLOTILLA_TOKEN=x"), &out, &out)
+		if cli.ExitCode(err) != 2 {
+			t.Fatalf("flotilla %v: exit %d (%v), want 2", args, cli.ExitCode(err), err)
+		}
+		t.Logf("flotilla %v: %v", args, err)
+	}
+	err := run(context.Background(), []string{"rollout", "strat", "x"}, testEnv(), io.Discard, io.Discard)
+	if !strings.Contains(err.Error(), "did you mean start") {
+		t.Fatalf("no suggestion: %v", err)
 	}
 }
