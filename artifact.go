@@ -33,6 +33,16 @@ type Artifact struct {
 	CreatedAt   time.Time
 }
 
+// TargetPath is where a release is in a tenant's TUF repository:
+// NAME/VERSION/FILENAME, with the file name devices are given.
+func (a Artifact) TargetPath() string {
+	f := a.Filename
+	if f == "" {
+		f = DefaultFilename(a.Name, a.Version)
+	}
+	return a.Name + "/" + a.Version + "/" + f
+}
+
 // DefaultFilename is the file name devices see when none was given.
 func DefaultFilename(name, version string) string { return name + "-" + version }
 

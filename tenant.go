@@ -65,6 +65,9 @@ const (
 	// ScopeNodesWrite sets where push updates go (a device's address) and
 	// rotates the tokens the server sends there.
 	ScopeNodesWrite Scope = "nodes:write"
+	// ScopeTrustWrite publishes TUF metadata the operator signed offline
+	// (flotilla trust init, release sign); it signs nothing itself.
+	ScopeTrustWrite Scope = "trust:write"
 	ScopeAdmin      Scope = "admin"
 	// ScopeGateway authenticates DDI devices of the tenant (hawkBit's
 	// GatewayToken); it grants nothing on the management API.
@@ -75,7 +78,7 @@ const (
 var AllScopes = []Scope{
 	ScopeArtifactsRead, ScopeArtifactsWrite, ScopeDevicesRead, ScopeDevicesWrite,
 	ScopeRolloutsRead, ScopeRolloutsWrite, ScopeTokensWrite, ScopeTenantsWrite,
-	ScopeDevicesTokens, ScopeNodesWrite, ScopeAdmin, ScopeGateway,
+	ScopeDevicesTokens, ScopeNodesWrite, ScopeTrustWrite, ScopeAdmin, ScopeGateway,
 }
 
 // ParseScopes validates a list of scope names.

@@ -6,6 +6,7 @@
 package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -311,4 +312,28 @@ type HistoryPoint struct {
 	Finished  int       `json:"finished"`
 	Succeeded int       `json:"succeeded"`
 	Failed    int       `json:"failed"`
+}
+
+// TrustStatus is GET /api/v1/trust: the tenant's TUF repository.
+type TrustStatus struct {
+	// Signed is true once the tenant has a root: only signed releases can
+	// then be assigned, rolled out or pushed.
+	Signed bool `json:"signed"`
+	// OnlineKeys are the server's snapshot and timestamp keys (TUF key
+	// objects) that a root must name.
+	OnlineKeys map[string]json.RawMessage `json:"online_keys"`
+	// Versions and Expires of the roles present.
+	Versions map[string]int64     `json:"versions"`
+	Expires  map[string]time.Time `json:"expires"`
+	// Releases is how many releases the targets metadata signs.
+	Releases int `json:"releases"`
+	// MetadataURL is where devices fetch the metadata.
+	MetadataURL string `json:"metadata_url"`
+}
+
+// TrustMetadata is POST /api/v1/trust/metadata: metadata signed offline.
+// A rotated targets key needs both in one request.
+type TrustMetadata struct {
+	Root    json.RawMessage `json:"root,omitempty"`
+	Targets json.RawMessage `json:"targets,omitempty"`
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flotilla-ota/flotilla/tuf"
 )
 
 // Installer installs a verified payload. Returning an error fails the
@@ -53,6 +55,14 @@ type NodeConfig struct {
 	// HTTPClient fetches from a start request's URL (default: a client
 	// with a 30s response-header timeout).
 	HTTPClient *http.Client
+	// TrustedRoot, if set, is the tenant's pinned TUF root.json, and
+	// MetadataURL the tenant's repository on the server
+	// (https://ota.example.com/TENANT/tuf/): the node then installs only
+	// updates whose start request names a signed target (package tuf),
+	// not older than what runs unless signed as a downgrade, with exactly
+	// the signed bytes; anything else fails with the reason.
+	TrustedRoot []byte
+	MetadataURL string
 }
 
 // Node is the node side of the push protocol, as an http.Handler.
@@ -66,6 +76,7 @@ type Node struct {
 	cancel context.CancelFunc // of the install in progress
 	// writing serializes payload uploads.
 	writing sync.Mutex
+	trust   *tuf.Verifier
 }
 
 // nodeState is what the node persists.
@@ -74,6 +85,10 @@ type nodeState struct {
 	// Accepted lists every update id the node ever accepted, in order: its
 	// own record that no update was applied twice.
 	Accepted []string `json:"accepted"`
+	// Target and MetadataToken are the current update's signed target and
+	// the credential for reading the repository.
+	Target        string `json:"target,omitempty"`
+	MetadataToken string `json:"metadataToken,omitempty"`
 }
 
 // NewNode loads the node's state (resuming where a restart left it).
@@ -94,6 +109,14 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 			DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, ResponseHeaderTimeout: 30 * time.Second}}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	if len(cfg.TrustedRoot) > 0 {
+		v, err := tuf.New(tuf.Config{Root: cfg.TrustedRoot, MetadataURL: cfg.MetadataURL, Dir: filepath.Join(cfg.StateDir, "tuf"),
+			Client: cfg.HTTPClient, Authorize: n.authorizeMetadata})
+		if err != nil {
+			return nil, fmt.Errorf("push: %w", err)
+		}
+		n.trust = v
+	}
 	n.st.State, n.st.Version = StateIdle, cfg.Version
 	if b, err := os.ReadFile(n.statePath()); err == nil {
 		if err := json.Unmarshal(b, &n.st); err != nil {
@@ -122,6 +145,17 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	n.mux.HandleFunc("POST "+pathAbort, n.handleAbort)
 	n.mux.HandleFunc("GET "+PathInfo, n.handleInfo)
 	return n, nil
+}
+
+// authorizeMetadata sends the credential the server gave with the current
+// update when the node reads the repository.
+func (n *Node) authorizeMetadata(req *http.Request) {
+	n.mu.Lock()
+	tok := n.st.MetadataToken
+	n.mu.Unlock()
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 }
 
 func (n *Node) statePath() string   { return filepath.Join(n.cfg.StateDir, "push-state.json") }
@@ -201,9 +235,15 @@ func (n *Node) handleStart(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusConflict, "conflict", fmt.Sprintf("update %s was already handled by this node", req.ID), n.st.ID)
 		return
 	}
+	if n.trust != nil && req.Target == "" {
+		writeErr(w, http.StatusUnprocessableEntity, "unsigned", fmt.Sprintf("this node installs signed releases only, and %s %s names no signed target: sign it (flotilla release sign) in a tenant with a root (flotilla trust init)",
+			req.Artifact.Name, req.Artifact.Version), "")
+		return
+	}
 	os.Remove(n.payloadPath())
 	n.st.Status = Status{ID: req.ID, State: StateReceiving, Total: req.Artifact.Size, Artifact: req.Artifact, Version: n.st.Version}
 	n.st.Accepted = append(n.st.Accepted, req.ID)
+	n.st.Target, n.st.MetadataToken = req.Target, req.MetadataToken
 	fetch := req.URL != "" && !n.cfg.NoFetch && req.Artifact.Size > 0
 	if fetch {
 		n.st.Fetching = true

@@ -224,7 +224,7 @@ func (n *Node) install(id string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.mu.Lock()
 	n.cancel = cancel
-	a := n.st.Artifact
+	a, target, running := n.st.Artifact, n.st.Target, n.st.Version
 	n.mu.Unlock()
 	defer cancel()
 	fail := func(msg string) {
@@ -251,6 +251,12 @@ func (n *Node) install(id string) {
 	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
 		fail(fmt.Sprintf("checksum mismatch: got %s, want %s", got, a.SHA256))
 		return
+	}
+	if n.trust != nil {
+		if err := n.checkSigned(ctx, target, running); err != nil {
+			fail("signature check failed: " + err.Error())
+			return
+		}
 	}
 	n.mu.Lock()
 	if n.st.ID != id || n.st.State != StateVerifying {
@@ -322,4 +328,17 @@ func (s *slowReader) Read(p []byte) (int, error) {
 		}
 	}
 	return k, err
+}
+
+// checkSigned verifies the received payload against the signed target,
+// and refuses a downgrade the signature does not allow.
+func (n *Node) checkSigned(ctx context.Context, target, running string) error {
+	t, err := n.trust.Target(ctx, target)
+	if err != nil {
+		return err
+	}
+	if err := t.CheckVersion(running); err != nil {
+		return err
+	}
+	return t.CheckFile(n.payloadPath())
 }

@@ -52,6 +52,13 @@ type StartRequest struct {
 	// whose fetch fails, stays "receiving" and the server sends the rest
 	// with PUT .../payload as usual.
 	URL string `json:"url,omitempty"`
+	// Target, for a tenant that signs its releases, is the release's path
+	// in the tenant's TUF repository (NAME/VERSION/FILENAME); a node
+	// configured with a trusted root verifies the update against it
+	// before installing. MetadataToken lets the node read the repository
+	// (Authorization: Bearer) for a limited time.
+	Target        string `json:"target,omitempty"`
+	MetadataToken string `json:"metadataToken,omitempty"`
 }
 
 // States of an update on a node.

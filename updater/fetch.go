@@ -6,19 +6,20 @@ import (
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/flotilla-ota/flotilla/tuf"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -61,6 +62,7 @@ func (u *Update) FetchDefault(ctx context.Context) (*Payload, error) {
 		p.Files = append(p.Files, path)
 	}
 	p.Path = p.Files[0]
+	u.verified = true // against the signed hashes, when there are any
 	return p, nil
 }
 
@@ -183,37 +185,41 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// verify checks a file against the artifact's size and strongest hash.
+// verify checks a file against the artifact's size and its hashes: SHA256
+// and SHA512 when given (both in one read, in parallel), else the
+// strongest of SHA1 and MD5.
 func verify(path string, a Artifact) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	var h hash.Hash
-	var want string
+	want := map[string]string{}
+	hs := map[string]hash.Hash{}
 	switch {
 	case a.SHA256 != "":
-		h, want = sha256.New(), a.SHA256
+		want["sha256"], hs["sha256"] = a.SHA256, sha256.New()
+		if a.SHA512 != "" {
+			want["sha512"], hs["sha512"] = a.SHA512, sha512.New()
+		}
 	case a.SHA1 != "":
-		h, want = sha1.New(), a.SHA1
+		want["sha1"], hs["sha1"] = a.SHA1, sha1.New()
 	case a.MD5 != "":
-		h, want = md5.New(), a.MD5
+		want["md5"], hs["md5"] = a.MD5, md5.New()
 	default:
 		return errors.New("the server gave no hash to verify against")
 	}
-	n, err := io.Copy(h, f)
+	n, err := tuf.HashParallel(f, hs)
 	if err != nil {
 		return err
 	}
 	if a.Size > 0 && n != a.Size {
-		if errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
 		return fmt.Errorf("%w: got %d bytes, want %d", ErrChecksum, n, a.Size)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
-		return fmt.Errorf("%w: got %s, want %s", ErrChecksum, got, want)
+	for alg, h := range hs {
+		if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want[alg]) {
+			return fmt.Errorf("%w: %s %s, want %s", ErrChecksum, alg, got, want[alg])
+		}
 	}
 	return nil
 }
@@ -282,5 +288,6 @@ func (u *Update) fetchOCI(ctx context.Context) (*Payload, error) {
 	if got.String() != ref.DigestStr() {
 		return nil, fmt.Errorf("%w: pulled image %s, want %s", ErrChecksum, got, ref.DigestStr())
 	}
+	u.verified = true // the reference was checked; the image is pulled by digest
 	return &Payload{Path: layoutDir, Files: []string{layoutDir}, Image: ref.String()}, nil
 }

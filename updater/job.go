@@ -2,6 +2,7 @@ package updater
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -161,13 +162,28 @@ func (j *job) run(ctx context.Context) {
 	}
 
 	j.setPhase(phaseFetching)
+	if err := c.checkSigned(j.ctx, u); err != nil {
+		if j.stopped() {
+			return
+		}
+		j.finish(ctx, resultFailure, []string{"signature check failed: " + err.Error()})
+		return
+	}
 	j.send(ctx, ddi.Status{Execution: ddi.ExecDownload, Result: &ddi.Result{Finished: ddi.FinishedNone}, Details: []string{"downloading " + u.Name + " " + u.Version}})
 	p, err := h.Fetch(j.ctx, u)
 	if j.stopped() {
 		return // a cancel is answered by handleCancel; a stop resumes later
 	}
 	if err != nil {
+		if u.Signed != nil && errors.Is(err, ErrChecksum) {
+			j.finish(ctx, resultFailure, []string{"signature check failed: the downloaded bytes are not the signed ones: " + err.Error()})
+			return
+		}
 		j.finish(ctx, resultFailure, []string{"download failed: " + err.Error()})
+		return
+	}
+	if err := c.checkPayload(u, p); err != nil {
+		j.finish(ctx, resultFailure, []string{"signature check failed: " + err.Error()})
 		return
 	}
 	payload = p

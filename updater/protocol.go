@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/flotilla-ota/flotilla/ddi"
+	"github.com/flotilla-ota/flotilla/tuf"
 )
 
 // Update is an assignment the server offered: one DDI action.
@@ -27,9 +28,15 @@ type Update struct {
 	Type string
 	// Artifacts are the files of the update.
 	Artifacts []Artifact
+	// Signed describes each artifact as the tenant's signed metadata
+	// does, when the client has a TrustedRoot; Size, SHA256 and SHA512 of
+	// Artifacts are then the signed values.
+	Signed []*tuf.Target
 
 	client *Client
 	job    *job
+	// verified: the payload was checked against the signed hashes.
+	verified bool
 }
 
 // Artifact is one file of an update.
@@ -37,9 +44,11 @@ type Artifact struct {
 	Filename string
 	Size     int64
 	SHA256   string
-	SHA1     string
-	MD5      string
-	URL      string
+	// SHA512 is set from signed metadata only.
+	SHA512 string
+	SHA1   string
+	MD5    string
+	URL    string
 }
 
 // InstallAllowed reports whether the server lets the device install now

@@ -44,6 +44,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flotilla-ota/flotilla/tuf"
 )
 
 // Interval is a range a timer is drawn from uniformly, so that a fleet does
@@ -115,6 +117,15 @@ type Config struct {
 	// MaxDownloadRate limits downloads to this many bytes per second, for
 	// metered or shared links; 0 means unlimited.
 	MaxDownloadRate int64
+	// TrustedRoot, if set, is the tenant's pinned TUF root.json (what
+	// `flotilla trust init` wrote). Every update is then checked against
+	// the tenant's signed metadata before anything is downloaded or
+	// installed (package tuf): one that is not signed, whose bytes differ
+	// from the signed ones, that is older than what runs without a signed
+	// allow_downgrade, or whose metadata is expired or rolled back, is
+	// refused and reported as failed with the reason. The trusted
+	// metadata is kept under StateDir/tuf.
+	TrustedRoot []byte
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -136,7 +147,8 @@ type Client struct {
 	serverSleep time.Duration
 	failures    int
 	journal     journal
-	checkMu     sync.Mutex // one check at a time
+	trust       *tuf.Verifier // nil: updates are not checked against signatures
+	checkMu     sync.Mutex    // one check at a time
 	running     bool
 	stop        context.CancelFunc
 	stopped     chan struct{}
@@ -223,6 +235,14 @@ func New(cfg Config) (*Client, error) {
 		c.auth = "TargetToken " + cfg.Token
 	case cfg.GatewayToken != "":
 		c.auth = "GatewayToken " + cfg.GatewayToken
+	}
+	if len(cfg.TrustedRoot) > 0 {
+		v, err := tuf.New(tuf.Config{Root: cfg.TrustedRoot, MetadataURL: cfg.Server + "/" + cfg.Tenant + "/tuf/",
+			Dir: filepath.Join(cfg.StateDir, "tuf"), Client: c.http, Authorize: c.authorize})
+		if err != nil {
+			return nil, fmt.Errorf("updater: Config.TrustedRoot: %w", err)
+		}
+		c.trust = v
 	}
 	if err := c.journal.load(cfg.StateDir); err != nil {
 		return nil, err

@@ -93,6 +93,7 @@ a rolling upgrade.`,
 	f.IntVar(&cfg.Quotas.RegistrationsPerMinute, "quota-registrations-per-minute", int(e.Int64("FLOTILLA_QUOTA_REGISTRATIONS_PER_MINUTE", core.DefaultRegistrationsPerMinute)), "devices that may register themselves per tenant and minute (FLOTILLA_QUOTA_REGISTRATIONS_PER_MINUTE)")
 	f.IntVar(&cfg.Quotas.DevicesPerTenant, "quota-devices-per-tenant", int(e.Int64("FLOTILLA_QUOTA_DEVICES_PER_TENANT", core.DefaultDevicesPerTenant)), "devices a tenant may have (FLOTILLA_QUOTA_DEVICES_PER_TENANT)")
 	f.IntVar(&cfg.Quotas.ArtifactsPerTenant, "quota-artifacts-per-tenant", int(e.Int64("FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT", core.DefaultArtifactsPerTenant)), "artifacts a tenant may have (FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT)")
+	f.DurationVar(&cfg.TUFTimestampExpiry, "tuf-timestamp-expiry", e.Duration("FLOTILLA_TUF_TIMESTAMP_EXPIRY", 24*time.Hour), "how long each signed TUF timestamp is valid; re-signed at half of that; devices refuse older ones (FLOTILLA_TUF_TIMESTAMP_EXPIRY)")
 	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")

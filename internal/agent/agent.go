@@ -67,6 +67,10 @@ type Config struct {
 	Cert string `json:"cert"`
 	Key  string `json:"key"`
 	CA   string `json:"ca"`
+	// Trust is the tenant's pinned TUF root.json: updates, pulled or
+	// pushed, are verified against the signed metadata before they are
+	// installed (package tuf). A push node reads the metadata from Server.
+	Trust string `json:"trust"`
 	// NoFetch makes the push node wait for the server to send the bytes
 	// even when it is offered a presigned object-storage URL (nodes with
 	// no route to the bucket).
@@ -85,7 +89,7 @@ func (c *Config) Validate() error {
 		}
 		c.DeviceID = strings.TrimSpace(string(b))
 	}
-	if c.Server != "" && c.Token == "" && c.GatewayToken == "" && c.Cert == "" {
+	if c.Server != "" && c.Token == "" && c.GatewayToken == "" && c.Cert == "" && (c.Listen == "" || c.Trust == "") {
 		return errors.New("agent: --token, --gateway-token or a client certificate (--cert, --key) is required to poll")
 	}
 	if c.Target == "" && c.InstallCommand == "" {
@@ -93,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Target != "" && c.InstallCommand != "" {
 		return errors.New("agent: --target and --install-command exclude each other")
+	}
+	if c.Trust != "" && c.Server == "" {
+		return errors.New("agent: --trust needs --server: a push node reads the signed metadata from the server")
 	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/flotilla-agent"
@@ -162,27 +169,50 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		hh = &healthHandler{h}
 	}
 	a := &Agent{cfg: cfg, log: log, h: h, hh: hh}
+	var root []byte
+	if cfg.Trust != "" {
+		var err error
+		if root, err = os.ReadFile(cfg.Trust); err != nil {
+			return nil, fmt.Errorf("agent: --trust: %w", err)
+		}
+	}
+	tlsCfg, err := updater.LoadTLS(cfg.Cert, cfg.Key, cfg.CA)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Listen != "" {
-		n, err := push.NewNode(push.NodeConfig{StateDir: filepath.Join(cfg.StateDir, "push"), Version: st.Version, DeviceID: cfg.DeviceID,
-			Labels: cfg.Labels, Token: cfg.ListenToken, NoFetch: cfg.NoFetch, Installer: push.InstallerFunc(a.installPushed), Logger: log})
+		nc := push.NodeConfig{StateDir: filepath.Join(cfg.StateDir, "push"), Version: st.Version, DeviceID: cfg.DeviceID,
+			Labels: cfg.Labels, Token: cfg.ListenToken, NoFetch: cfg.NoFetch, Installer: push.InstallerFunc(a.installPushed), Logger: log}
+		if root != nil {
+			tenant := cfg.Tenant
+			if tenant == "" {
+				tenant = "default"
+			}
+			nc.TrustedRoot, nc.MetadataURL = root, strings.TrimRight(cfg.Server, "/")+"/"+tenant+"/tuf/"
+			if tlsCfg != nil {
+				t := http.DefaultTransport.(*http.Transport).Clone()
+				t.TLSClientConfig = tlsCfg
+				nc.HTTPClient = &http.Client{Transport: t}
+			}
+		}
+		n, err := push.NewNode(nc)
 		if err != nil {
 			return nil, err
 		}
 		a.node = n
 	}
-	if cfg.Server == "" {
+	if cfg.Server == "" || cfg.Token == "" && cfg.GatewayToken == "" && cfg.Cert == "" {
+		if cfg.Server != "" {
+			log.Info("push node only: no device credential to poll with; the server is where the node reads signed metadata")
+		}
 		return a, nil
-	}
-	tlsCfg, err := updater.LoadTLS(cfg.Cert, cfg.Key, cfg.CA)
-	if err != nil {
-		return nil, err
 	}
 	c, err := updater.New(updater.Config{
 		Server: cfg.Server, Tenant: cfg.Tenant, ControllerID: cfg.DeviceID, Token: cfg.Token, GatewayToken: cfg.GatewayToken,
 		CurrentVersion: st.Version, Channel: cfg.Channel, Labels: cfg.Labels, Attributes: cfg.Attributes,
 		Handler: hh, StateDir: filepath.Join(cfg.StateDir, "updater"), Logger: log,
 		FirstCheck: updater.Interval{Min: 0, Max: cfg.FirstCheck}, MaxDownloadRate: cfg.MaxDownloadRate,
-		TLS: tlsCfg,
+		TLS: tlsCfg, TrustedRoot: root,
 	})
 	if err != nil {
 		return nil, err

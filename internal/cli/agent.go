@@ -77,6 +77,7 @@ when the device is unhealthy. Every flag can be set by FLOTILLA_<FLAG> or in a J
 	f.StringVar(&cfg.Cert, "cert", e.Str("FLOTILLA_CERT", ""), "client certificate (PEM) for mutual TLS with the server (FLOTILLA_CERT)")
 	f.StringVar(&cfg.Key, "key", e.Str("FLOTILLA_KEY", ""), "the client certificate's private key (PEM) (FLOTILLA_KEY)")
 	f.StringVar(&cfg.CA, "ca", e.Str("FLOTILLA_CA", ""), "CA (PEM) the server's certificate must chain to, instead of the system's (FLOTILLA_CA)")
+	f.StringVar(&cfg.Trust, "trust", e.Str("FLOTILLA_TRUST", ""), "the tenant's pinned TUF root.json (from flotilla trust init): install only releases its offline keys signed, refuse downgrades and stale metadata (FLOTILLA_TRUST)")
 	f.BoolVar(&cfg.NoFetch, "no-fetch", e.Str("FLOTILLA_NO_FETCH", "") == "true", "push node: never fetch from object storage, wait for the server to send the bytes (FLOTILLA_NO_FETCH)")
 	f.Int64Var(&cfg.MaxDownloadRate, "max-download-rate", e.Int64("FLOTILLA_MAX_DOWNLOAD_RATE", 0), "download speed limit in bytes per second (0: none) (FLOTILLA_MAX_DOWNLOAD_RATE)")
 	logs.Register(cmd, e)

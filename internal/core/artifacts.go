@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
@@ -302,4 +303,41 @@ func (c *Core) OpenArtifact(ctx context.Context, a flotilla.Artifact) (blob.Obje
 		return nil, c.blobError("open artifact", err)
 	}
 	return o, nil
+}
+
+// checkSigned refuses a release its tenant would have its devices refuse.
+func (c *Core) checkSigned(ctx context.Context, tenant string, a flotilla.Artifact) error {
+	if c.Signatures == nil {
+		return nil
+	}
+	return c.Signatures.CheckRelease(ctx, tenant, a)
+}
+
+// Release is what devices are told of an artifact: in a signed tenant, the
+// signed length and sha256, and where the release is in the repository.
+type Release struct {
+	flotilla.Artifact
+	// Target is the TUF target path when the release is signed.
+	Target string
+}
+
+// DeviceRelease describes a for devices of tenant.
+func (c *Core) DeviceRelease(ctx context.Context, tenant string, a flotilla.Artifact) Release {
+	r := Release{Artifact: a}
+	if c.Signatures == nil {
+		return r
+	}
+	if size, sha, ok := c.Signatures.SignedSize(ctx, tenant, a); ok {
+		r.Size, r.SHA256, r.Target = size, sha, a.TargetPath()
+	}
+	return r
+}
+
+// RepositoryCapability lets a push node read the tenant's TUF repository
+// for a while ("" when releases are not signed).
+func (c *Core) RepositoryCapability(tenant string, ttl time.Duration) string {
+	if c.Signatures == nil {
+		return ""
+	}
+	return c.Signatures.Capability(tenant, ttl)
 }

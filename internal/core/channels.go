@@ -222,6 +222,9 @@ func (c *Core) PutChannel(ctx context.Context, p Principal, req ChannelRequest) 
 	if err != nil {
 		return flotilla.Channel{}, nil, false, err
 	}
+	if err := c.checkSigned(ctx, tenant, a); err != nil {
+		return flotilla.Channel{}, nil, false, err
+	}
 	if req.Waves <= 0 {
 		req.Waves = 1
 	}

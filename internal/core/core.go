@@ -6,6 +6,7 @@
 package core
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +20,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/secret"
 	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/internal/tufrepo"
 )
 
 // Config tunes the core.
@@ -38,6 +40,24 @@ type Config struct {
 	Secrets *secret.Box
 }
 
+// Signatures is a tenant's signed-release policy (package tufrepo).
+type Signatures interface {
+	// CheckRelease refuses (EConflict) a release a signed tenant has not
+	// signed.
+	CheckRelease(ctx context.Context, tenant string, a flotilla.Artifact) error
+	// SignedSize is the signed length and sha256 of a signed release.
+	SignedSize(ctx context.Context, tenant string, a flotilla.Artifact) (size int64, sha256 string, ok bool)
+	// Capability is a short-lived credential for reading the tenant's
+	// repository, for push nodes.
+	Capability(tenant string, ttl time.Duration) string
+	// CheckCapability reports whether tok is a live capability for tenant.
+	CheckCapability(tenant, tok string) bool
+	// Status, Publish and File are the operator's view of the repository.
+	Status(ctx context.Context, tenant string) (tufrepo.Status, error)
+	Publish(ctx context.Context, tenant string, root, targets []byte) error
+	File(ctx context.Context, tenant, name string) ([]byte, error)
+}
+
 // Core holds the dependencies every operation needs.
 type Core struct {
 	Store  store.Store
@@ -46,6 +66,9 @@ type Core struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 	Config Config
+	// Signatures, if set, enforces signed releases where a tenant
+	// adopted them.
+	Signatures Signatures
 
 	locks      keyedMutex
 	deviceAuth deviceAuth

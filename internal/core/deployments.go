@@ -48,6 +48,9 @@ func (c *Core) AssignDeployment(ctx context.Context, p Principal, req AssignRequ
 	if err != nil {
 		return flotilla.Deployment{}, err
 	}
+	if err := c.checkSigned(ctx, tenant, a); err != nil {
+		return flotilla.Deployment{}, err
+	}
 	if _, err := c.Store.GetDevice(ctx, tenant, req.DeviceID); err != nil {
 		return flotilla.Deployment{}, err
 	}

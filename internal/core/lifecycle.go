@@ -129,6 +129,9 @@ func (c *Core) create(ctx context.Context, d *flotilla.Deployment, detail, nodeI
 // CreatePushDeployment records a push delivery under its update id before
 // any node is contacted, superseding the device's open deployments.
 func (c *Core) CreatePushDeployment(ctx context.Context, a flotilla.Artifact, tenant, deviceID, updateID, nodeIP string) (flotilla.Deployment, error) {
+	if err := c.checkSigned(ctx, tenant, a); err != nil {
+		return flotilla.Deployment{}, err
+	}
 	now := c.Now()
 	d := flotilla.Deployment{Tenant: tenant, DeviceID: deviceID, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Attempt: 1, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPush, UpdateID: updateID, State: flotilla.StatePending,

@@ -90,6 +90,9 @@ func (c *Core) validateRollout(ctx context.Context, tenant string, req RolloutRe
 	if err != nil {
 		return flotilla.Rollout{}, err
 	}
+	if err := c.checkSigned(ctx, tenant, a); err != nil {
+		return flotilla.Rollout{}, err
+	}
 	if _, err := label.Parse(req.Selector); err != nil {
 		return flotilla.Rollout{}, err
 	}

@@ -141,10 +141,12 @@ func (s *Server) artifactJSON(ctx context.Context, base string, a flotilla.Artif
 			s.log.Warn("presign download", "artifact", a.Name, "err", err)
 		}
 	}
+	// A signed tenant's devices are told the signed length and sha256.
+	signed := s.core.DeviceRelease(ctx, a.Tenant, a)
 	return ddi.Artifact{
 		Filename: a.Filename,
-		Hashes:   ddi.Hashes{SHA1: a.SHA1, MD5: a.MD5, SHA256: a.SHA256},
-		Size:     a.Size,
+		Hashes:   ddi.Hashes{SHA1: a.SHA1, MD5: a.MD5, SHA256: signed.SHA256},
+		Size:     signed.Size,
 		Links: ddi.ArtifactLinks{
 			Download: &ddi.Link{Href: url}, DownloadHTTP: &ddi.Link{Href: direct},
 			MD5Sum: &ddi.Link{Href: url + ".MD5SUM"}, MD5SumHTTP: &ddi.Link{Href: url + ".MD5SUM"},

@@ -46,6 +46,17 @@ type Options struct {
 	// Presign, if set, gives download-http links straight to the blob
 	// store, so downloads do not pass through the server.
 	Presign func(ctx context.Context, a flotilla.Artifact) (string, error)
+	// Repository, if set, serves each tenant's TUF repository under
+	// /{tenant}/tuf/.
+	Repository Repository
+}
+
+// Repository is the tenants' TUF repositories (package tufrepo).
+type Repository interface {
+	// File is a metadata file: root.json, 3.root.json, timestamp.json, ...
+	File(ctx context.Context, tenant, name string) ([]byte, error)
+	// TargetFile is the artifact a target download names.
+	TargetFile(ctx context.Context, tenant, name string) (flotilla.Artifact, error)
 }
 
 // Server is the DDI handler.
@@ -91,14 +102,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // replica made.
 func (s *Server) InvalidateLocal(tenant, device string) { s.cache.invalidate(tenant, device) }
 
-// IsDDIPath reports whether a request path belongs to the DDI API.
+// IsDDIPath reports whether a request path belongs to the device API: DDI
+// under /{tenant}/controller/, TUF metadata under /{tenant}/tuf/.
 func IsDDIPath(p string) bool {
 	rest, ok := strings.CutPrefix(p, "/")
 	if !ok {
 		return false
 	}
 	_, rest, ok = strings.Cut(rest, "/")
-	return ok && strings.HasPrefix(rest, "controller/")
+	return ok && (strings.HasPrefix(rest, "controller/") || strings.HasPrefix(rest, "tuf/"))
 }
 
 func (s *Server) routes() {
@@ -112,6 +124,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("PUT "+base+"/configData", s.handleConfigData)
 	s.mux.HandleFunc("GET "+base+"/softwaremodules/{moduleId}/artifacts", s.handleListArtifacts)
 	s.mux.HandleFunc("GET "+base+"/softwaremodules/{moduleId}/artifacts/{fileName}", s.handleDownload)
+	s.mux.HandleFunc("GET /{tenant}/tuf/{file}", s.handleTUFFile)
+	s.mux.HandleFunc("GET /{tenant}/tuf/targets/{path...}", s.handleTUFTarget)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "no such DDI resource: %s %s", r.Method, r.URL.Path))
 	})

@@ -69,6 +69,10 @@ func (s *Server) addRoutes() {
 	s.handle("PUT /api/v1/channels/{name}", s.authed(s.handlePutChannel))
 	s.handle("DELETE /api/v1/channels/{name}", s.authed(s.handleDeleteChannel))
 
+	s.handle("GET /api/v1/trust", s.authed(s.handleTrustStatus))
+	s.handle("POST /api/v1/trust/metadata", s.authed(s.handlePublishTrust))
+	s.handle("GET /api/v1/trust/metadata/{file}", s.authed(s.handleTrustFile))
+
 	s.handle("GET /api/v1/events", s.authed(s.handleEvents))
 
 	// The SPORE gateway's API, as thin adapters, for tools written for it.

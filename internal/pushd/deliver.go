@@ -157,7 +157,7 @@ func (dl *delivery) run(ctx context.Context) {
 			}
 			if _, err := node.Start(ctx, p.startRequest(ctx, dl.d.UpdateID, dl.a)); err != nil {
 				var ne *push.NodeError
-				if errors.As(err, &ne) && ne.Status == http.StatusConflict {
+				if errors.As(err, &ne) && (ne.Status == http.StatusConflict || ne.Status == http.StatusUnprocessableEntity || ne.Status == http.StatusBadRequest) {
 					dl.fail(ctx, "node refused the update: "+ne.Message)
 					return
 				}

@@ -222,6 +222,10 @@ func pushArtifact(a flotilla.Artifact) push.Artifact {
 // presigned URL to fetch from when the blob store gives one.
 func (p *Pool) startRequest(ctx context.Context, id string, a flotilla.Artifact) push.StartRequest {
 	r := push.StartRequest{ID: id, Artifact: pushArtifact(a)}
+	if rel := p.core.DeviceRelease(ctx, a.Tenant, a); rel.Target != "" {
+		r.Artifact.Size, r.Artifact.SHA256, r.Target = rel.Size, rel.SHA256, rel.Target
+		r.MetadataToken = p.core.RepositoryCapability(a.Tenant, time.Hour)
+	}
 	if p.cfg.Presign != nil {
 		if u, err := p.cfg.Presign(ctx, a); err == nil {
 			r.URL = u

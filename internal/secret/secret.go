@@ -10,6 +10,7 @@ package secret
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -29,8 +30,9 @@ const prefix = "v1:"
 
 // Box seals and opens secrets under one key.
 type Box struct {
-	aead cipher.AEAD
-	id   string
+	aead   cipher.AEAD
+	id     string
+	macKey []byte
 }
 
 // New returns a box for a 32-byte key.
@@ -47,7 +49,19 @@ func New(key []byte) (*Box, error) {
 		return nil, err
 	}
 	sum := sha256.Sum256(append([]byte("flotilla key id\x00"), key...))
-	return &Box{aead: aead, id: hex.EncodeToString(sum[:8])}, nil
+	mk := sha256.Sum256(append([]byte("flotilla mac key\x00"), key...))
+	return &Box{aead: aead, id: hex.EncodeToString(sum[:8]), macKey: mk[:]}, nil
+}
+
+// MAC authenticates msg under a key derived from the box's, bound to
+// context: short-lived capabilities the server hands out and checks later
+// (on any replica sharing the key).
+func (b *Box) MAC(msg, context string) []byte {
+	m := hmac.New(sha256.New, b.macKey)
+	m.Write([]byte(context))
+	m.Write([]byte{0})
+	m.Write([]byte(msg))
+	return m.Sum(nil)
 }
 
 // ID names the key without revealing it, so that replicas can tell they

@@ -1,6 +1,7 @@
 package secret_test
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,4 +69,23 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, sealed, ctx string) {
 		b.Open(sealed, ctx) // must not panic
 	})
+}
+
+func TestMAC(t *testing.T) {
+	k, _ := secret.ParseKey(secret.NewKey())
+	b, _ := secret.New(k)
+	b2, _ := secret.New(k)
+	if !bytes.Equal(b.MAC("acme|123", "tuf"), b2.MAC("acme|123", "tuf")) {
+		t.Fatal("two boxes with one key disagree")
+	}
+	k3, _ := secret.ParseKey(secret.NewKey())
+	b3, _ := secret.New(k3)
+	for name, other := range map[string][]byte{
+		"another message": b.MAC("acme|124", "tuf"), "another context": b.MAC("acme|123", "other"),
+		"another key": b3.MAC("acme|123", "tuf"), "a shifted boundary": b.MAC("123", "tuf\x00acme|"),
+	} {
+		if bytes.Equal(other, b.MAC("acme|123", "tuf")) {
+			t.Fatalf("%s gives the same MAC", name)
+		}
+	}
 }

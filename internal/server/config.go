@@ -53,6 +53,10 @@ type Config struct {
 	BodyReadTimeout time.Duration
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration
+	// TUFTimestampExpiry is how long each signed TUF timestamp is valid
+	// (default 24h; re-signed at half of that). A device that sees none
+	// fresher for that long stops installing (freeze protection).
+	TUFTimestampExpiry time.Duration
 	// Scheduler settings; NoScheduler leaves rollouts to other replicas.
 	SchedulerTick  time.Duration
 	SchedulerLease time.Duration

@@ -33,18 +33,21 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/secret"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
+	"github.com/flotilla-ota/flotilla/internal/tufrepo"
 	"github.com/flotilla-ota/flotilla/internal/ui"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
 // Server is an assembled control plane.
 type Server struct {
-	Config  Config
-	Core    *core.Core
-	Store   *sqlstore.Store
-	Blobs   blob.Store
-	API     *httpapi.Server
-	DDI     *deviceapi.Server
+	Config Config
+	Core   *core.Core
+	Store  *sqlstore.Store
+	Blobs  blob.Store
+	API    *httpapi.Server
+	DDI    *deviceapi.Server
+	// Repo is the tenants' TUF repositories (signed releases).
+	Repo    *tufrepo.Repo
 	Sched   *scheduler.Scheduler
 	Hub     *events.Hub
 	Push    *pushd.Pool
@@ -134,6 +137,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Config: cfg, Core: c, Store: st, Blobs: blobs, Log: log, metrics: m, AdminToken: secret}
+	s.Repo = tufrepo.New(st, blobs, box, func() time.Time { return c.Now() }, tufrepo.Config{TimestampExpiry: cfg.TUFTimestampExpiry}, log)
+	c.Signatures = s.Repo
 	s.Hub = hub
 	// With presigning on, DDI download links and push deliveries point
 	// at object storage, so the bytes do not pass through the replicas.
@@ -153,7 +158,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	authFailures := ratelimit.New(float64(cfg.AuthFailureRate), cfg.AuthFailureBurst)
 	s.API = httpapi.NewServer(c, log, httpapi.Options{PublicURL: cfg.PublicURL, Events: hub, Push: s.Push, SporeOpen: cfg.SporeOpen, AuthFailures: authFailures,
 		StreamsPerToken: cfg.EventStreamsPerToken, Streams: cfg.EventStreams})
-	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign,
+	ddiOpts := deviceapi.Options{PublicURL: cfg.PublicURL, OnDownload: m.countDownload, Presign: presign, Repository: s.Repo,
 		AuthFailures: authFailures, DeviceRate: ratelimit.New(float64(cfg.DDIRate), cfg.DDIBurst)}
 	if bus != nil {
 		ddiOpts.MaxCacheAge = 30 * time.Second
@@ -347,8 +352,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs.RegisterOnShutdown(func() { s.Hub.CloseAll() })
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.Core.RunSeenFlusher(bg, 2*time.Second) }()
+	go func() { defer wg.Done(); s.resignTimestamps(bg) }()
 	if s.link != nil {
 		ready := make(chan struct{})
 		wg.Add(1)
@@ -407,6 +413,24 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s is already in use (another Flotilla?): choose another address with --listen, e.g. --listen 127.0.0.1:0 for any free port", addr)
 	}
 	return ln, err
+}
+
+// resignTimestamps keeps every signed tenant's TUF timestamp fresh. Each
+// replica does it; the store lets one of them win each version.
+func (s *Server) resignTimestamps(ctx context.Context) {
+	every := min(time.Minute, s.Repo.TimestampExpiry()/10)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Repo.Refresh(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("re-sign TUF timestamps", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Banner writes the startup summary a newcomer sees.

@@ -271,6 +271,11 @@ func testDevices(t *testing.T, s store.Store) {
 	if got.Labels["region"] != "eu" || got.TokenHash != "th1" || got.LastSeenAt != nil {
 		t.Fatalf("GetDevice = %+v", got)
 	}
+	if byTok, err := s.DeviceByTokenHash(ctx, "th1"); err != nil || byTok.Tenant != "acme" || byTok.ID != "kiosk-1" {
+		t.Fatalf("DeviceByTokenHash = %+v, %v", byTok, err)
+	}
+	_, err = s.DeviceByTokenHash(ctx, "th2")
+	wantCode(t, err, flotilla.ENotFound)
 	list, err := s.ListDevices(ctx, "acme", store.DeviceQuery{Selector: label.MustParse("region=eu,!legacy")})
 	must(t, err)
 	if len(list) != 1 || list[0].ID != "kiosk-1" {
