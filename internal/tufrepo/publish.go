@@ -45,6 +45,7 @@ func (r *Repo) Publish(ctx context.Context, tenant string, rootJSON, targetsJSON
 		return flotilla.Errorf(flotilla.EConflict, "tenant %s has no root yet: run `flotilla trust init --keys DIR` first", tenant)
 	}
 
+	r.forget(tenant) // another replica may have published meanwhile
 	cur, err := r.targets(ctx, tenant)
 	if err != nil {
 		return err

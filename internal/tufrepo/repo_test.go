@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -35,6 +36,7 @@ type fixture struct {
 	ctx     context.Context
 	st      *sqlstore.Store
 	blobs   blob.Store
+	box     *secret.Box
 	repo    *tufrepo.Repo
 	now     time.Time
 	url     string
@@ -60,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	key, _ := secret.ParseKey(secret.NewKey())
 	box, _ := secret.New(key)
-	f := &fixture{t: t, ctx: ctx, st: st, blobs: blobs, now: time.Now(), files: map[string][]byte{}, serve: map[string][]byte{}}
+	f := &fixture{t: t, ctx: ctx, st: st, blobs: blobs, box: box, now: time.Now(), files: map[string][]byte{}, serve: map[string][]byte{}}
 	f.repo = tufrepo.New(st, blobs, box, func() time.Time { return f.now }, tufrepo.Config{TimestampExpiry: time.Hour}, nil)
 	if err := st.CreateTenant(ctx, flotilla.Tenant{Name: "acme", CreatedAt: f.now}); err != nil {
 		t.Fatal(err)
@@ -257,8 +259,6 @@ func TestDeviceRefusesAttacks(t *testing.T) {
 	if _, err := dev.Target(f.ctx, "fw/2.0.0/fw.bin"); err != nil {
 		t.Fatal(err)
 	}
-	snap, _ := f.repo.File(f.ctx, "acme", "snapshot.json")
-	ts, _ := f.repo.File(f.ctx, "acme", "timestamp.json")
 
 	// Targets v1 served as v2 (to a device that has not cached v2): its
 	// version is not the snapshot's.
@@ -268,6 +268,30 @@ func TestDeviceRefusesAttacks(t *testing.T) {
 	}
 	delete(f.serve, "2.targets.json")
 
+	// A server that is owned signs, with its own online keys, a snapshot
+	// naming the targets of before the release: a rollback.
+	exp := f.now.Add(time.Hour)
+	old := metadata.Snapshot(exp)
+	old.Signed.Version = 3
+	old.Signed.Meta["targets.json"] = metadata.MetaFile(1)
+	old.Sign(tufrepo.Signer(f.stolenKey("snapshot")))
+	stale := metadata.Timestamp(exp)
+	stale.Signed.Version = 50
+	stale.Signed.Meta["snapshot.json"] = metadata.MetaFile(3)
+	stale.Sign(tufrepo.Signer(f.stolenKey("timestamp")))
+	f.serve["timestamp.json"], f.serve["3.snapshot.json"], f.serve["1.targets.json"] = bytesOf(t, stale), bytesOf(t, old), oldTargets
+	if _, err := dev.Target(f.ctx, "fw/2.0.0/fw.bin"); !errors.Is(err, tuf.ErrMetadata) || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("targets rolled back by the server's own keys: %v", err)
+	}
+	clear(f.serve)
+	dir = t.TempDir() // the device above now trusts the attacker's timestamp version
+	dev = f.device(dir)
+
+	if _, err := dev.Target(f.ctx, "fw/2.0.0/fw.bin"); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := f.repo.File(f.ctx, "acme", "snapshot.json")
+	ts, _ := f.repo.File(f.ctx, "acme", "timestamp.json")
 	// Time passes; the server re-signs its timestamp.
 	f.now = f.now.Add(40 * time.Minute)
 	f.must(f.repo.Refresh(f.ctx))
@@ -364,4 +388,21 @@ func signedCopy(t *testing.T, r *metadata.Metadata[metadata.RootType], k ed25519
 	c.ClearSignatures()
 	c.Sign(tufrepo.Signer(k))
 	return c
+}
+
+// stolenKey is one of the server's online keys, as an attacker who owns
+// the server (its database and its secret key) has it.
+func (f *fixture) stolenKey(role string) ed25519.PrivateKey {
+	keys, err := f.st.TrustKeys(f.ctx, "acme")
+	f.must(err)
+	for _, k := range keys {
+		if k.Role == role {
+			seed, err := f.box.Open(k.PrivateSealed, "tuf-key/acme/"+role)
+			f.must(err)
+			raw, _ := base64.StdEncoding.DecodeString(seed)
+			return ed25519.NewKeyFromSeed(raw)
+		}
+	}
+	f.t.Fatalf("no %s key", role)
+	return nil
 }

@@ -107,6 +107,11 @@ func (r *Repo) CheckRelease(ctx context.Context, tenant string, a flotilla.Artif
 	if err != nil || !signed || tf != nil {
 		return err
 	}
+	// Signed on another replica a moment ago? Look again before refusing.
+	r.forget(tenant)
+	if tf, _, err = r.Target(ctx, tenant, a); err != nil || tf != nil {
+		return err
+	}
 	return flotilla.Errorf(flotilla.EConflict, "release %s %s is not signed, and tenant %s accepts signed releases only: sign it with `flotilla release sign %s %s --keys DIR`",
 		a.Name, a.Version, tenant, a.Name, a.Version)
 }
