@@ -61,8 +61,10 @@ func newFixture(t *testing.T) *fixture {
 // records the path parameters that reach them.
 func setupTenantResources(t *testing.T, f *fixture) {
 	f.a.Must(201, "PUT", "/api/v1/artifacts/fw/1.0.0", []byte("acme firmware"), nil)
+	// acme signs its releases, so the walk covers the trust routes too.
+	servertest.SignTenant(f.a).Sign(f.a, "fw", "1.0.0", "fw-1.0.0", []byte("acme firmware"))
 	f.a.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "acme-dev"}, nil)
-	f.params = map[string]string{"tenant": "acme", "name": "fw", "version": "1.0.0", "id": "acme-dev"}
+	f.params = map[string]string{"tenant": "acme", "name": "fw", "version": "1.0.0", "id": "acme-dev", "file": "root.json"}
 	extendFixture(t, f)
 }
 
@@ -129,6 +131,9 @@ var routeBodies = map[string]any{
 	"GET /api/v1/channels/{name}":                        nil,
 	"PUT /api/v1/channels/{name}":                        map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}},
 	"DELETE /api/v1/channels/{name}":                     nil,
+	"GET /api/v1/trust":                                  nil,
+	"GET /api/v1/trust/metadata/{file}":                  nil,
+	"POST /api/v1/trust/metadata":                        map[string]any{"root": map[string]any{"signed": map[string]any{}}},
 }
 
 // public routes need no token.

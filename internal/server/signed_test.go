@@ -2,14 +2,10 @@ package server_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,60 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-
 	"github.com/flotilla-ota/flotilla/internal/blob/s3/s3test"
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
 	"github.com/flotilla-ota/flotilla/internal/storetest"
-	"github.com/flotilla-ota/flotilla/internal/tufrepo"
 	"github.com/flotilla-ota/flotilla/push"
 	"github.com/flotilla-ota/flotilla/updater"
 )
-
-// operator holds the offline keys and signs through the management API.
-type operator struct {
-	t       *testing.T
-	api     *servertest.API
-	rootKey ed25519.PrivateKey
-	tgtKey  ed25519.PrivateKey
-	root    []byte
-	targets *metadata.Metadata[metadata.TargetsType]
-}
-
-func newOperator(t *testing.T, api *servertest.API) *operator {
-	o := &operator{t: t, api: api}
-	o.rootKey, _ = tufrepo.GenerateKey()
-	o.tgtKey, _ = tufrepo.GenerateKey()
-	var st struct{ OnlineKeys map[string]json.RawMessage `json:"online_keys"` }
-	api.Must(200, "GET", "/api/v1/trust", nil, &st)
-	var snap, ts metadata.Key
-	json.Unmarshal(st.OnlineKeys["snapshot"], &snap)
-	json.Unmarshal(st.OnlineKeys["timestamp"], &ts)
-	root := tufrepo.NewRoot(o.rootKey, o.tgtKey, &snap, &ts, time.Now().Add(24*time.Hour))
-	root.Sign(tufrepo.Signer(o.rootKey))
-	o.root, _ = root.ToBytes(false)
-	o.targets, _ = tufrepo.NextTargets(nil, time.Now().Add(24*time.Hour))
-	o.targets.Sign(tufrepo.Signer(o.tgtKey))
-	tb, _ := o.targets.ToBytes(false)
-	api.Must(200, "POST", "/api/v1/trust/metadata", map[string]json.RawMessage{"root": o.root, "targets": tb}, nil)
-	return o
-}
-
-// sign adds name/version/filename with these bytes to the targets.
-func (o *operator) sign(api *servertest.API, name, version, filename string, data []byte) {
-	s256, s512 := sha256.Sum256(data), sha512.Sum512(data)
-	tf, err := tufrepo.NewTarget(int64(len(data)), hex.EncodeToString(s256[:]), hex.EncodeToString(s512[:]), tufrepo.Custom{Name: name, Version: version})
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	next, _ := tufrepo.NextTargets(o.targets, time.Now().Add(24*time.Hour))
-	next.Signed.Targets[name+"/"+version+"/"+filename] = tf
-	next.Sign(tufrepo.Signer(o.tgtKey))
-	tb, _ := next.ToBytes(false)
-	api.Must(200, "POST", "/api/v1/trust/metadata", map[string]json.RawMessage{"targets": tb}, nil)
-	o.targets = next
-}
 
 // TestSignedReleasesOnPostgresAndS3: two replicas share PostgreSQL and an
 // S3 store; both keep re-signing a short-lived timestamp at once, the
@@ -90,7 +39,7 @@ func TestSignedReleasesOnPostgresAndS3(t *testing.T) {
 		}))
 	}
 	a, b := replica(), replica()
-	op := newOperator(t, a.API)
+	op := servertest.SignTenant(a.API)
 
 	payload := make([]byte, 1<<20)
 	rand.Read(payload)
@@ -98,8 +47,8 @@ func TestSignedReleasesOnPostgresAndS3(t *testing.T) {
 	old := make([]byte, 4096)
 	rand.Read(old)
 	a.API.Upload("fw", "1.0.0", old, "filename=fw.bin")
-	op.sign(b.API, "fw", "2.0.0", "fw.bin", payload)
-	op.sign(a.API, "fw", "1.0.0", "fw.bin", old)
+	op.Sign(b.API, "fw", "2.0.0", "fw.bin", payload)
+	op.Sign(a.API, "fw", "1.0.0", "fw.bin", old)
 
 	// Both replicas re-sign every 200ms for a while: one writer per version.
 	var before struct{ Versions map[string]int64 }
@@ -118,7 +67,7 @@ func TestSignedReleasesOnPostgresAndS3(t *testing.T) {
 	tok := a.API.CreateDevice("sdk-1", nil)
 	dir := t.TempDir()
 	installed := make(chan string, 2)
-	c, err := updater.New(updater.Config{Server: b.URL, ControllerID: "sdk-1", Token: tok, CurrentVersion: "1.5.0", TrustedRoot: op.root,
+	c, err := updater.New(updater.Config{Server: b.URL, ControllerID: "sdk-1", Token: tok, CurrentVersion: "1.5.0", TrustedRoot: op.Root,
 		Handler: fileInstaller{dir: dir, done: installed}, StateDir: filepath.Join(dir, "state"),
 		FirstCheck: updater.Interval{Max: 100 * time.Millisecond}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -141,7 +90,7 @@ func TestSignedReleasesOnPostgresAndS3(t *testing.T) {
 	// A push node reads the metadata from replica A; replica B pushes
 	// (its bytes come from S3, presigned).
 	node, err := push.NewNode(push.NodeConfig{StateDir: t.TempDir(), Version: "1.5.0", Logger: slog.New(slog.DiscardHandler),
-		TrustedRoot: op.root, MetadataURL: a.URL + "/default/tuf/",
+		TrustedRoot: op.Root, MetadataURL: a.URL + "/default/tuf/",
 		Installer: push.InstallerFunc(func(context.Context, push.Artifact, string) error { return nil })})
 	if err != nil {
 		t.Fatal(err)
@@ -181,4 +130,63 @@ func (f fileInstaller) Apply(_ context.Context, u *updater.Update, p *updater.Pa
 	}
 	f.done <- u.Version
 	return os.WriteFile(filepath.Join(f.dir, u.Artifacts[0].Filename), b, 0o644)
+}
+
+// TestRepositoryAccess: a tenant's TUF repository is read by its own
+// devices (device token, gateway token, anonymously where the tenant
+// allows it), its operators (artifacts:read) and its push nodes (the
+// capability sent with an update) — and by nobody of another tenant.
+func TestRepositoryAccess(t *testing.T) {
+	s := servertest.Start(t)
+	servertest.SignTenant(s.API)
+	s.API.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": "beta"}, nil)
+	var beta struct{ Token string }
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "beta", "scopes": []string{"admin"}}, &beta)
+	betaAPI := s.API.As(beta.Token)
+	servertest.SignTenant(betaAPI)
+
+	devTok := s.API.CreateDevice("dev-1", nil)
+	betaDevTok := betaAPI.CreateDevice("dev-1", nil)
+	gw := s.API.GatewayToken()
+	var readOnly, noArtifacts struct{ Token string }
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:read"}}, &readOnly)
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"scopes": []string{"devices:read"}}, &noArtifacts)
+	capDefault := s.Srv.Repo.Capability("default", time.Minute)
+	capBeta := s.Srv.Repo.Capability("beta", time.Minute)
+
+	get := func(auth string) int {
+		req, _ := http.NewRequest("GET", s.URL+"/default/tuf/timestamp.json", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for name, tc := range map[string]struct {
+		auth string
+		want int
+	}{
+		"its device":                  {"TargetToken " + devTok, 200},
+		"its gateway":                 {"GatewayToken " + gw, 200},
+		"its operator":                {"Bearer " + readOnly.Token, 200},
+		"its push node's capability":  {"Bearer " + capDefault, 200},
+		"an operator without reads":   {"Bearer " + noArtifacts.Token, 403},
+		"another tenant's device":     {"TargetToken " + betaDevTok, 401},
+		"another tenant's operator":   {"Bearer " + beta.Token, 401},
+		"another tenant's capability": {"Bearer " + capBeta, 401},
+		"a forged capability":         {"Bearer " + capDefault[:len(capDefault)-4] + "AAAA", 401},
+		"nobody":                      {"", 401},
+	} {
+		if got := get(tc.auth); got != tc.want {
+			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		}
+	}
+	s.API.Must(200, "PATCH", "/api/v1/tenants/default", map[string]any{"anonymous_ddi": true}, nil)
+	if got := get(""); got != 200 {
+		t.Errorf("anonymous, where the tenant allows anonymous devices: %d", got)
+	}
 }

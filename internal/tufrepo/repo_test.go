@@ -32,7 +32,7 @@ import (
 // fixture is a repository served over HTTP as devices see it, with the
 // operator's offline keys.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	ctx     context.Context
 	st      *sqlstore.Store
 	blobs   blob.Store
@@ -49,7 +49,7 @@ type fixture struct {
 	serve map[string][]byte
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -107,7 +107,7 @@ func (f *fixture) init() {
 	f.must(f.repo.Publish(f.ctx, "acme", bytesOf(f.t, f.root), bytesOf(f.t, f.targets)))
 }
 
-func bytesOf[T metadata.Roles](t *testing.T, m *metadata.Metadata[T]) []byte {
+func bytesOf[T metadata.Roles](t testing.TB, m *metadata.Metadata[T]) []byte {
 	b, err := m.ToBytes(false)
 	if err != nil {
 		t.Fatal(err)
