@@ -79,6 +79,7 @@ var scenarios = []scenario{
 	{"memory", runMemory},
 	{"push", runPush},
 	{"devicelist", runDeviceList},
+	{"signed", runSigned},
 }
 
 func main() {

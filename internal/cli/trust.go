@@ -236,16 +236,17 @@ the new key in the same request. Devices follow the new root from the one they p
 func (s *session) releaseCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "release", Short: "Sign releases for devices that verify them (TUF)"}
 	var keys, file string
-	var allowDowngrade bool
+	var allowDowngrade, withSHA512 bool
 	var expires time.Duration
 	sign := &cobra.Command{
 		Use:   "sign NAME VERSION",
 		Short: "Add an uploaded artifact to the signed targets metadata",
 		Long: `Sign artifact NAME VERSION with the targets key in --keys DIR: its length and sha256 are
-taken from the server and, with --file, checked against your own copy (whose sha512 is
-signed too). The server's current targets metadata is checked against your keys first, so
-a server cannot slip anything into what you sign. --allow-downgrade lets devices on a
-newer version install this one.`,
+taken from the server and, with --file, checked against your own copy. With --sha512 (and
+--file) the copy's sha512 is signed too, and devices check both (it costs them about three
+times the hashing of sha256 alone). The server's current targets metadata is checked against
+your keys first, so a server cannot slip anything into what you sign. --allow-downgrade lets
+devices on a newer version install this one.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keys == "" {
@@ -261,6 +262,9 @@ newer version install this one.`,
 				return err
 			}
 			sha512Hex := ""
+			if withSHA512 && file == "" {
+				return Usagef("--sha512 needs --file: the sha512 is taken from your copy")
+			}
 			if file != "" {
 				n, s256, s512, err := hashFile(file)
 				if err != nil {
@@ -270,7 +274,9 @@ newer version install this one.`,
 					return fmt.Errorf("%s is not what the server holds as %s %s: %d bytes, sha256 %s; the server has %d bytes, sha256 %s — nothing was signed",
 						file, a.Name, a.Version, n, s256, a.Size, a.SHA256)
 				}
-				sha512Hex = s512
+				if withSHA512 {
+					sha512Hex = s512
+				}
 			}
 			root, err := trustedRoot(ctx, c, keys)
 			if err != nil {
@@ -312,7 +318,8 @@ newer version install this one.`,
 		},
 	}
 	sign.Flags().StringVar(&keys, "keys", "", "directory of the offline keys")
-	sign.Flags().StringVar(&file, "file", "", "your copy of the artifact, to check against the server's and sign its sha512 too")
+	sign.Flags().StringVar(&file, "file", "", "your copy of the artifact, checked against the server's before signing")
+	sign.Flags().BoolVar(&withSHA512, "sha512", false, "also sign the sha512 of --file (devices check both)")
 	sign.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "let devices on a newer version install this release")
 	sign.Flags().DurationVar(&expires, "expires", 365*24*time.Hour, "how long the new targets metadata is valid")
 	cmd.AddCommand(sign)
