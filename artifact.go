@@ -15,8 +15,12 @@ const (
 	ArtifactOCIImage = "oci-image"
 )
 
-// Artifact is an immutable, versioned payload in the registry. Its bytes live
-// in the blob store under SHA256.
+// Artifact is a release: an immutable, versioned thing devices install. The
+// common case is one file — the fields Filename to MD5, its bytes in the
+// blob store under SHA256 — which is a release of one module holding that
+// file. A release made of several software modules (hawkBit's
+// distribution set) lists them in Modules, in install order, and has no
+// file of its own (Size 0).
 type Artifact struct {
 	ID          int64 // also the DDI software module id
 	Tenant      string
@@ -31,6 +35,57 @@ type Artifact struct {
 	SHA1        string
 	MD5         string
 	CreatedAt   time.Time
+	// Modules are the release's software modules with their files, when
+	// read with them (store.Artifacts.ReleaseModules).
+	Modules []Module
+}
+
+// MultiModule reports whether the release is made of modules rather than
+// one file of its own.
+func (a Artifact) MultiModule() bool { return a.Size == 0 && a.SHA256 == "" }
+
+// Module is a software module: one part of a release — an OS image, an
+// application, a bootloader — with its files (hawkBit's software module).
+type Module struct {
+	ID          int64 // the DDI software module id
+	Tenant      string
+	Name        string
+	Version     string
+	Type        string // os, application, firmware, ...
+	Vendor      string
+	Description string
+	Files       []File
+	CreatedAt   time.Time
+}
+
+// File is one file of a module; its bytes are in the blob store under
+// SHA256.
+type File struct {
+	ID        int64
+	ModuleID  int64
+	Filename  string
+	Size      int64
+	SHA256    string
+	SHA1      string
+	MD5       string
+	CreatedAt time.Time
+}
+
+// Module types with a meaning for DDI chunks ("part"); any other lower-case
+// name is allowed too.
+const (
+	ModuleOS          = "os"
+	ModuleApplication = "application"
+	ModuleFirmware    = "firmware"
+)
+
+// DefaultModuleType is the module type of a single-file release: an
+// application for OCI images, the OS otherwise.
+func DefaultModuleType(artifactType string) string {
+	if artifactType == ArtifactOCIImage {
+		return ModuleApplication
+	}
+	return ModuleOS
 }
 
 // TargetPath is where a release is in a tenant's TUF repository:

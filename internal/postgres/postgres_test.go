@@ -53,3 +53,20 @@ func TestConcurrentMigrations(t *testing.T) {
 		}
 	}
 }
+
+func TestUpgradeToModules(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	raw, err := postgres.OpenUnmigrated(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Upgrade(t, raw.DB(), postgres.Migrations(), func() store.Store {
+		raw.Close()
+		s, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

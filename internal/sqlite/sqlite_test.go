@@ -48,3 +48,20 @@ func TestRefusesNewerSchema(t *testing.T) {
 		t.Fatalf("Open on newer schema = %v, want ErrSchemaTooNew", err)
 	}
 }
+
+func TestUpgradeToModules(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "flotilla.db")
+	raw, err := sqlite.OpenUnmigrated(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Upgrade(t, raw.DB(), sqlite.Migrations(), func() store.Store {
+		raw.Close()
+		s, err := sqlite.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

@@ -23,10 +23,32 @@ func scanArtifact(sc interface{ Scan(...any) error }) (flotilla.Artifact, error)
 	return a, err
 }
 
-// CreateArtifact implements store.Artifacts.
+// CreateArtifact implements store.Artifacts: the artifact, and the module
+// holding its one file, in one transaction.
 func (s *Store) CreateArtifact(ctx context.Context, a *flotilla.Artifact) error {
 	defer s.observe("create artifact", time.Now())
-	err := s.wdb.QueryRowContext(ctx, s.q(`INSERT INTO artifacts (tenant, name, version, filename, type, labels, description, size, sha256, sha1, md5, created_at)
+	return s.inTx(ctx, "create artifact", func(tx *Tx) error {
+		if err := s.insertArtifact(ctx, tx, a); err != nil {
+			return err
+		}
+		if a.MultiModule() {
+			return nil
+		}
+		m := flotilla.Module{Tenant: a.Tenant, Name: a.Name, Version: a.Version, Type: flotilla.DefaultModuleType(a.Type), Description: a.Description, CreatedAt: a.CreatedAt}
+		if err := s.insertModule(ctx, tx, &m); err != nil {
+			return err
+		}
+		f := flotilla.File{ModuleID: m.ID, Filename: a.Filename, Size: a.Size, SHA256: a.SHA256, SHA1: a.SHA1, MD5: a.MD5, CreatedAt: a.CreatedAt}
+		if err := s.insertFile(ctx, tx, &f); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO release_modules (artifact_id, position, module_id) VALUES (?, 0, ?)`), a.ID, m.ID)
+		return s.wrap("create artifact", err)
+	})
+}
+
+func (s *Store) insertArtifact(ctx context.Context, q querier, a *flotilla.Artifact) error {
+	err := q.QueryRowContext(ctx, s.q(`INSERT INTO artifacts (tenant, name, version, filename, type, labels, description, size, sha256, sha1, md5, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 		a.Tenant, a.Name, a.Version, a.Filename, a.Type, encodeMap(a.Labels), a.Description, a.Size, a.SHA256, a.SHA1, a.MD5, ts(a.CreatedAt)).Scan(&a.ID)
 	if err != nil {
@@ -124,15 +146,35 @@ func (s *Store) DeleteArtifact(ctx context.Context, tenant, name, version string
 		if err := s.artifactInUse(ctx, tx, a); err != nil {
 			return err
 		}
+		// The module a single-file artifact brought goes with it, when no
+		// other release uses it.
+		var own []int64
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT m.id FROM release_modules r JOIN modules m ON m.id = r.module_id
+			WHERE r.artifact_id = ? AND m.name = ? AND m.version = ? AND NOT EXISTS (SELECT 1 FROM release_modules o WHERE o.module_id = m.id AND o.artifact_id <> ?)`),
+			a.ID, a.Name, a.Version, a.ID)
+		if err != nil {
+			return s.wrap("delete artifact", err)
+		}
+		for rows.Next() {
+			var id int64
+			rows.Scan(&id)
+			own = append(own, id)
+		}
+		rows.Close()
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM artifacts WHERE id = ?`), a.ID); err != nil {
 			return s.wrap("delete artifact", err)
 		}
-		var refs int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), a.SHA256).Scan(&refs); err != nil {
-			return s.wrap("delete artifact", err)
+		for _, id := range own {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM module_files WHERE module_id = ?`), id); err != nil {
+				return s.wrap("delete artifact", err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM modules WHERE id = ?`), id); err != nil {
+				return s.wrap("delete artifact", err)
+			}
 		}
-		out, orphan = a, refs == 0
-		return nil
+		ref, err := s.blobReferenced(ctx, tx, a.SHA256)
+		out, orphan = a, !ref && a.SHA256 != ""
+		return err
 	})
 	return out, orphan, err
 }
@@ -157,9 +199,7 @@ func (s *Store) artifactInUse(ctx context.Context, q querier, a flotilla.Artifac
 
 // BlobReferenced implements store.Artifacts.
 func (s *Store) BlobReferenced(ctx context.Context, sha256 string) (bool, error) {
-	var n int
-	err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM artifacts WHERE sha256 = ?`), sha256).Scan(&n)
-	return n > 0, s.wrap("blob referenced", err)
+	return s.blobReferenced(ctx, s.rd, sha256)
 }
 
 // CountArtifacts implements store.Artifacts.

@@ -75,8 +75,49 @@ type Artifacts interface {
 	// active deployment or rollout uses it. orphan reports whether no
 	// artifact of any tenant still references the blob.
 	DeleteArtifact(ctx context.Context, tenant, name, version string) (deleted flotilla.Artifact, orphan bool, err error)
-	// BlobReferenced reports whether any artifact uses the blob.
+	// BlobReferenced reports whether any artifact or module file uses the
+	// blob.
 	BlobReferenced(ctx context.Context, sha256 string) (bool, error)
+}
+
+// ModuleFilter narrows ListModules; empty fields match all.
+type ModuleFilter struct {
+	Name, Version, Type string
+}
+
+// Modules stores software modules, their files, and which releases they
+// make up. A single-file artifact is stored with one module holding its
+// file (CreateArtifact makes both).
+type Modules interface {
+	// CreateModule inserts m (without files) and sets m.ID; EConflict if
+	// (tenant, name, version, type) exists.
+	CreateModule(ctx context.Context, m *flotilla.Module) error
+	// GetModule returns a module with its files, or ENotFound.
+	GetModule(ctx context.Context, tenant string, id int64) (flotilla.Module, error)
+	// ListModules returns matching modules with their files, by id.
+	ListModules(ctx context.Context, tenant string, f ModuleFilter) ([]flotilla.Module, error)
+	// DeleteModule removes a module and its files; EConflict while a
+	// release includes it. orphans lists blobs nothing references now.
+	DeleteModule(ctx context.Context, tenant string, id int64) (orphans []string, err error)
+	// AddModuleFile stores f (ModuleID set) and sets f.ID; EConflict if
+	// the module has a file of that name, or is part of a release (its
+	// contents are fixed then).
+	AddModuleFile(ctx context.Context, tenant string, f *flotilla.File) error
+	// DeleteModuleFile removes a file; EConflict while the module is part
+	// of a release. orphan: no artifact or file uses the blob any more.
+	DeleteModuleFile(ctx context.Context, tenant string, moduleID, fileID int64) (deleted flotilla.File, orphan bool, err error)
+	// CreateRelease inserts a release made of modules (in install order)
+	// and sets a.ID; EConflict if (tenant, name, version) exists,
+	// ENotFound for a module the tenant does not have.
+	CreateRelease(ctx context.Context, a *flotilla.Artifact, moduleIDs []int64) error
+	// ReleaseModules returns a release's modules with their files, in
+	// install order.
+	ReleaseModules(ctx context.Context, tenant string, artifactID int64) ([]flotilla.Module, error)
+	// ModuleReleases lists the ids of the releases that include a module.
+	ModuleReleases(ctx context.Context, tenant string, moduleID int64) ([]int64, error)
+	// ModuleAssigned reports whether the device ever had a deployment of a
+	// release that includes the module.
+	ModuleAssigned(ctx context.Context, tenant, deviceID string, moduleID int64) (bool, error)
 }
 
 // DeviceQuery selects devices a page at a time, in Sort order (id by
@@ -367,6 +408,7 @@ type Store interface {
 	Tenants
 	Tokens
 	Artifacts
+	Modules
 	Devices
 	Deployments
 	Policies
