@@ -22,12 +22,19 @@ type Update struct {
 	Download, Update string
 	// MaintenanceWindow is "available", "unavailable" or "" (none).
 	MaintenanceWindow string
-	// Name, Version and Part describe the software module.
+	// Name and Version are the release's (for a single module, the
+	// module's); Part is the first module's type.
 	Name, Version, Part string
 	// Type is the artifact type: "binary", "swu", "oci-image", ...
 	Type string
-	// Artifacts are the files of the update.
+	// Artifacts are the files of the update, module after module.
 	Artifacts []Artifact
+	// Modules are the software modules of the update in install order
+	// (DDI chunks), each naming its files in Artifacts. A release of one
+	// file has one module. Handler.Apply is called once for the whole
+	// update; a handler installs Modules in order (ModuleFiles gives each
+	// one's downloaded files) and, on a failure, undoes the ones it did.
+	Modules []Module
 	// Signed describes each artifact as the tenant's signed metadata
 	// does, when the client has a TrustedRoot; Size, SHA256 and SHA512 of
 	// Artifacts are then the signed values.
@@ -49,6 +56,25 @@ type Artifact struct {
 	SHA1   string
 	MD5    string
 	URL    string
+}
+
+// Module is one software module of an update.
+type Module struct {
+	Name, Version string
+	// Part is the module type: os, application, firmware, ...
+	Part string
+	// First and Count locate the module's files in Update.Artifacts (and
+	// in Payload.Files after a default fetch).
+	First, Count int
+}
+
+// ModuleFiles returns the downloaded files of module i of the update.
+func (u *Update) ModuleFiles(p *Payload, i int) []string {
+	m := u.Modules[i]
+	if m.First+m.Count > len(p.Files) {
+		return nil
+	}
+	return p.Files[m.First : m.First+m.Count]
 }
 
 // InstallAllowed reports whether the server lets the device install now
@@ -260,11 +286,17 @@ func (c *Client) toUpdate(db ddi.DeploymentBase) *Update {
 		if i == 0 {
 			u.Name, u.Version, u.Part = ch.Name, ch.Version, ch.Part
 			for _, kv := range ch.Metadata {
-				if kv.Key == "type" {
+				switch kv.Key {
+				case "type":
 					u.Type = kv.Value
+				case "release.name":
+					u.Name = kv.Value
+				case "release.version":
+					u.Version = kv.Value
 				}
 			}
 		}
+		u.Modules = append(u.Modules, Module{Name: ch.Name, Version: ch.Version, Part: ch.Part, First: len(u.Artifacts), Count: len(ch.Artifacts)})
 		for _, a := range ch.Artifacts {
 			art := Artifact{Filename: a.Filename, Size: a.Size, SHA256: a.Hashes.SHA256, SHA1: a.Hashes.SHA1, MD5: a.Hashes.MD5}
 			if a.Links.DownloadHTTP != nil {

@@ -445,7 +445,12 @@ func (f *signedFleet) tamperBytes(version string) {
 	if err := os.WriteFile(path, evil, 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	if _, err := f.db().Exec(`UPDATE artifacts SET sha256 = ?, sha1 = ?, md5 = ?, size = ? WHERE name = 'fw' AND version = ?`,
+	db := f.db()
+	if _, err := db.Exec(`UPDATE artifacts SET sha256 = ?, sha1 = ?, md5 = ?, size = ? WHERE name = 'fw' AND version = ?`,
+		key, hex.EncodeToString(s1[:]), hex.EncodeToString(m5[:]), len(evil), version); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE module_files SET sha256 = ?, sha1 = ?, md5 = ?, size = ? WHERE module_id IN (SELECT id FROM modules WHERE name = 'fw' AND version = ?)`,
 		key, hex.EncodeToString(s1[:]), hex.EncodeToString(m5[:]), len(evil), version); err != nil {
 		f.t.Fatal(err)
 	}

@@ -38,9 +38,30 @@ var (
 	_ updater.RollBacker    = (*healthHandler)(nil)
 )
 
-func expand(cmd string, u *updater.Update, file string) string {
-	r := strings.NewReplacer("{file}", shellQuote(file), "{version}", shellQuote(u.Version), "{name}", shellQuote(u.Name))
+// expand fills a command's placeholders for module m of the update:
+// {file} its first file, {files} all of them, {name}, {version} and {part}
+// the module's, {release} and {release_version} the release's.
+func expand(cmd string, u *updater.Update, m updater.Module, files []string) string {
+	first := ""
+	if len(files) > 0 {
+		first = files[0]
+	}
+	quoted := make([]string, len(files))
+	for i, f := range files {
+		quoted[i] = shellQuote(f)
+	}
+	r := strings.NewReplacer("{files}", strings.Join(quoted, " "), "{file}", shellQuote(first), "{version}", shellQuote(m.Version),
+		"{name}", shellQuote(m.Name), "{part}", shellQuote(m.Part), "{release_version}", shellQuote(u.Version), "{release}", shellQuote(u.Name))
 	return r.Replace(cmd)
+}
+
+// modules are the update's modules; an update from an older server
+// without chunk details is one module.
+func modules(u *updater.Update) []updater.Module {
+	if len(u.Modules) > 0 {
+		return u.Modules
+	}
+	return []updater.Module{{Name: u.Name, Version: u.Version, Part: u.Part, Count: len(u.Artifacts)}}
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
@@ -58,14 +79,38 @@ func runShell(ctx context.Context, cmd string) error {
 	return nil
 }
 
-// Apply implements updater.Handler.
+// Apply implements updater.Handler. The install command runs once per
+// module, in order; when one fails, the rollback command runs for the
+// modules already installed, newest first, and the update fails. The file
+// installer (--target) takes releases of one file.
 func (h *handler) Apply(ctx context.Context, u *updater.Update, p *updater.Payload) error {
 	if h.cfg.InstallCommand != "" {
-		if err := runShell(ctx, expand(h.cfg.InstallCommand, u, p.Path)); err != nil {
+		mods := modules(u)
+		for i, m := range mods {
+			files := p.Files
+			if len(u.Modules) > 0 {
+				files = u.ModuleFiles(p, i)
+			}
+			if err := runShell(ctx, expand(h.cfg.InstallCommand, u, m, files)); err != nil {
+				if i == 0 || h.cfg.RollbackCommand == "" {
+					return fmt.Errorf("module %s %s: %w", m.Name, m.Version, err)
+				}
+				for j := i - 1; j >= 0; j-- {
+					if rerr := runShell(ctx, expand(h.cfg.RollbackCommand, u, mods[j], nil)); rerr != nil {
+						return fmt.Errorf("module %s %s: %w; rolling back module %s failed: %v", m.Name, m.Version, err, mods[j].Name, rerr)
+					}
+				}
+				return fmt.Errorf("module %s %s: %w (the %d modules installed before it were rolled back)", m.Name, m.Version, err, i)
+			}
+		}
+	} else {
+		if len(p.Files) > 1 {
+			return fmt.Errorf("--target installs releases of one file; %s %s has %d files in %d modules: use --install-command, which runs once per module",
+				u.Name, u.Version, len(p.Files), len(modules(u)))
+		}
+		if err := replaceFile(p.Path, h.cfg.Target); err != nil {
 			return err
 		}
-	} else if err := replaceFile(p.Path, h.cfg.Target); err != nil {
-		return err
 	}
 	return h.recordVersion(u.Version)
 }
@@ -203,8 +248,11 @@ func (h *healthHandler) probe(ctx context.Context) error {
 // the rollback command runs) and the previous version is recorded.
 func (h *healthHandler) RollBack(ctx context.Context, u *updater.Update) error {
 	if h.cfg.RollbackCommand != "" {
-		if err := runShell(ctx, expand(h.cfg.RollbackCommand, u, "")); err != nil {
-			return err
+		mods := modules(u)
+		for j := len(mods) - 1; j >= 0; j-- {
+			if err := runShell(ctx, expand(h.cfg.RollbackCommand, u, mods[j], nil)); err != nil {
+				return err
+			}
 		}
 	} else if h.cfg.Target != "" {
 		prev := h.cfg.Target + ".prev"

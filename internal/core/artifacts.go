@@ -294,10 +294,22 @@ func (c *Core) DeleteArtifact(ctx context.Context, p Principal, tenant, name, ve
 
 // OpenArtifact returns the metadata and an open blob for reading.
 func (c *Core) OpenArtifact(ctx context.Context, a flotilla.Artifact) (blob.Object, error) {
-	o, err := c.Blobs.Open(ctx, a.SHA256)
+	if a.MultiModule() {
+		return nil, flotilla.Errorf(flotilla.EConflict, "release %s %s is made of modules and has no file of its own; download its modules' files", a.Name, a.Version)
+	}
+	return c.openBlob(ctx, a.SHA256, "artifact "+a.Name+" "+a.Version)
+}
+
+// OpenFile opens a module file's bytes.
+func (c *Core) OpenFile(ctx context.Context, m flotilla.Module, f flotilla.File) (blob.Object, error) {
+	return c.openBlob(ctx, f.SHA256, fmt.Sprintf("file %s of software module %s %s", f.Filename, m.Name, m.Version))
+}
+
+func (c *Core) openBlob(ctx context.Context, key, what string) (blob.Object, error) {
+	o, err := c.Blobs.Open(ctx, key)
 	if errors.Is(err, blob.ErrNotFound) {
-		c.Log.Error("artifact blob missing", "tenant", a.Tenant, "name", a.Name, "version", a.Version, "sha256", a.SHA256)
-		return nil, flotilla.Errorf(flotilla.EUnavailable, "the bytes of artifact %s %s are missing from the blob store", a.Name, a.Version)
+		c.Log.Error("blob missing", "what", what, "sha256", key)
+		return nil, flotilla.Errorf(flotilla.EUnavailable, "the bytes of %s are missing from the blob store", what)
 	}
 	if err != nil {
 		return nil, c.blobError("open artifact", err)

@@ -329,6 +329,9 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 	if err != nil {
 		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
 	}
+	if a, err = c.withModules(ctx, a); err != nil {
+		return d, a, err
+	}
 	if d.RetrievedAt == nil {
 		// Not a state change: recorded, not announced.
 		d, err = c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (flotilla.Change, error) {
@@ -354,7 +357,8 @@ func (c *Core) InstalledBase(ctx context.Context, id DeviceIdentity, actionID in
 	if err != nil {
 		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
 	}
-	return d, a, nil
+	a, err = c.withModules(ctx, a)
+	return d, a, err
 }
 
 // CancelAction returns a deployment the server asked the device to cancel.
@@ -483,19 +487,37 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	return nil
 }
 
-// DeviceArtifact returns an artifact the device may download: one of the
-// tenant's, under the file name it was given, and assigned to the device.
-func (c *Core) DeviceArtifact(ctx context.Context, id DeviceIdentity, moduleID int64, filename string) (flotilla.Artifact, error) {
-	a, err := c.Store.GetArtifactByID(ctx, id.Tenant, moduleID)
-	if err != nil || a.Filename != filename {
-		return flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "software module %d has no artifact %q", moduleID, filename)
-	}
-	ok, err := c.Store.ArtifactAssigned(ctx, id.Tenant, id.DeviceID, a.ID)
+// DeviceFile returns a file of a software module, for a device that was
+// assigned a release including the module.
+func (c *Core) DeviceFile(ctx context.Context, id DeviceIdentity, moduleID int64, filename string) (flotilla.Module, flotilla.File, error) {
+	m, err := c.Store.GetModule(ctx, id.Tenant, moduleID)
 	if err != nil {
-		return flotilla.Artifact{}, err
+		return m, flotilla.File{}, flotilla.Errorf(flotilla.ENotFound, "software module %d not found", moduleID)
+	}
+	ok, err := c.Store.ModuleAssigned(ctx, id.Tenant, id.DeviceID, moduleID)
+	if err != nil {
+		return m, flotilla.File{}, err
 	}
 	if !ok {
-		return flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "software module %d is not assigned to device %q", moduleID, id.DeviceID)
+		return m, flotilla.File{}, flotilla.Errorf(flotilla.ENotFound, "software module %d is not assigned to device %q", moduleID, id.DeviceID)
 	}
+	if filename == "" {
+		return m, flotilla.File{}, nil
+	}
+	for _, f := range m.Files {
+		if f.Filename == filename {
+			return m, f, nil
+		}
+	}
+	return m, flotilla.File{}, flotilla.Errorf(flotilla.ENotFound, "software module %d has no artifact %q", moduleID, filename)
+}
+
+// withModules reads a release's modules (every release has at least one).
+func (c *Core) withModules(ctx context.Context, a flotilla.Artifact) (flotilla.Artifact, error) {
+	mods, err := c.Store.ReleaseModules(ctx, a.Tenant, a.ID)
+	if err != nil {
+		return a, err
+	}
+	a.Modules = mods
 	return a, nil
 }

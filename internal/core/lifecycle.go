@@ -129,6 +129,9 @@ func (c *Core) create(ctx context.Context, d *flotilla.Deployment, detail, nodeI
 // CreatePushDeployment records a push delivery under its update id before
 // any node is contacted, superseding the device's open deployments.
 func (c *Core) CreatePushDeployment(ctx context.Context, a flotilla.Artifact, tenant, deviceID, updateID, nodeIP string) (flotilla.Deployment, error) {
+	if a.MultiModule() {
+		return flotilla.Deployment{}, flotilla.Errorf(flotilla.EConflict, "release %s %s is made of several modules; push delivers releases of one file", a.Name, a.Version)
+	}
 	if err := c.checkSigned(ctx, tenant, a); err != nil {
 		return flotilla.Deployment{}, err
 	}

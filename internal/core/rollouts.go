@@ -151,6 +151,9 @@ func (c *Core) validateRollout(ctx context.Context, tenant string, req RolloutRe
 	if delivery != flotilla.DeliveryPull && delivery != flotilla.DeliveryPush {
 		return flotilla.Rollout{}, flotilla.Errorf(flotilla.EInvalid, "delivery %q is invalid: use pull or push", delivery)
 	}
+	if delivery == flotilla.DeliveryPush && a.MultiModule() {
+		return flotilla.Rollout{}, flotilla.Errorf(flotilla.EConflict, "release %s %s is made of several modules; push delivers releases of one file", a.Name, a.Version)
+	}
 	waves := req.Waves
 	if waves == 0 && len(req.Groups) == 0 {
 		waves = 1

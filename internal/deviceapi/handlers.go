@@ -131,22 +131,28 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 	return e
 }
 
-func (s *Server) artifactJSON(ctx context.Context, base string, a flotilla.Artifact) ddi.Artifact {
-	url := base + "/softwaremodules/" + strconv.FormatInt(a.ID, 10) + "/artifacts/" + a.Filename
+// fileJSON describes one file of module m of release a to a device. A
+// single-file release of a signed tenant is described with its signed
+// length and sha256.
+func (s *Server) fileJSON(ctx context.Context, base string, a flotilla.Artifact, m flotilla.Module, f flotilla.File) ddi.Artifact {
+	url := base + "/softwaremodules/" + strconv.FormatInt(m.ID, 10) + "/artifacts/" + f.Filename
 	direct := url
 	if s.opts.Presign != nil {
-		if u, err := s.opts.Presign(ctx, a); err == nil {
+		if u, err := s.opts.Presign(ctx, flotilla.Artifact{Tenant: m.Tenant, Name: m.Name, Version: m.Version, Filename: f.Filename, SHA256: f.SHA256}); err == nil {
 			direct = u
 		} else {
-			s.log.Warn("presign download", "artifact", a.Name, "err", err)
+			s.log.Warn("presign download", "module", m.Name, "file", f.Filename, "err", err)
 		}
 	}
-	// A signed tenant's devices are told the signed length and sha256.
-	signed := s.core.DeviceRelease(ctx, a.Tenant, a)
+	size, sha := f.Size, f.SHA256
+	if !a.MultiModule() && a.ID != 0 {
+		signed := s.core.DeviceRelease(ctx, a.Tenant, a)
+		size, sha = signed.Size, signed.SHA256
+	}
 	return ddi.Artifact{
-		Filename: a.Filename,
-		Hashes:   ddi.Hashes{SHA1: a.SHA1, MD5: a.MD5, SHA256: signed.SHA256},
-		Size:     signed.Size,
+		Filename: f.Filename,
+		Hashes:   ddi.Hashes{SHA1: f.SHA1, MD5: f.MD5, SHA256: sha},
+		Size:     size,
 		Links: ddi.ArtifactLinks{
 			Download: &ddi.Link{Href: url}, DownloadHTTP: &ddi.Link{Href: direct},
 			MD5Sum: &ddi.Link{Href: url + ".MD5SUM"}, MD5SumHTTP: &ddi.Link{Href: url + ".MD5SUM"},
@@ -154,24 +160,27 @@ func (s *Server) artifactJSON(ctx context.Context, base string, a flotilla.Artif
 	}
 }
 
-func part(a flotilla.Artifact) string {
-	if a.Type == flotilla.ArtifactOCIImage {
-		return "application"
-	}
-	return "os"
-}
-
+// deploymentBody renders an action: one chunk per module of its release,
+// in install order. Each chunk's metadata carries the artifact type (so
+// SDKs pick a fetcher) and the release's name and version.
 func (s *Server) deploymentBody(r *http.Request, d flotilla.Deployment, a flotilla.Artifact, now time.Time) ddi.DeploymentBase {
 	download, update, window, _ := handling(d, now)
+	chunks := make([]ddi.Chunk, 0, len(a.Modules))
+	for _, m := range a.Modules {
+		ch := ddi.Chunk{Part: m.Type, Name: m.Name, Version: m.Version, Artifacts: []ddi.Artifact{},
+			Metadata: []ddi.KeyValue{{Key: "type", Value: a.Type}, {Key: "release.name", Value: a.Name}, {Key: "release.version", Value: a.Version}}}
+		if a.MultiModule() {
+			ch.Metadata[0].Value = flotilla.ArtifactBinary
+		}
+		for _, f := range m.Files {
+			ch.Artifacts = append(ch.Artifacts, s.fileJSON(r.Context(), s.deviceBase(r), a, m, f))
+		}
+		chunks = append(chunks, ch)
+	}
 	body := ddi.DeploymentBase{
 		ID: strconv.FormatInt(d.ID, 10),
 		Deployment: ddi.Deployment{
-			Download: download, Update: update, MaintenanceWindow: window,
-			Chunks: []ddi.Chunk{{
-				Part: part(a), Name: a.Name, Version: a.Version,
-				Artifacts: []ddi.Artifact{s.artifactJSON(r.Context(), s.deviceBase(r), a)},
-				Metadata:  []ddi.KeyValue{{Key: "type", Value: a.Type}},
-			}},
+			Download: download, Update: update, MaintenanceWindow: window, Chunks: chunks,
 		},
 	}
 	if n, err := strconv.Atoi(r.URL.Query().Get("actionHistory")); err == nil && n != 0 {
@@ -401,15 +410,16 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "software module %q not found", r.PathValue("moduleId")))
 		return
 	}
-	a, err := s.core.Store.GetArtifactByID(r.Context(), id.Tenant, mid)
-	if err == nil {
-		_, err = s.core.DeviceArtifact(r.Context(), id, mid, a.Filename)
-	}
+	m, _, err := s.core.DeviceFile(r.Context(), id, mid, "")
 	if err != nil {
 		s.error(w, r, flotilla.Errorf(flotilla.ENotFound, "software module %d not found", mid))
 		return
 	}
-	writeHAL(w, []ddi.Artifact{s.artifactJSON(r.Context(), s.deviceBase(r), a)})
+	out := []ddi.Artifact{}
+	for _, f := range m.Files {
+		out = append(out, s.fileJSON(r.Context(), s.deviceBase(r), flotilla.Artifact{}, m, f))
+	}
+	writeHAL(w, out)
 }
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
@@ -423,11 +433,11 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("fileName")
-	a, err := s.core.DeviceArtifact(r.Context(), id, mid, name)
+	m, f, err := s.core.DeviceFile(r.Context(), id, mid, name)
 	if flotilla.IsCode(err, flotilla.ENotFound) && strings.HasSuffix(name, ".MD5SUM") {
-		if a, err = s.core.DeviceArtifact(r.Context(), id, mid, strings.TrimSuffix(name, ".MD5SUM")); err == nil {
+		if _, f, err = s.core.DeviceFile(r.Context(), id, mid, strings.TrimSuffix(name, ".MD5SUM")); err == nil {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			fmt.Fprintf(w, "%s  %s\n", a.MD5, a.Filename)
+			fmt.Fprintf(w, "%s  %s\n", f.MD5, f.Filename)
 			return
 		}
 	}
@@ -435,7 +445,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	obj, err := s.core.OpenArtifact(r.Context(), a)
+	obj, err := s.core.OpenFile(r.Context(), m, f)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -444,7 +454,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 	if s.opts.OnDownload != nil {
 		s.opts.OnDownload(r.Header.Get("Range") != "")
 	}
-	wire.ServeBlob(w, r, obj, a.Filename, "application/octet-stream")
+	wire.ServeBlob(w, r, obj, f.Filename, "application/octet-stream")
 }
 
 func writeHAL(w http.ResponseWriter, v any) {

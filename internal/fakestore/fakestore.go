@@ -137,6 +137,17 @@ func (s *Store) GetArtifactByID(_ context.Context, tenant string, id int64) (flo
 	return flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "artifact %d not found", id)
 }
 
+// ReleaseModules implements store.Modules for single-file artifacts: one
+// module, with the artifact's id, holding its file.
+func (s *Store) ReleaseModules(ctx context.Context, tenant string, id int64) ([]flotilla.Module, error) {
+	a, err := s.GetArtifactByID(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	return []flotilla.Module{{ID: a.ID, Tenant: a.Tenant, Name: a.Name, Version: a.Version, Type: flotilla.DefaultModuleType(a.Type),
+		Files: []flotilla.File{{ID: a.ID, ModuleID: a.ID, Filename: a.Filename, Size: a.Size, SHA256: a.SHA256, SHA1: a.SHA1, MD5: a.MD5}}}}, nil
+}
+
 // CreateDeployment implements store.Deployments, superseding the device's
 // open deployments as flotilla.CancelOutcome says.
 func (s *Store) CreateDeployment(_ context.Context, d *flotilla.Deployment, ev flotilla.DeploymentEvent) ([]store.Superseded, error) {

@@ -107,6 +107,9 @@ func (r *Repo) CheckRelease(ctx context.Context, tenant string, a flotilla.Artif
 	if err != nil || !signed || tf != nil {
 		return err
 	}
+	if a.MultiModule() {
+		return flotilla.Errorf(flotilla.EConflict, "release %s %s is made of several modules, and tenant %s accepts signed releases only: signing releases of several modules is not supported yet", a.Name, a.Version, tenant)
+	}
 	// Signed on another replica a moment ago? Look again before refusing.
 	r.forget(tenant)
 	if tf, _, err = r.Target(ctx, tenant, a); err != nil || tf != nil {
