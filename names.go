@@ -94,3 +94,12 @@ func IsLabelKey(s string) bool { return labelKeyRE.MatchString(s) }
 
 // IsLabelValue reports whether s is a valid label value.
 func IsLabelValue(s string) bool { return labelValueRE.MatchString(s) }
+
+// ValidateModuleName checks a software module's name: 1-128 printable
+// characters (hawkBit allows spaces, e.g. "app runtime").
+func ValidateModuleName(s string) error {
+	if s == "" || len(s) > 128 || strings.TrimSpace(s) != s || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Errorf(EInvalid, "module name %q is invalid: use 1-128 printable characters without leading or trailing spaces", s)
+	}
+	return nil
+}

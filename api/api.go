@@ -56,7 +56,52 @@ type Artifact struct {
 	SHA1        string            `json:"sha1"`
 	MD5         string            `json:"md5"`
 	CreatedAt   time.Time         `json:"created_at"`
-	ContentURL  string            `json:"content_url"`
+	ContentURL  string            `json:"content_url,omitempty"`
+	// Modules are the release's software modules in install order (a
+	// single-file artifact has one, holding its file).
+	Modules []Module `json:"modules,omitempty"`
+}
+
+// Module is a software module: one part of a release, with its files.
+type Module struct {
+	ID          int64     `json:"id"`
+	Name        string    `json:"name"`
+	Version     string    `json:"version"`
+	Type        string    `json:"type"`
+	Vendor      string    `json:"vendor,omitempty"`
+	Description string    `json:"description,omitempty"`
+	Files       []File    `json:"files"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// File is one file of a module.
+type File struct {
+	ID       int64  `json:"id"`
+	Filename string `json:"filename"`
+	Size     int64  `json:"size"`
+	SHA256   string `json:"sha256"`
+	SHA1     string `json:"sha1"`
+	MD5      string `json:"md5"`
+}
+
+// NewModule is POST /api/v1/modules.
+type NewModule struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Type        string `json:"type"`
+	Vendor      string `json:"vendor,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// NewRelease is POST /api/v1/releases: a release made of modules, in
+// install order.
+type NewRelease struct {
+	Name        string            `json:"name"`
+	Version     string            `json:"version"`
+	Type        string            `json:"type,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Modules     []int64           `json:"modules"`
 }
 
 // ArtifactRef is names an artifact version.

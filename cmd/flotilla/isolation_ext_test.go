@@ -22,6 +22,11 @@ func extendFixture(t *testing.T, f *fixture) {
 	f.params["id@/api/v1/rollouts"] = ro.ID
 	f.a.Must(201, "PUT", "/api/v1/channels/stable", map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}}, nil)
 	f.params["name@/api/v1/channels"] = "stable"
+	// acme's fw 1.0.0 is a release of one module holding its file.
+	var art struct{ Modules []struct{ ID int64 } }
+	f.a.Must(200, "GET", "/api/v1/artifacts/fw/1.0.0", nil, &art)
+	f.params["id@/api/v1/modules"] = fmt.Sprint(art.Modules[0].ID)
+	f.params["filename"] = "fw-1.0.0"
 	// A push node of acme's with an update in flight.
 	node, err := push.NewNode(push.NodeConfig{StateDir: t.TempDir(), Version: "0.9.0", Logger: slog.New(slog.DiscardHandler),
 		Installer: push.InstallerFunc(func(context.Context, push.Artifact, string) error { return nil })})

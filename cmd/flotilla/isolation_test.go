@@ -132,6 +132,13 @@ var routeBodies = map[string]any{
 	"PUT /api/v1/channels/{name}":                        map[string]any{"artifact": map[string]string{"name": "fw", "version": "1.0.0"}},
 	"DELETE /api/v1/channels/{name}":                     nil,
 	"GET /api/v1/trust":                                  nil,
+	"POST /api/v1/modules":                               map[string]any{"name": "evil", "version": "1"},
+	"GET /api/v1/modules":                                nil,
+	"GET /api/v1/modules/{id}":                           nil,
+	"DELETE /api/v1/modules/{id}":                        nil,
+	"PUT /api/v1/modules/{id}/files/{filename}":          []byte("evil bytes"),
+	"DELETE /api/v1/modules/{id}/files/{filename}":       nil,
+	"POST /api/v1/releases":                              map[string]any{"name": "evil", "version": "1", "modules": []int{1}},
 	"GET /api/v1/trust/metadata/{file}":                  nil,
 	"POST /api/v1/trust/metadata":                        map[string]any{"root": map[string]any{"signed": map[string]any{}}},
 }
@@ -170,7 +177,7 @@ func (f *fixture) expand(t *testing.T, r route) string {
 // routeParamKey lets extendFixture give a parameter a per-path value, e.g.
 // "{id}@/api/v1/rollouts".
 func routeParamKey(path, param string) string {
-	for _, prefix := range []string{"/api/v1/rollouts", "/api/v1/policies", "/api/v1/channels"} {
+	for _, prefix := range []string{"/api/v1/rollouts", "/api/v1/policies", "/api/v1/channels", "/api/v1/modules"} {
 		if strings.HasPrefix(path, prefix) {
 			return param + "@" + prefix
 		}

@@ -213,7 +213,11 @@ func (c *Core) GetArtifact(ctx context.Context, p Principal, tenant, name, versi
 	if err := p.Require(flotilla.ScopeArtifactsRead); err != nil {
 		return flotilla.Artifact{}, err
 	}
-	return c.Store.GetArtifact(ctx, tenant, name, version)
+	a, err := c.Store.GetArtifact(ctx, tenant, name, version)
+	if err != nil {
+		return a, err
+	}
+	return c.withModules(ctx, a)
 }
 
 // ArtifactQuery filters ListArtifacts.

@@ -17,9 +17,25 @@ import (
 )
 
 func (s *Server) toArtifactJSON(r *http.Request, a flotilla.Artifact) api.Artifact {
-	return api.Artifact{ID: a.ID, Tenant: a.Tenant, Name: a.Name, Version: a.Version, Filename: a.Filename, Type: a.Type,
+	out := api.Artifact{ID: a.ID, Tenant: a.Tenant, Name: a.Name, Version: a.Version, Filename: a.Filename, Type: a.Type,
 		Labels: a.Labels, Description: a.Description, Size: a.Size, SHA256: a.SHA256, SHA1: a.SHA1, MD5: a.MD5,
-		CreatedAt: a.CreatedAt, ContentURL: s.baseURL(r) + "/api/v1/artifacts/" + a.Name + "/" + a.Version + "/content"}
+		CreatedAt: a.CreatedAt}
+	if !a.MultiModule() {
+		out.ContentURL = s.baseURL(r) + "/api/v1/artifacts/" + a.Name + "/" + a.Version + "/content"
+	}
+	for _, m := range a.Modules {
+		out.Modules = append(out.Modules, toModuleJSON(m))
+	}
+	return out
+}
+
+func toModuleJSON(m flotilla.Module) api.Module {
+	out := api.Module{ID: m.ID, Name: m.Name, Version: m.Version, Type: m.Type, Vendor: m.Vendor, Description: m.Description,
+		Files: []api.File{}, CreatedAt: m.CreatedAt}
+	for _, f := range m.Files {
+		out.Files = append(out.Files, api.File{ID: f.ID, Filename: f.Filename, Size: f.Size, SHA256: f.SHA256, SHA1: f.SHA1, MD5: f.MD5})
+	}
+	return out
 }
 
 // parseLabelList reads "k=v,k2=v2" or a JSON object.

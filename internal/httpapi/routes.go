@@ -27,6 +27,14 @@ func (s *Server) addRoutes() {
 	s.handle("DELETE /api/v1/artifacts/{name}/{version}", s.authed(s.handleDeleteArtifact))
 	s.handle("GET /api/v1/artifacts/{name}/{version}/content", s.authed(s.handleArtifactContent))
 
+	s.handle("POST /api/v1/modules", s.authed(s.handleCreateModule))
+	s.handle("GET /api/v1/modules", s.authed(s.handleListModules))
+	s.handle("GET /api/v1/modules/{id}", s.authed(s.handleGetModule))
+	s.handle("DELETE /api/v1/modules/{id}", s.authed(s.handleDeleteModule))
+	s.handle("PUT /api/v1/modules/{id}/files/{filename}", s.authed(s.handleUploadModuleFile))
+	s.handle("DELETE /api/v1/modules/{id}/files/{filename}", s.authed(s.handleDeleteModuleFile))
+	s.handle("POST /api/v1/releases", s.authed(s.handleCreateRelease))
+
 	s.handle("GET /api/v1/fleet", s.authed(s.handleFleet))
 	s.handle("POST /api/v1/devices", s.authed(s.handleCreateDevice))
 	s.handle("GET /api/v1/devices", s.authed(s.handleListDevices))
