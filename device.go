@@ -5,10 +5,14 @@ import "time"
 // Device is a member of the fleet: it pulls updates over DDI or, when it has
 // an Address, has them pushed to it.
 type Device struct {
-	Tenant     string
-	ID         string
-	Labels     map[string]string
-	Attributes map[string]string
+	Tenant string
+	ID     string
+	// Name and Description are for people (hawkBit's target name and
+	// description); Name defaults to the id there.
+	Name        string
+	Description string
+	Labels      map[string]string
+	Attributes  map[string]string
 	// Version is the version the device last reported or last installed.
 	Version string
 	// Address is the base URL of a push node; empty for pull devices.
@@ -56,6 +60,8 @@ type DevicePatch struct {
 	TokenHash       *string
 	TokenSealed     *string
 	NodeTokenSealed *string
+	Name            *string
+	Description     *string
 }
 
 // FleetSummary is what the dashboard shows about the fleet.

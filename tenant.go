@@ -30,6 +30,29 @@ type TenantSettings struct {
 	// HeaderAuthority lists the accepted issuer hashes, separated by ';'
 	// or ','.
 	HeaderAuthority string `json:"header_authority,omitempty"`
+	// PollingTime overrides the server's DDI polling interval for the
+	// tenant's devices; MinPollingTime bounds it and the back-off before a
+	// maintenance window, which polls MaintenanceWindowPollCount times
+	// before the window opens. PollingOverdueTime is how late a poll may
+	// be before hawkBit's pollStatus calls the device overdue. Zero: the
+	// server's defaults.
+	PollingTime                Duration `json:"polling_time,omitempty"`
+	MinPollingTime             Duration `json:"min_polling_time,omitempty"`
+	PollingOverdueTime         Duration `json:"polling_overdue_time,omitempty"`
+	MaintenanceWindowPollCount int      `json:"maintenance_window_poll_count,omitempty"`
+	// TargetTokenDisabled and GatewayTokenDisabled refuse those DDI
+	// credentials in the tenant (hawkBit's authentication.*.enabled).
+	TargetTokenDisabled  bool `json:"target_token_disabled,omitempty"`
+	GatewayTokenDisabled bool `json:"gateway_token_disabled,omitempty"`
+	// GatewayKeyTokenID is the gateway token made from hawkBit's
+	// authentication.gatewaytoken.key, GatewayKeySealed its secret sealed
+	// by the server key (hawkBit shows the key back to administrators).
+	GatewayKeyTokenID string `json:"gateway_key_token_id,omitempty"`
+	GatewayKeySealed  string `json:"gateway_key_sealed,omitempty"`
+	// AnonymousDownload lets anyone download the tenant's artifact files
+	// over DDI without a credential (hawkBit's anonymous.download.enabled);
+	// polling still needs one.
+	AnonymousDownload bool `json:"anonymous_download,omitempty"`
 }
 
 // AuthorityAccepts reports whether any of the issuer hashes a proxy

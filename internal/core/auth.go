@@ -244,10 +244,22 @@ func (c *Core) UpdateTenant(ctx context.Context, p Principal, name string, patch
 		c.ForgetDeviceAuth()
 	}
 	if patch.Settings != nil {
-		if err := c.Store.SetTenantSettings(ctx, name, *patch.Settings); err != nil {
+		cur, err := c.Store.GetTenant(ctx, name)
+		if err != nil {
+			return flotilla.Tenant{}, err
+		}
+		next := *patch.Settings
+		// The gateway key is set through SetGatewayKey only.
+		next.GatewayKeyTokenID, next.GatewayKeySealed = cur.Settings.GatewayKeyTokenID, cur.Settings.GatewayKeySealed
+		if err := validateSettings(next); err != nil {
+			return flotilla.Tenant{}, err
+		}
+		if err := c.Store.SetTenantSettings(ctx, name, next); err != nil {
 			return flotilla.Tenant{}, err
 		}
 		c.ForgetDeviceAuth()
+		// Poll answers carry the polling time.
+		c.InvalidateDevice(name, "")
 	}
 	return c.Store.GetTenant(ctx, name)
 }

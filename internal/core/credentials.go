@@ -159,3 +159,28 @@ func (c *Core) CheckSecrets(ctx context.Context) error {
 }
 
 func isSealed(v string) bool { return len(v) > 3 && v[:3] == "v1:" }
+
+// SetDeviceToken makes token the device's DDI token (hawkBit lets a
+// target's securityToken be set); the old one stops working at once.
+func (c *Core) SetDeviceToken(ctx context.Context, p Principal, tenant, id, token string) (flotilla.Device, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Device{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Device{}, err
+	}
+	if len(token) < 16 || len(token) > 512 {
+		return flotilla.Device{}, flotilla.Errorf(flotilla.EInvalid, "a device token must be 16 to 512 characters")
+	}
+	hash, sealed := HashSecret(token), c.Config.Secrets.Seal(token, deviceTokenContext(tenant, id))
+	if other, err := c.Store.DeviceByTokenHash(ctx, hash); err == nil && (other.Tenant != tenant || other.ID != id) {
+		return flotilla.Device{}, flotilla.Errorf(flotilla.EConflict, "that security token is already another device's; choose another")
+	}
+	d, err := c.Store.UpdateDevice(ctx, tenant, id, flotilla.DevicePatch{TokenHash: &hash, TokenSealed: &sealed}, c.Now())
+	if err != nil {
+		return d, err
+	}
+	c.ForgetDeviceAuth()
+	return d, nil
+}

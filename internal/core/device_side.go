@@ -190,6 +190,10 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	scheme, secret := ParseDeviceAuthorization(authorization)
 	id := DeviceIdentity{Tenant: tenant, DeviceID: deviceID}
 	switch {
+	case strings.EqualFold(scheme, "TargetToken") && secret != "" && t.Settings.TargetTokenDisabled:
+		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept device tokens (authentication.targettoken.enabled is false)", tenant)
+	case strings.EqualFold(scheme, "GatewayToken") && secret != "" && t.Settings.GatewayTokenDisabled:
+		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept gateway tokens (authentication.gatewaytoken.enabled is false)", tenant)
 	case strings.EqualFold(scheme, "TargetToken") && secret != "":
 		d, err := c.Store.GetDevice(ctx, tenant, deviceID)
 		if flotilla.IsCode(err, flotilla.ENotFound) {
@@ -275,6 +279,8 @@ type DeviceView struct {
 	Installed *flotilla.Deployment
 	// AttributesRequested asks the device to upload its configData.
 	AttributesRequested bool
+	// Settings are the tenant's (polling time, back-off).
+	Settings flotilla.TenantSettings
 }
 
 // DeviceView reads what a device has to do.
@@ -287,7 +293,11 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 	if err != nil {
 		return DeviceView{}, err
 	}
-	v := DeviceView{Installed: installed, AttributesRequested: attrs}
+	t, err := c.Store.GetTenant(ctx, id.Tenant)
+	if err != nil {
+		return DeviceView{}, err
+	}
+	v := DeviceView{Installed: installed, AttributesRequested: attrs, Settings: t.Settings}
 	// Push deliveries are the server's business, not the polling client's.
 	open = slices.DeleteFunc(open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
 	for i := range open {
@@ -503,6 +513,25 @@ func (c *Core) DeviceFile(ctx context.Context, id DeviceIdentity, moduleID int64
 	}
 	if filename == "" {
 		return m, flotilla.File{}, nil
+	}
+	for _, f := range m.Files {
+		if f.Filename == filename {
+			return m, f, nil
+		}
+	}
+	return m, flotilla.File{}, flotilla.Errorf(flotilla.ENotFound, "software module %d has no artifact %q", moduleID, filename)
+}
+
+// AnonymousFile returns a module file to a request without credentials,
+// where the tenant allows anonymous downloads.
+func (c *Core) AnonymousFile(ctx context.Context, tenant string, moduleID int64, filename string) (flotilla.Module, flotilla.File, error) {
+	t, err := c.Store.GetTenant(ctx, strings.ToLower(tenant))
+	if err != nil || !t.Settings.AnonymousDownload {
+		return flotilla.Module{}, flotilla.File{}, flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
+	}
+	m, err := c.Store.GetModule(ctx, t.Name, moduleID)
+	if err != nil {
+		return m, flotilla.File{}, err
 	}
 	for _, f := range m.Files {
 		if f.Filename == filename {

@@ -14,11 +14,16 @@ import (
 
 // NewDevice is a pre-registration request.
 type NewDevice struct {
-	Tenant     string
-	ID         string
-	Labels     map[string]string
-	Attributes map[string]string
-	Address    string
+	Tenant      string
+	ID          string
+	Name        string
+	Description string
+	Labels      map[string]string
+	Attributes  map[string]string
+	Address     string
+	// Token, if set, is the device's DDI token (hawkBit's securityToken
+	// given at creation); otherwise one is generated.
+	Token string
 }
 
 // ValidateAddress checks a push node's base URL.
@@ -83,6 +88,12 @@ func (c *Core) CreateDevice(ctx context.Context, p Principal, req NewDevice) (fl
 	if err := ValidateAddress(req.Address); err != nil {
 		return flotilla.Device{}, Credentials{}, err
 	}
+	if len(req.Name) > 256 || len(req.Description) > 4096 {
+		return flotilla.Device{}, Credentials{}, flotilla.Errorf(flotilla.EInvalid, "name is limited to 256 and description to 4096 characters")
+	}
+	if req.Token != "" && (len(req.Token) < 16 || len(req.Token) > 512) {
+		return flotilla.Device{}, Credentials{}, flotilla.Errorf(flotilla.EInvalid, "a device token must be 16 to 512 characters")
+	}
 	if _, err := c.Store.GetTenant(ctx, tenant); err != nil {
 		return flotilla.Device{}, Credentials{}, err
 	}
@@ -90,10 +101,17 @@ func (c *Core) CreateDevice(ctx context.Context, p Principal, req NewDevice) (fl
 		return flotilla.Device{}, Credentials{}, err
 	}
 	now := c.Now()
-	d := flotilla.Device{Tenant: tenant, ID: req.ID, Labels: orEmpty(req.Labels), Attributes: orEmpty(req.Attributes),
+	d := flotilla.Device{Tenant: tenant, ID: req.ID, Name: req.Name, Description: req.Description, Labels: orEmpty(req.Labels), Attributes: orEmpty(req.Attributes),
 		Address: req.Address, CreatedAt: now, UpdatedAt: now}
 	var cred Credentials
-	d.TokenHash, d.TokenSealed, cred.Token = c.newDeviceToken(tenant, req.ID)
+	if req.Token != "" {
+		d.TokenHash, d.TokenSealed, cred.Token = HashSecret(req.Token), c.Config.Secrets.Seal(req.Token, deviceTokenContext(tenant, req.ID)), req.Token
+		if other, err := c.Store.DeviceByTokenHash(ctx, d.TokenHash); err == nil && (other.Tenant != tenant || other.ID != req.ID) {
+			return flotilla.Device{}, Credentials{}, flotilla.Errorf(flotilla.EConflict, "that security token is already another device's; choose another")
+		}
+	} else {
+		d.TokenHash, d.TokenSealed, cred.Token = c.newDeviceToken(tenant, req.ID)
+	}
 	if req.Address != "" {
 		d.NodeTokenSealed, cred.NodeToken = c.newNodeToken(tenant, req.ID)
 	}
@@ -288,6 +306,9 @@ func (c *Core) UpdateDevice(ctx context.Context, p Principal, tenant, id string,
 		if err := ValidateAddress(*patch.Address); err != nil {
 			return flotilla.Device{}, "", err
 		}
+	}
+	if patch.Name != nil && len(*patch.Name) > 256 || patch.Description != nil && len(*patch.Description) > 4096 {
+		return flotilla.Device{}, "", flotilla.Errorf(flotilla.EInvalid, "name is limited to 256 and description to 4096 characters")
 	}
 	patch.Version = nil // reported by the device, not set by operators
 	d, err := c.Store.UpdateDevice(ctx, tenant, id, patch, c.Now())

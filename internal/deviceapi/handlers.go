@@ -97,7 +97,18 @@ func actionHash(d flotilla.Deployment, download, update, window string) string {
 
 func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *pollEntry {
 	e := &pollEntry{base: base}
-	sleep := s.core.Config.PollInterval
+	sleep := s.core.PollInterval(v.Settings)
+	backoff := s.opts.Backoff
+	backoff.Polling = sleep
+	if v.Settings.MinPollingTime > 0 {
+		backoff.MinPolling = time.Duration(v.Settings.MinPollingTime)
+	}
+	if v.Settings.MaintenanceWindowPollCount > 0 {
+		backoff.PollCount = v.Settings.MaintenanceWindowPollCount
+	}
+	if backoff.MinPolling > backoff.Polling {
+		backoff.MinPolling = backoff.Polling
+	}
 	var p ddi.Poll
 	if a := v.Action; a != nil {
 		id := strconv.FormatInt(a.ID, 10)
@@ -110,7 +121,7 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 			if window == ddi.WindowUnavailable {
 				if w, err := maintenance.Parse(*a.Window); err == nil {
 					if start, ok := w.NextStart(now); ok {
-						sleep = s.opts.Backoff.PollingSleep(start.Sub(now))
+						sleep = backoff.PollingSleep(start.Sub(now))
 						// The back-off changes with every second that passes.
 						e.until = now.Add(time.Second)
 					}
@@ -423,6 +434,9 @@ func (s *Server) handleListArtifacts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "" && certIdentity(r) == nil && s.anonymousDownload(w, r) {
+		return
+	}
 	id, ok := s.identify(w, r, false)
 	if !ok {
 		return
@@ -465,4 +479,29 @@ func writeHAL(w http.ResponseWriter, v any) {
 	}
 	w.Header().Set("Content-Type", "application/hal+json;charset=UTF-8")
 	w.Write(b)
+}
+
+// anonymousDownload serves a file without credentials where the tenant
+// allows it; false leaves the request to the authenticated path.
+func (s *Server) anonymousDownload(w http.ResponseWriter, r *http.Request) bool {
+	mid, err := strconv.ParseInt(r.PathValue("moduleId"), 10, 64)
+	if err != nil {
+		return false
+	}
+	m, f, err := s.core.AnonymousFile(r.Context(), r.PathValue("tenant"), mid, r.PathValue("fileName"))
+	if flotilla.IsCode(err, flotilla.EUnauthorized) {
+		return false
+	}
+	if err != nil {
+		s.error(w, r, err)
+		return true
+	}
+	obj, err := s.core.OpenFile(r.Context(), m, f)
+	if err != nil {
+		s.error(w, r, err)
+		return true
+	}
+	defer obj.Close()
+	wire.ServeBlob(w, r, obj, f.Filename, "application/octet-stream")
+	return true
 }

@@ -11,7 +11,9 @@ import (
 )
 
 func toTenantJSON(t flotilla.Tenant) api.Tenant {
-	return api.Tenant{Name: t.Name, AnonymousDDI: t.AnonymousDDI, Settings: t.Settings, CreatedAt: t.CreatedAt}
+	settings := t.Settings
+	settings.GatewayKeySealed = "" // the key is shown through hawkBit's system config only
+	return api.Tenant{Name: t.Name, AnonymousDDI: t.AnonymousDDI, Settings: settings, CreatedAt: t.CreatedAt}
 }
 
 func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request, p core.Principal) {

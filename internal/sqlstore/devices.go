@@ -12,7 +12,7 @@ import (
 	"github.com/flotilla-ota/flotilla/label"
 )
 
-const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, node_token, last_seen_at, created_at, updated_at`
+const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, node_token, last_seen_at, created_at, updated_at, name, description`
 
 func scanDevice(sc interface{ Scan(...any) error }) (flotilla.Device, error) {
 	var d flotilla.Device
@@ -20,7 +20,7 @@ func scanDevice(sc interface{ Scan(...any) error }) (flotilla.Device, error) {
 	var tokenHash, token, nodeToken sql.NullString
 	var lastSeen sql.NullInt64
 	var created, updated int64
-	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &nodeToken, &lastSeen, &created, &updated)
+	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &nodeToken, &lastSeen, &created, &updated, &d.Name, &d.Description)
 	d.Labels = decodeMap(labels)
 	d.Attributes = decodeMap(attrs)
 	d.TokenHash, d.TokenSealed, d.NodeTokenSealed = tokenHash.String, token.String, nodeToken.String
@@ -38,9 +38,9 @@ func nullString(s string) any {
 
 // CreateDevice implements store.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
-	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description)
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}
@@ -49,7 +49,7 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 
 // CreateDevices implements store.Devices with multi-row INSERTs.
 func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
-	const per = 12
+	const per = 14
 	rowsPer := chunk / 5 // stay under both databases' parameter limits
 	return s.inTx(ctx, "create devices", func(tx *Tx) error {
 		for len(ds) > 0 {
@@ -63,7 +63,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 				}
 				b.WriteString("(" + placeholders(per) + ")")
 				args = append(args, d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt))
+					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description)
 			}
 			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
 				if err = s.wrap("create devices", err); flotilla.IsCode(err, flotilla.EConflict) {
@@ -203,11 +203,17 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 		if p.NodeTokenSealed != nil {
 			d.NodeTokenSealed = *p.NodeTokenSealed
 		}
+		if p.Name != nil {
+			d.Name = *p.Name
+		}
+		if p.Description != nil {
+			d.Description = *p.Description
+		}
 		d.UpdatedAt = now
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?
 			WHERE tenant = ? AND id = ?`),
 			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
-			ts(now), tenant, id)
+			ts(now), d.Name, d.Description, tenant, id)
 		out = d
 		return s.wrap("update device", err)
 	})
