@@ -121,6 +121,18 @@ func RequestCancel(d Deployment, now time.Time, why string) (Change, error) {
 	return Change{Deployment: d, Event: &DeploymentEvent{At: now, State: d.State, Source: SourceServer, Details: []string{why}}}, nil
 }
 
+// ForceQuit ends a deployment whose cancel the device never acknowledged
+// (hawkBit's force quit): it is canceled on the server's word alone. Only a
+// deployment being canceled can be force-quit.
+func ForceQuit(d Deployment, now time.Time) (Change, error) {
+	if d.State != StateCancelRequested {
+		return Change{}, Errorf(EConflict, "deployment %d is %s: only an action being canceled can be force-quit; cancel it first", d.ID, d.State)
+	}
+	why := "force-quit by an operator: the device never confirmed the cancel"
+	d.PrevState, d.State, d.UpdatedAt, d.FinishedAt, d.Message = "", StateCanceled, now, &now, why
+	return Change{Deployment: d, Event: &DeploymentEvent{At: now, State: StateCanceled, Source: SourceServer, Details: []string{why}}}, nil
+}
+
 // Fail ends an open deployment as failed for a reason the server found
 // (the device does not exist, its node cannot be reached, the artifact is
 // gone). EGone for a deployment that already ended.

@@ -108,6 +108,29 @@ func TestRequestCancel(t *testing.T) {
 	}
 }
 
+func TestForceQuit(t *testing.T) {
+	for _, tt := range []struct {
+		cur  flotilla.DeploymentState
+		code string
+	}{
+		{flotilla.StateCancelRequested, ""},
+		{flotilla.StateDownloading, flotilla.EConflict},
+		{flotilla.StatePending, flotilla.EConflict},
+		{flotilla.StateSucceeded, flotilla.EConflict},
+		{flotilla.StateCanceled, flotilla.EConflict},
+	} {
+		t.Run(string(tt.cur), func(t *testing.T) {
+			ch, err := flotilla.ForceQuit(flotilla.Deployment{ID: 1, State: tt.cur, PrevState: flotilla.StateDownloading}, t0)
+			if flotilla.ErrorCode(err) != tt.code {
+				t.Fatalf("error %v, want %q", err, tt.code)
+			}
+			if tt.code == "" && (ch.Deployment.State != flotilla.StateCanceled || ch.Deployment.FinishedAt == nil || ch.Event == nil || ch.Deployment.PrevState != "") {
+				t.Fatalf("force quit: %+v", ch)
+			}
+		})
+	}
+}
+
 func TestFailAndProgress(t *testing.T) {
 	d := flotilla.Deployment{ID: 3, State: flotilla.StateCancelRequested, PrevState: flotilla.StateDownloading}
 	ch, err := flotilla.Fail(d, t0, "node unreachable")

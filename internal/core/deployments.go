@@ -117,6 +117,19 @@ func (c *Core) CancelDeployment(ctx context.Context, p Principal, tenant, device
 	return c.RequestCancel(ctx, Ref{Tenant: tenant, DeviceID: deviceID, ID: id}, "canceled by an operator")
 }
 
+// ForceQuitDeployment cancels, on the server's word alone, a deployment
+// whose device never confirmed a cancel (hawkBit's force quit).
+func (c *Core) ForceQuitDeployment(ctx context.Context, p Principal, tenant, deviceID string, id int64) (flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return flotilla.Deployment{}, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	return c.change(ctx, Ref{Tenant: tenant, DeviceID: deviceID, ID: id}, "", flotilla.ForceQuit)
+}
+
 // WindowLapsed reports whether a deployment's maintenance schedule has no
 // window left.
 func WindowLapsed(d flotilla.Deployment, now time.Time) bool {

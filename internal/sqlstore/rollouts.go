@@ -506,3 +506,37 @@ func (s *Store) RolloutFinishes(ctx context.Context, tenant, id string) ([]store
 	}
 	return out, s.wrap("rollout finishes", rows.Err())
 }
+
+// RolloutNumber implements store.Rollouts.
+func (s *Store) RolloutNumber(ctx context.Context, tenant, id string) (int64, error) {
+	var num int64
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT n.num FROM rollout_numbers n JOIN rollouts r ON r.id = n.rollout_id WHERE r.tenant = ? AND r.id = ?`), tenant, id).Scan(&num)
+	if err == nil {
+		return num, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, s.wrap("rollout number", err)
+	}
+	var n int
+	if err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM rollouts WHERE tenant = ? AND id = ?`), tenant, id).Scan(&n); err != nil {
+		return 0, s.wrap("rollout number", err)
+	}
+	if n == 0 {
+		return 0, notFound("rollout %s not found", id)
+	}
+	if _, err := s.exec(ctx, "rollout number", `INSERT INTO rollout_numbers (rollout_id) VALUES (?) ON CONFLICT (rollout_id) DO NOTHING`, id); err != nil {
+		return 0, err
+	}
+	err = s.wdb.QueryRowContext(ctx, s.q(`SELECT num FROM rollout_numbers WHERE rollout_id = ?`), id).Scan(&num)
+	return num, s.wrap("rollout number", err)
+}
+
+// RolloutByNumber implements store.Rollouts.
+func (s *Store) RolloutByNumber(ctx context.Context, tenant string, num int64) (string, error) {
+	var id string
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT r.id FROM rollout_numbers n JOIN rollouts r ON r.id = n.rollout_id WHERE r.tenant = ? AND n.num = ?`), tenant, num).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("rollout %d not found", num)
+	}
+	return id, s.wrap("rollout by number", err)
+}

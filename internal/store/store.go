@@ -332,6 +332,12 @@ type Rollouts interface {
 	// RolloutFinishes returns when each of a rollout's devices finished
 	// (its current attempt) and how, oldest first: its recorded history.
 	RolloutFinishes(ctx context.Context, tenant, id string) ([]RolloutFinish, error)
+	// RolloutNumber returns the rollout's number (hawkBit's integer id),
+	// giving it one the first time; ENotFound for an unknown rollout.
+	RolloutNumber(ctx context.Context, tenant, id string) (int64, error)
+	// RolloutByNumber returns the id of the tenant's rollout with that
+	// number, or ENotFound.
+	RolloutByNumber(ctx context.Context, tenant string, num int64) (string, error)
 }
 
 // Channels stores release channels.

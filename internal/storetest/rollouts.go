@@ -71,6 +71,20 @@ func testRollouts(t *testing.T, s store.Store) {
 	wantCode(t, err, flotilla.ENotFound)
 	wantCode(t, s.MaterializeRollout(ctx, r.ID, nil, nil, nil, t0), flotilla.EConflict)
 
+	// hawkBit's integer ids: given once, stable, per tenant.
+	num, err := s.RolloutNumber(ctx, "acme", r.ID)
+	must(t, err)
+	if again, _ := s.RolloutNumber(ctx, "acme", r.ID); again != num || num <= 0 {
+		t.Fatalf("rollout number %d then %d", num, again)
+	}
+	if id, err := s.RolloutByNumber(ctx, "acme", num); err != nil || id != r.ID {
+		t.Fatalf("RolloutByNumber = %q, %v", id, err)
+	}
+	_, err = s.RolloutByNumber(ctx, "beta", num)
+	wantCode(t, err, flotilla.ENotFound)
+	_, err = s.RolloutNumber(ctx, "beta", r.ID)
+	wantCode(t, err, flotilla.ENotFound)
+
 	// A direct assignment on dev-000 is superseded when the rollout starts.
 	direct := newDeployment("acme", "dev-000", a, t0)
 	_, err = s.CreateDeployment(ctx, direct, assigned(t0))
