@@ -356,3 +356,42 @@ func (c *Core) FleetSummary(ctx context.Context, p Principal, tenant string) (fl
 	}
 	return c.Store.FleetSummary(ctx, tenant, c.Now().Add(-c.Config.OfflineAfter))
 }
+
+// AllDevices returns every device of the tenant with its newest
+// deployment, for listings filtered in memory (hawkBit's FIQL queries).
+func (c *Core) AllDevices(ctx context.Context, p Principal, tenant string) ([]flotilla.Device, map[string]flotilla.Deployment, error) {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
+		return nil, nil, err
+	}
+	ds, err := c.Store.ListDevices(ctx, tenant, store.DeviceQuery{})
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	latest, err := c.Store.LatestDeployments(ctx, tenant, ids)
+	return ds, latest, err
+}
+
+// SetAttributesRequested asks the device to send its attributes on its
+// next poll (hawkBit's requestAttributes).
+func (c *Core) SetAttributesRequested(ctx context.Context, p Principal, tenant, id string) error {
+	tenant, err := p.TenantFor(tenant)
+	if err != nil {
+		return err
+	}
+	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return err
+	}
+	if err := c.Store.SetAttributesRequested(ctx, tenant, id, true); err != nil {
+		return err
+	}
+	c.InvalidateDevice(tenant, id)
+	return nil
+}

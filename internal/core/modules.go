@@ -239,3 +239,30 @@ func (c *Core) CreateRelease(ctx context.Context, p Principal, nr NewRelease) (f
 	}
 	return c.withModules(ctx, a)
 }
+
+// GetRelease returns a release (any artifact) by id, with its modules.
+func (c *Core) GetRelease(ctx context.Context, p Principal, tenant string, id int64) (flotilla.Artifact, error) {
+	tenant, err := c.readArtifacts(p, tenant)
+	if err != nil {
+		return flotilla.Artifact{}, err
+	}
+	a, err := c.Store.GetArtifactByID(ctx, tenant, id)
+	if err != nil {
+		return a, err
+	}
+	return c.withModules(ctx, a)
+}
+
+// DeleteRelease deletes a release by id (an artifact, with the module a
+// single file brought).
+func (c *Core) DeleteRelease(ctx context.Context, p Principal, tenant string, id int64) error {
+	tenant, err := c.writeArtifacts(ctx, p, tenant)
+	if err != nil {
+		return err
+	}
+	a, err := c.Store.GetArtifactByID(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	return c.DeleteArtifact(ctx, p, tenant, a.Name, a.Version)
+}

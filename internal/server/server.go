@@ -25,6 +25,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
 	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/hawkbit"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
 	"github.com/flotilla-ota/flotilla/internal/postgres"
 	"github.com/flotilla-ota/flotilla/internal/pushd"
@@ -47,7 +48,9 @@ type Server struct {
 	API    *httpapi.Server
 	DDI    *deviceapi.Server
 	// Repo is the tenants' TUF repositories (signed releases).
-	Repo    *tufrepo.Repo
+	Repo *tufrepo.Repo
+	// Hawkbit is hawkBit's Management API under /rest/v1.
+	Hawkbit *hawkbit.Server
 	Sched   *scheduler.Scheduler
 	Hub     *events.Hub
 	Push    *pushd.Pool
@@ -164,6 +167,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		ddiOpts.MaxCacheAge = 30 * time.Second
 	}
 	s.DDI = deviceapi.NewServer(c, log, ddiOpts)
+	s.Hawkbit = hawkbit.NewServer(c, log, hawkbit.Options{PublicURL: cfg.PublicURL, AuthFailures: authFailures})
 	s.Sched = scheduler.New(c, st, scheduler.Config{Owner: cfg.ReplicaID, Tick: cfg.SchedulerTick, Lease: cfg.SchedulerLease})
 	if bus != nil {
 		s.link = cluster.New(bus, s.Sched.Owner(), log, cluster.Handlers{
@@ -281,6 +285,8 @@ func (s *Server) routes() http.Handler {
 		switch p := r.URL.Path; {
 		case strings.HasPrefix(p, "/api/"):
 			s.API.ServeHTTP(w, r)
+		case strings.HasPrefix(p, hawkbit.Prefix+"/"):
+			s.Hawkbit.ServeHTTP(w, r)
 		case deviceapi.IsDDIPath(p):
 			s.DDI.ServeHTTP(w, r)
 		default:

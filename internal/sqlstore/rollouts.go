@@ -540,3 +540,22 @@ func (s *Store) RolloutByNumber(ctx context.Context, tenant string, num int64) (
 	}
 	return id, s.wrap("rollout by number", err)
 }
+
+// SetRolloutFilter implements store.Rollouts.
+func (s *Store) SetRolloutFilter(ctx context.Context, tenant, id, filter, description string) error {
+	if _, err := s.RolloutNumber(ctx, tenant, id); err != nil {
+		return err
+	}
+	_, err := s.exec(ctx, "set rollout filter", `UPDATE rollout_numbers SET filter = ?, description = ? WHERE rollout_id = ?`, filter, description, id)
+	return err
+}
+
+// RolloutFilter implements store.Rollouts.
+func (s *Store) RolloutFilter(ctx context.Context, tenant, id string) (string, string, error) {
+	var filter, desc string
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT n.filter, n.description FROM rollout_numbers n JOIN rollouts r ON r.id = n.rollout_id WHERE r.tenant = ? AND r.id = ?`), tenant, id).Scan(&filter, &desc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil
+	}
+	return filter, desc, s.wrap("rollout filter", err)
+}

@@ -338,6 +338,11 @@ type Rollouts interface {
 	// RolloutByNumber returns the id of the tenant's rollout with that
 	// number, or ENotFound.
 	RolloutByNumber(ctx context.Context, tenant string, num int64) (string, error)
+	// SetRolloutFilter records the hawkBit target filter query and
+	// description a rollout was made with (numbering it if need be).
+	SetRolloutFilter(ctx context.Context, tenant, id, filter, description string) error
+	// RolloutFilter returns them ("" when none).
+	RolloutFilter(ctx context.Context, tenant, id string) (filter, description string, err error)
 }
 
 // Channels stores release channels.

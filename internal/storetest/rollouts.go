@@ -84,6 +84,13 @@ func testRollouts(t *testing.T, s store.Store) {
 	wantCode(t, err, flotilla.ENotFound)
 	_, err = s.RolloutNumber(ctx, "beta", r.ID)
 	wantCode(t, err, flotilla.ENotFound)
+	must(t, s.SetRolloutFilter(ctx, "acme", r.ID, "controllerId==dev*", "spring"))
+	if f, d, err := s.RolloutFilter(ctx, "acme", r.ID); err != nil || f != "controllerId==dev*" || d != "spring" {
+		t.Fatalf("RolloutFilter = %q %q %v", f, d, err)
+	}
+	if f, _, _ := s.RolloutFilter(ctx, "beta", r.ID); f != "" {
+		t.Fatal("another tenant reads the filter")
+	}
 
 	// A direct assignment on dev-000 is superseded when the rollout starts.
 	direct := newDeployment("acme", "dev-000", a, t0)
