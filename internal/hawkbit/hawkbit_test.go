@@ -515,7 +515,9 @@ func TestRolloutByFilter(t *testing.T) {
 		t.Fatalf("group targets = %d, want %d", targets.Total, groups.Content[0].TotalTargets)
 	}
 	// The native API sees the same rollout.
-	var native struct{ Items []struct{ Name, Status string } }
+	var native struct {
+		Items []struct{ Name, Status string }
+	}
 	s.API.Must(200, "GET", "/api/v1/rollouts", nil, &native)
 	if len(native.Items) != 1 || native.Items[0].Name != "exampleRollout" || native.Items[0].Status != "completed" {
 		t.Fatalf("native view = %+v", native)
