@@ -532,3 +532,100 @@ func TestRolloutByFilter(t *testing.T) {
 		t.Fatalf("unsupported condition: %d %s", code, body)
 	}
 }
+
+// TestIsolationAndScopes walks /rest/v1 with another tenant's admin token
+// (addressing the default tenant by name, and not) and with a read-only
+// token of the default tenant: every call on another tenant's resources is
+// a 404 (or 401 when the name asks for the tenant), every write without
+// its scope a 403, and nothing changes.
+func TestIsolationAndScopes(t *testing.T) {
+	s := servertest.Start(t)
+	c := newClient(t, s)
+	c.must(201, "POST", "/targets", `[ { "controllerId" : "acme-1", "securityToken" : "acme-1-security-token-000" } ]`, nil)
+	dsID, mods := twoModuleSet(t, c, "1.0.0")
+	var res struct{ AssignedActions []struct{ ID int64 } }
+	c.must(200, "POST", "/targets/acme-1/assignedDS", fmt.Sprintf(`{ "id" : %d }`, dsID), &res)
+	aid := res.AssignedActions[0].ID
+	var ro struct{ ID int64 }
+	c.must(201, "POST", "/rollouts", fmt.Sprintf(`{ "name" : "r", "distributionSetId" : %d, "targetFilterQuery" : "controllerId==acme-*", "amountGroups" : 1 }`, dsID), &ro)
+
+	s.API.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": "beta"}, nil)
+	var beta, reader struct{ Token string }
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"tenant": "beta", "scopes": []string{"admin"}}, &beta)
+	s.API.Must(201, "POST", "/api/v1/tokens", map[string]any{"scopes": []string{"artifacts:read", "devices:read", "rollouts:read"}}, &reader)
+
+	routes := []struct {
+		method, path, body string
+	}{
+		{"GET", "/targets/acme-1", ""},
+		{"PUT", "/targets/acme-1", `{ "name" : "pwned" }`},
+		{"DELETE", "/targets/acme-1", ""},
+		{"GET", "/targets/acme-1/attributes", ""},
+		{"GET", "/targets/acme-1/assignedDS", ""},
+		{"POST", "/targets/acme-1/assignedDS", fmt.Sprintf(`{ "id" : %d }`, dsID)},
+		{"GET", "/targets/acme-1/installedDS", ""},
+		{"GET", "/targets/acme-1/actions", ""},
+		{"GET", fmt.Sprintf("/targets/acme-1/actions/%d", aid), ""},
+		{"GET", fmt.Sprintf("/targets/acme-1/actions/%d/status", aid), ""},
+		{"DELETE", fmt.Sprintf("/targets/acme-1/actions/%d", aid), ""},
+		{"GET", fmt.Sprintf("/softwaremodules/%d", mods[0]), ""},
+		{"DELETE", fmt.Sprintf("/softwaremodules/%d", mods[0]), ""},
+		{"GET", fmt.Sprintf("/softwaremodules/%d/artifacts", mods[0]), ""},
+		{"GET", fmt.Sprintf("/distributionsets/%d", dsID), ""},
+		{"DELETE", fmt.Sprintf("/distributionsets/%d", dsID), ""},
+		{"POST", fmt.Sprintf("/distributionsets/%d/assignedTargets", dsID), `[ { "id" : "acme-1" } ]`},
+		{"GET", fmt.Sprintf("/distributionsets/%d/assignedTargets", dsID), ""},
+		{"GET", fmt.Sprintf("/rollouts/%d", ro.ID), ""},
+		{"POST", fmt.Sprintf("/rollouts/%d/start", ro.ID), ""},
+		{"DELETE", fmt.Sprintf("/rollouts/%d", ro.ID), ""},
+		{"GET", fmt.Sprintf("/rollouts/%d/deploygroups", ro.ID), ""},
+	}
+	for _, who := range []*client{
+		{t: t, base: s.URL, user: "intruder", pass: beta.Token},
+		{t: t, base: s.URL, user: `DEFAULT\intruder`, pass: beta.Token},
+	} {
+		for _, r := range routes {
+			var body any
+			if r.body != "" {
+				body = r.body
+			}
+			if code, out := who.do(r.method, r.path, body); code != 404 {
+				t.Errorf("%s as %s: %s %s = %d %s, want 404", who.user, "beta", r.method, r.path, code, out)
+			}
+		}
+		// Lists show nothing of acme's: beta's own (empty) tenant, or
+		// no tenant at all when acme's is named.
+		code, out := who.do("GET", "/targets", nil)
+		if who.user == "intruder" && (code != 200 || !strings.Contains(string(out), `"total":0`)) || who.user != "intruder" && code != 404 {
+			t.Errorf("%s lists targets: %d %s", who.user, code, out)
+		}
+	}
+	rdr := &client{t: t, base: s.URL, user: "reader", pass: reader.Token}
+	for _, r := range routes {
+		var body any
+		if r.body != "" {
+			body = r.body
+		}
+		code, out := rdr.do(r.method, r.path, body)
+		if r.method == "GET" && code != 200 && code != 204 || r.method != "GET" && code != 403 {
+			t.Errorf("read-only %s %s = %d %s", r.method, r.path, code, out)
+		}
+	}
+	for _, w := range []struct{ path, body string }{
+		{"/targets", `[ { "controllerId" : "evil" } ]`}, {"/softwaremodules", `[ { "name" : "evil", "version" : "1", "type" : "os" } ]`},
+		{"/distributionsets", fmt.Sprintf(`[ { "name" : "evil", "version" : "1", "modules" : [ { "id" : %d } ] } ]`, mods[0])},
+		{"/rollouts", fmt.Sprintf(`{ "name" : "evil", "distributionSetId" : %d, "targetFilterQuery" : "controllerId==acme-*", "amountGroups" : 1 }`, dsID)},
+	} {
+		if code, out := rdr.do("POST", w.path, w.body); code != 403 {
+			t.Errorf("read-only POST %s = %d %s", w.path, code, out)
+		}
+	}
+	// Nothing changed.
+	var tg map[string]any
+	c.must(200, "GET", "/targets/acme-1", nil, &tg)
+	var act struct{ DetailStatus string }
+	c.must(200, "GET", fmt.Sprintf("/targets/acme-1/actions/%d", aid), nil, &act)
+	if tg["name"] != "acme-1" || act.DetailStatus != "running" {
+		t.Fatalf("acme's target or action changed: %v %+v", tg, act)
+	}
+}

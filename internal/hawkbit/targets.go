@@ -448,6 +448,11 @@ type assignedAction struct {
 // assign gives device the release, unless its open action already runs
 // that release (hawkBit's alreadyAssigned).
 func (s *Server) assign(r *http.Request, c call, deviceID string, a flotilla.Artifact, as assignment, res *assignResult) error {
+	// Checked first: an assignment already in place must not answer a
+	// caller who may not assign.
+	if err := c.p.Require(flotilla.ScopeDevicesWrite); err != nil {
+		return err
+	}
 	if _, err := s.device(r.Context(), c, deviceID); err != nil {
 		return err
 	}
