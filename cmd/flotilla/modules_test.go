@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -134,5 +135,44 @@ func TestMultiModuleRelease(t *testing.T) {
 	b, _ = os.ReadFile(log2)
 	if string(b) != "install rootfs\ninstall kiosk-app\nrollback rootfs\n" {
 		t.Fatalf("install log with a failure:\n%s", b)
+	}
+}
+
+// TestModuleCLI: modules, their files and a release of them from the CLI.
+func TestModuleCLI(t *testing.T) {
+	s := servertest.Start(t)
+	env := testEnv("FLOTILLA_SERVER="+s.URL, "FLOTILLA_TOKEN="+servertest.AdminToken)
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(context.Background(), args, env, &out, &out); err != nil {
+			t.Fatalf("flotilla %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	dir := t.TempDir()
+	var ids []string
+	for _, m := range []struct{ name, typ string }{{"rootfs", "os"}, {"app", "application"}} {
+		out := cli("module", "create", "--name", m.name, "--version", "4.0", "--type", m.typ, "-o", "json")
+		var mod struct{ ID int64 }
+		if err := json.Unmarshal([]byte(out), &mod); err != nil {
+			t.Fatalf("module create -o json: %v: %s", err, out)
+		}
+		f := filepath.Join(dir, m.name+".bin")
+		os.WriteFile(f, []byte(m.name+" 4.0"), 0o644)
+		if out := cli("module", "upload", fmt.Sprint(mod.ID), f); !strings.Contains(out, m.name+".bin") {
+			t.Fatalf("module upload: %s", out)
+		}
+		ids = append(ids, fmt.Sprint(mod.ID))
+	}
+	out := cli("release", "create", "kiosk", "4.0", "--module", ids[0], "--module", ids[1])
+	if !strings.Contains(out, "module 1\trootfs 4.0 (os, 1 files)") && !strings.Contains(out, "rootfs 4.0 (os, 1 files)") {
+		t.Fatalf("release create: %s", out)
+	}
+	if out := cli("artifact", "ls"); !strings.Contains(out, "kiosk") || !strings.Contains(out, "modules") {
+		t.Fatalf("artifact ls: %s", out)
+	}
+	if out := cli("module", "list"); !strings.Contains(out, "rootfs") || !strings.Contains(out, "application") {
+		t.Fatalf("module list: %s", out)
 	}
 }

@@ -98,7 +98,14 @@ func (s *session) artifactCmd() *cobra.Command {
 			return s.print(list.Items, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "NAME\tVERSION\tTYPE\tSIZE\tSHA256\tCREATED")
 				for _, a := range list.Items {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Version, a.Type, humanBytes(a.Size), a.SHA256[:12], a.CreatedAt.Local().Format(time.DateTime))
+					size, sum := humanBytes(a.Size), a.SHA256
+					if len(sum) > 12 {
+						sum = sum[:12]
+					}
+					if a.Size == 0 && a.SHA256 == "" {
+						size, sum = "modules", "-"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.Version, a.Type, size, sum, a.CreatedAt.Local().Format(time.DateTime))
 				}
 			})
 		},

@@ -68,7 +68,7 @@ func (s *session) print(v any, table func(w *tabwriter.Writer)) error {
 // ManagementCommands are the CLI commands over the management API.
 func ManagementCommands(e Env, stdout, stderr io.Writer) []*cobra.Command {
 	s := &session{e: e, stdout: stdout, stderr: stderr}
-	cmds := []*cobra.Command{s.loginCmd(), s.artifactCmd(), s.deviceCmd(), s.rolloutCmd(), s.tokenCmd(), s.trustCmd(), s.releaseCmd()}
+	cmds := []*cobra.Command{s.loginCmd(), s.artifactCmd(), s.deviceCmd(), s.rolloutCmd(), s.tokenCmd(), s.trustCmd(), s.releaseCmd(), s.moduleCmd()}
 	for _, c := range cmds {
 		s.register(c)
 	}

@@ -234,7 +234,7 @@ the new key in the same request. Devices follow the new root from the one they p
 }
 
 func (s *session) releaseCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "release", Short: "Sign releases for devices that verify them (TUF)"}
+	cmd := &cobra.Command{Use: "release", Short: "Make releases of several modules; sign releases for devices that verify them (TUF)"}
 	var keys, file string
 	var allowDowngrade, withSHA512 bool
 	var expires time.Duration
@@ -322,7 +322,7 @@ devices on a newer version install this one.`,
 	sign.Flags().BoolVar(&withSHA512, "sha512", false, "also sign the sha512 of --file (devices check both)")
 	sign.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "let devices on a newer version install this release")
 	sign.Flags().DurationVar(&expires, "expires", 365*24*time.Hour, "how long the new targets metadata is valid")
-	cmd.AddCommand(sign)
+	cmd.AddCommand(sign, s.releaseCreateCmd())
 	return cmd
 }
 

@@ -253,7 +253,7 @@ func TestSWUpdateMultiChunk(t *testing.T) {
 
 	start := func(extra ...string) (*exec.Cmd, *lockedBuffer) {
 		suricatta := fmt.Sprintf("-t default -u %s -i swu-multi -k %s -p 1", s.URL, token)
-		cmd := exec.Command(bin, append([]string{"-v", "-k", cert, "-H", "board:rev", "-u", suricatta + " " + strings.Join(extra, " ")})...)
+		cmd := exec.Command(bin, "-v", "-k", cert, "-H", "board:rev", "-u", suricatta+" "+strings.Join(extra, " "))
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
 		out := &lockedBuffer{}

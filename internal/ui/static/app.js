@@ -357,8 +357,13 @@ async function artifactsPage() {
       <div style="grid-column:1/-1"><div class="progress"><div id="upload-progress"></div></div><span id="upload-status" class="muted"></span></div>
     </form>
     <h2>Registry</h2><div class="scroll"><table id="artifacts"><tr><th>Name</th><th>Version</th><th>Type</th><th class="hide-narrow">Size</th><th class="hide-narrow">SHA-256</th><th class="hide-narrow">Created</th></tr>
-    ${list.items.map((a) => `<tr data-artifact="${esc(a.name)}/${esc(a.version)}"><td>${esc(a.name)}</td><td>${esc(a.version)}</td><td>${esc(a.type)}</td><td class="hide-narrow">${fmtBytes(a.size)}</td>
-      <td class="hide-narrow mono" title="${esc(a.sha256)}">${esc(a.sha256.slice(0, 12))}…</td><td class="hide-narrow">${fmtTime(a.created_at)}</td></tr>`).join('')}</table></div>`;
+    ${list.items.map((a) => {
+      // A release of several modules has no file of its own.
+      const multi = !a.sha256;
+      return `<tr data-artifact="${esc(a.name)}/${esc(a.version)}"><td>${esc(a.name)}</td><td>${esc(a.version)}</td><td>${esc(a.type)}</td>
+      <td class="hide-narrow">${multi ? 'modules' : fmtBytes(a.size)}</td>
+      <td class="hide-narrow mono" title="${esc(a.sha256)}">${multi ? '—' : esc(a.sha256.slice(0, 12)) + '…'}</td><td class="hide-narrow">${fmtTime(a.created_at)}</td></tr>`;
+    }).join('') || emptyRow(6, 'No artifacts yet: upload one above.')}</table></div>`;
   $('#upload').onsubmit = (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
