@@ -58,6 +58,11 @@ type Module struct {
 	CreatedAt   time.Time
 }
 
+// ModuleFilter narrows a module listing; empty fields match all.
+type ModuleFilter struct {
+	Name, Version, Type string
+}
+
 // File is one file of a module; its bytes are in the blob store under
 // SHA256.
 type File struct {

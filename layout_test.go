@@ -107,7 +107,7 @@ func TestEveryPackageHasADoc(t *testing.T) {
 // of their own, never through a database package.
 func TestTransportsUseNoStoreImplementation(t *testing.T) {
 	pkgs := goPackages(t)
-	for _, dir := range []string{"internal/pushd", "internal/httpapi", "internal/deviceapi"} {
+	for _, dir := range []string{"internal/pushd", "internal/httpapi", "internal/deviceapi", "internal/hawkbit"} {
 		for _, imp := range imports(t, pkgs[dir]) {
 			for _, banned := range []string{"/internal/sqlstore", "/internal/sqlite", "/internal/postgres", "/internal/store"} {
 				if imp == module+banned {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/blob"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // NewModule describes a software module to create.
@@ -79,7 +78,7 @@ func (c *Core) GetModule(ctx context.Context, p Principal, tenant string, id int
 }
 
 // ListModules lists a tenant's modules.
-func (c *Core) ListModules(ctx context.Context, p Principal, tenant string, f store.ModuleFilter) ([]flotilla.Module, error) {
+func (c *Core) ListModules(ctx context.Context, p Principal, tenant string, f flotilla.ModuleFilter) ([]flotilla.Module, error) {
 	tenant, err := c.readArtifacts(p, tenant)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -142,7 +141,7 @@ func (s *Server) createModules(w http.ResponseWriter, r *http.Request, c call) {
 var moduleFilter = knownIn("id", "name", "version", "type", "vendor", "description", "createdat")
 
 func (s *Server) listModules(w http.ResponseWriter, r *http.Request, c call) {
-	mods, err := s.core.ListModules(r.Context(), c.p, c.tenant, store.ModuleFilter{})
+	mods, err := s.core.ListModules(r.Context(), c.p, c.tenant, flotilla.ModuleFilter{})
 	if err != nil {
 		s.error(w, r, err)
 		return

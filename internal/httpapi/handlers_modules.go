@@ -7,7 +7,6 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/api"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/store"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 )
 
@@ -36,7 +35,7 @@ func (s *Server) handleCreateModule(w http.ResponseWriter, r *http.Request, p co
 
 func (s *Server) handleListModules(w http.ResponseWriter, r *http.Request, p core.Principal) {
 	q := r.URL.Query()
-	list, err := s.core.ListModules(r.Context(), p, q.Get("tenant"), store.ModuleFilter{Name: q.Get("name"), Version: q.Get("version"), Type: q.Get("type")})
+	list, err := s.core.ListModules(r.Context(), p, q.Get("tenant"), flotilla.ModuleFilter{Name: q.Get("name"), Version: q.Get("version"), Type: q.Get("type")})
 	if err != nil {
 		s.error(w, r, err)
 		return

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 const moduleCols = `id, tenant, name, version, type, vendor, description, created_at`
@@ -105,7 +104,7 @@ func (s *Store) moduleFiles(ctx context.Context, q querier, ids []int64) (map[in
 }
 
 // ListModules implements store.Modules.
-func (s *Store) ListModules(ctx context.Context, tenant string, f store.ModuleFilter) ([]flotilla.Module, error) {
+func (s *Store) ListModules(ctx context.Context, tenant string, f flotilla.ModuleFilter) ([]flotilla.Module, error) {
 	defer s.observe("list modules", time.Now())
 	query, args := `SELECT `+moduleCols+` FROM modules WHERE tenant = ?`, []any{tenant}
 	for col, v := range map[string]string{"name": f.Name, "version": f.Version, "type": f.Type} {

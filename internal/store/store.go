@@ -80,11 +80,6 @@ type Artifacts interface {
 	BlobReferenced(ctx context.Context, sha256 string) (bool, error)
 }
 
-// ModuleFilter narrows ListModules; empty fields match all.
-type ModuleFilter struct {
-	Name, Version, Type string
-}
-
 // Modules stores software modules, their files, and which releases they
 // make up. A single-file artifact is stored with one module holding its
 // file (CreateArtifact makes both).
@@ -95,7 +90,7 @@ type Modules interface {
 	// GetModule returns a module with its files, or ENotFound.
 	GetModule(ctx context.Context, tenant string, id int64) (flotilla.Module, error)
 	// ListModules returns matching modules with their files, by id.
-	ListModules(ctx context.Context, tenant string, f ModuleFilter) ([]flotilla.Module, error)
+	ListModules(ctx context.Context, tenant string, f flotilla.ModuleFilter) ([]flotilla.Module, error)
 	// DeleteModule removes a module and its files; EConflict while a
 	// release includes it. orphans lists blobs nothing references now.
 	DeleteModule(ctx context.Context, tenant string, id int64) (orphans []string, err error)

@@ -76,12 +76,12 @@ func testModules(t *testing.T, s store.Store) {
 	_, err = s.DeleteModule(ctx, "acme", osMod.ID)
 	wantCode(t, err, flotilla.EConflict)
 
-	list, err := s.ListModules(ctx, "acme", store.ModuleFilter{})
+	list, err := s.ListModules(ctx, "acme", flotilla.ModuleFilter{})
 	must(t, err)
 	if len(list) != 3 {
 		t.Fatalf("ListModules = %d modules", len(list))
 	}
-	list, _ = s.ListModules(ctx, "acme", store.ModuleFilter{Type: "application"})
+	list, _ = s.ListModules(ctx, "acme", flotilla.ModuleFilter{Type: "application"})
 	if len(list) != 1 || list[0].Name != "app" || len(list[0].Files) != 2 {
 		t.Fatalf("ListModules(type=application) = %+v", list)
 	}
@@ -107,7 +107,7 @@ func testModules(t *testing.T, s store.Store) {
 	if !orphan {
 		t.Fatal("the single-file artifact's blob is not orphaned")
 	}
-	if l, _ := s.ListModules(ctx, "acme", store.ModuleFilter{Name: "fw"}); len(l) != 0 {
+	if l, _ := s.ListModules(ctx, "acme", flotilla.ModuleFilter{Name: "fw"}); len(l) != 0 {
 		t.Fatalf("the single-file artifact's module stayed: %+v", l)
 	}
 	free := module("acme", "spare", "1", "firmware")
