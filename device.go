@@ -29,6 +29,11 @@ type Device struct {
 	// NodeTokenSealed is the encrypted token the server sends to this
 	// push node, and only to it.
 	NodeTokenSealed string
+	// DMFExchange, for a device that registered over DMF (AMQP), is the
+	// exchange its messages go to, and DMFLink the AMQP connection it came
+	// in on.
+	DMFExchange string
+	DMFLink     string
 }
 
 // Device connectivity states derived from LastSeenAt.

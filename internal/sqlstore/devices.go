@@ -12,15 +12,16 @@ import (
 	"github.com/flotilla-ota/flotilla/label"
 )
 
-const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, node_token, last_seen_at, created_at, updated_at, name, description`
+const deviceCols = `tenant, id, labels, attributes, version, address, token_hash, token, node_token, last_seen_at, created_at, updated_at, name, description, dmf_exchange, dmf_link`
 
 func scanDevice(sc interface{ Scan(...any) error }) (flotilla.Device, error) {
 	var d flotilla.Device
 	var labels, attrs string
-	var tokenHash, token, nodeToken sql.NullString
+	var tokenHash, token, nodeToken, dmfExchange sql.NullString
 	var lastSeen sql.NullInt64
 	var created, updated int64
-	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &nodeToken, &lastSeen, &created, &updated, &d.Name, &d.Description)
+	err := sc.Scan(&d.Tenant, &d.ID, &labels, &attrs, &d.Version, &d.Address, &tokenHash, &token, &nodeToken, &lastSeen, &created, &updated, &d.Name, &d.Description, &dmfExchange, &d.DMFLink)
+	d.DMFExchange = dmfExchange.String
 	d.Labels = decodeMap(labels)
 	d.Attributes = decodeMap(attrs)
 	d.TokenHash, d.TokenSealed, d.NodeTokenSealed = tokenHash.String, token.String, nodeToken.String
@@ -38,9 +39,10 @@ func nullString(s string) any {
 
 // CreateDevice implements store.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
-	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description)
+		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
+		nullString(d.DMFExchange), d.DMFLink)
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}
@@ -49,7 +51,7 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 
 // CreateDevices implements store.Devices with multi-row INSERTs.
 func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
-	const per = 14
+	const per = 16
 	rowsPer := chunk / 5 // stay under both databases' parameter limits
 	return s.inTx(ctx, "create devices", func(tx *Tx) error {
 		for len(ds) > 0 {
@@ -63,7 +65,8 @@ func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 				}
 				b.WriteString("(" + placeholders(per) + ")")
 				args = append(args, d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
-					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description)
+					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
+					nullString(d.DMFExchange), d.DMFLink)
 			}
 			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
 				if err = s.wrap("create devices", err); flotilla.IsCode(err, flotilla.EConflict) {

@@ -407,10 +407,48 @@ type Trust interface {
 	PruneTrustMetadata(ctx context.Context, tenant, role string, keep int) error
 }
 
+// DMFMessage is a message owed to a DMF device: for an open deployment (its
+// state when the change was made), or "deleted" when the device went.
+type DMFMessage struct {
+	ID           int64
+	Tenant       string
+	DeviceID     string
+	DeploymentID int64 // 0 for a deleted device
+	State        string
+	// Exchange and Link address a deleted device (for the others they
+	// are read from the device).
+	Exchange, Link string
+	CreatedAt      time.Time
+}
+
+// DMF stores what hawkBit's Device Management Federation API needs: which
+// devices are DMF devices, and the outbox of messages owed to them. The
+// outbox is filled by the same transactions that change deployments (and
+// delete devices), so no message is lost to a crash after a commit.
+type DMF interface {
+	// SetDeviceDMF marks a device as reached over DMF on link, answered on
+	// exchange; ENotFound.
+	SetDeviceDMF(ctx context.Context, tenant, id, link, exchange string) error
+	// EnqueueDMF adds a message to the outbox.
+	EnqueueDMF(ctx context.Context, m DMFMessage) error
+	// ClaimDMF leases up to limit unclaimed (or expired) outbox messages
+	// of devices on link, oldest first, to owner until until.
+	ClaimDMF(ctx context.Context, owner, link string, now, until time.Time, limit int) ([]DMFMessage, error)
+	// DoneDMF removes a published message, recording what was sent for its
+	// deployment.
+	DoneDMF(ctx context.Context, id, deploymentID int64, topic string, now time.Time) error
+	// LastDMF is the topic last sent for a deployment ("" if none).
+	LastDMF(ctx context.Context, deploymentID int64) (string, error)
+	// OpenDMFWindows lists the pending deployments of DMF devices that
+	// have a maintenance window.
+	OpenDMFWindows(ctx context.Context) ([]flotilla.Deployment, error)
+}
+
 // Store is everything Flotilla persists.
 type Store interface {
 	Settings
 	Trust
+	DMF
 	Tenants
 	Tokens
 	Artifacts
