@@ -88,6 +88,7 @@ func testDMF(t *testing.T, s store.Store) {
 	if len(msgs) != 1 || msgs[0].State != "deleted" || msgs[0].Exchange != "gateway.replies" || msgs[0].Link != "main" || msgs[0].DeploymentID != 0 {
 		t.Fatalf("outbox after deleting the device = %+v", msgs)
 	}
+	must(t, s.DoneDMF(ctx, msgs[0].ID, 0, "", t0))
 	// Another link's messages are not this link's to publish.
 	must(t, s.EnqueueDMF(ctx, store.DMFMessage{Tenant: "acme", DeviceID: "x", State: "deleted", Link: "beta-vhost", Exchange: "e", CreatedAt: t0}))
 	if mine, _ := s.ClaimDMF(ctx, "me", "main", t0.Add(3*time.Hour), t0.Add(4*time.Hour), 10); len(mine) != 0 {
