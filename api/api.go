@@ -110,6 +110,13 @@ type ArtifactRef struct {
 	Version string `json:"version"`
 }
 
+// DeviceDMF is how a DMF device is reached: the AMQP connection it
+// registered on and the exchange its messages go to.
+type DeviceDMF struct {
+	Link     string `json:"link"`
+	Exchange string `json:"exchange"`
+}
+
 // Device is a device of the fleet.
 type Device struct {
 	ID         string            `json:"id"`
@@ -118,10 +125,12 @@ type Device struct {
 	Attributes map[string]string `json:"attributes"`
 	Version    string            `json:"version"`
 	Address    string            `json:"address,omitempty"`
-	Status     string            `json:"status"`
-	LastSeenAt *time.Time        `json:"last_seen_at,omitempty"`
-	CreatedAt  time.Time         `json:"created_at"`
-	UpdatedAt  time.Time         `json:"updated_at"`
+	// DMF is set for a device reached over hawkBit's DMF API (AMQP).
+	DMF        *DeviceDMF `json:"dmf,omitempty"`
+	Status     string     `json:"status"`
+	LastSeenAt *time.Time `json:"last_seen_at,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
 	// Token is the DDI credential (TargetToken): in the answer that
 	// created or rotated it, and to holders of the devices:tokens scope.
 	Token string `json:"token,omitempty"`

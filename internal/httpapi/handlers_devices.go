@@ -12,9 +12,13 @@ import (
 // toDeviceJSON renders a device for p: its DDI token only for holders of
 // devices:tokens.
 func (s *Server) toDeviceJSON(p core.Principal, d flotilla.Device) api.Device {
-	return api.Device{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
+	out := api.Device{ID: d.ID, Tenant: d.Tenant, Labels: d.Labels, Attributes: d.Attributes, Version: d.Version,
 		Address: d.Address, Status: s.core.DeviceStatus(d), LastSeenAt: timePtr(d.LastSeenAt),
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, Token: s.core.DeviceToken(p, d)}
+	if d.DMFExchange != "" {
+		out.DMF = &api.DeviceDMF{Link: d.DMFLink, Exchange: d.DMFExchange}
+	}
+	return out
 }
 
 func (s *Server) handleCreateDevice(w http.ResponseWriter, r *http.Request, p core.Principal) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/internal/dmf"
 )
 
 // Config is everything the server needs; cmd/flotilla fills it from flags
@@ -68,6 +69,9 @@ type Config struct {
 	// PushLease bounds how long a crashed replica's push deliveries wait
 	// before another replica resumes them (default 15s).
 	PushLease time.Duration
+	// DMF connects hawkBit's Device Management Federation API to these
+	// brokers (see ParseAMQP).
+	DMF []dmf.Config
 	// SporeOpen serves the SPORE-compatible endpoints without a token.
 	SporeOpen bool
 	// Quotas bound what tenants, devices and deployments may store (zero

@@ -24,6 +24,7 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/cluster"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/deviceapi"
+	"github.com/flotilla-ota/flotilla/internal/dmf"
 	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/hawkbit"
 	"github.com/flotilla-ota/flotilla/internal/httpapi"
@@ -51,6 +52,9 @@ type Server struct {
 	Repo *tufrepo.Repo
 	// Hawkbit is hawkBit's Management API under /rest/v1.
 	Hawkbit *hawkbit.Server
+	// DMF is hawkBit's Device Management Federation API: one link per
+	// broker (virtual host).
+	DMF     []*dmf.Link
 	Sched   *scheduler.Scheduler
 	Hub     *events.Hub
 	Push    *pushd.Pool
@@ -180,6 +184,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			},
 		})
 	}
+	s.newDMF()
 	s.wire()
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		st.Close()
@@ -215,11 +220,12 @@ func (s *Server) wire() {
 	link := s.link
 	h := core.Hooks{
 		Invalidate:  s.DDI.InvalidateLocal,
-		WakeRollout: s.Sched.Wake,
+		WakeRollout: func(id string) { s.Sched.Wake(id); s.wakeDMF() },
 		ForgetAuth:  func() {},
 		DeploymentChanged: func(d flotilla.Deployment) {
 			s.Sched.DeploymentChanged(d)
 			s.Push.DeploymentChanged(d)
+			s.wakeDMF()
 		},
 	}
 	if link != nil {
@@ -228,6 +234,7 @@ func (s *Server) wire() {
 		h.DeploymentChanged = func(d flotilla.Deployment) {
 			s.Sched.DeploymentChanged(d)
 			s.Push.DeploymentChanged(d)
+			s.wakeDMF()
 			if d.RolloutID != "" && d.State.Terminal() {
 				link.Wake(d.RolloutID)
 			}
@@ -322,6 +329,15 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	state := "ready"
+	// A broker outage degrades DMF only: HTTP devices are still served,
+	// so the replica stays in the load balancer.
+	for _, l := range s.DMF {
+		checks["dmf:"+l.Name()] = "ok"
+		if err := l.Ready(); err != nil {
+			checks["dmf:"+l.Name()] = err.Error()
+			state = "degraded"
+		}
+	}
 	if status != http.StatusOK {
 		state = "unavailable"
 	}
@@ -371,6 +387,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.Log.Warn("cluster link not listening yet")
 		}
 	}
+	s.runDMF(bg, ln.Addr(), func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() })
 	if !s.Config.NoScheduler {
 		wg.Add(2)
 		go func() { defer wg.Done(); s.Sched.Run(bg) }()

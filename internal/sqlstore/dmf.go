@@ -105,7 +105,7 @@ func (s *Store) OpenDMFWindows(ctx context.Context) ([]flotilla.Deployment, erro
 		cols = append(cols, "d."+strings.TrimSpace(c))
 	}
 	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+strings.Join(cols, ", ")+` FROM deployments d JOIN devices v ON v.tenant = d.tenant AND v.id = d.device_id
-		WHERE v.dmf_exchange IS NOT NULL AND d.state = 'pending' AND d.maint_window IS NOT NULL`))
+		WHERE v.dmf_exchange IS NOT NULL AND d.state IN ('pending', 'downloading', 'downloaded') AND d.maint_window IS NOT NULL`))
 	if err != nil {
 		return nil, s.wrap("open dmf windows", err)
 	}

@@ -1,0 +1,96 @@
+package core
+
+import (
+	"context"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
+)
+
+// The core's part in hawkBit's Device Management Federation API (package
+// dmf carries the messages). A DMF device is an ordinary device reached
+// through a message broker instead of polling: its deployments, rollouts
+// and events are the same.
+
+// RegisterDMFDevice registers a device that announced itself over DMF
+// (THING_CREATED), or marks an existing one as reached over DMF, and owes
+// it its open action again (a device that reconnects learns what to do).
+func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange, name string) (flotilla.Device, error) {
+	if err := flotilla.ValidateDeviceID(id); err != nil {
+		return flotilla.Device{}, err
+	}
+	if _, err := c.Store.GetTenant(ctx, tenant); err != nil {
+		return flotilla.Device{}, err
+	}
+	if _, err := c.Store.GetDevice(ctx, tenant, id); flotilla.IsCode(err, flotilla.ENotFound) {
+		if err := c.registerDevice(ctx, tenant, id); err != nil {
+			return flotilla.Device{}, err
+		}
+	} else if err != nil {
+		return flotilla.Device{}, err
+	}
+	if err := c.Store.SetDeviceDMF(ctx, tenant, id, link, exchange); err != nil {
+		return flotilla.Device{}, err
+	}
+	if name != "" && len(name) <= 256 {
+		if _, err := c.Store.UpdateDevice(ctx, tenant, id, flotilla.DevicePatch{Name: &name}, c.Now()); err != nil {
+			return flotilla.Device{}, err
+		}
+	}
+	c.MarkSeen(tenant, id)
+	open, _, err := c.Store.DeviceActions(ctx, tenant, id)
+	if err != nil {
+		return flotilla.Device{}, err
+	}
+	for _, d := range open {
+		if d.Delivery == flotilla.DeliveryPull && (d.State == flotilla.StatePending || d.State == flotilla.StateCancelRequested) {
+			if err := c.Store.EnqueueDMF(ctx, store.DMFMessage{Tenant: tenant, DeviceID: id, DeploymentID: d.ID, State: "resend", CreatedAt: c.Now()}); err != nil {
+				return flotilla.Device{}, err
+			}
+		}
+	}
+	return c.Store.GetDevice(ctx, tenant, id)
+}
+
+// RemoveDMFDevice deletes a device on its own word (THING_REMOVED); it is
+// not told it was deleted.
+func (c *Core) RemoveDMFDevice(ctx context.Context, tenant, id string) error {
+	if err := c.Store.SetDeviceDMF(ctx, tenant, id, "", ""); err != nil {
+		return err
+	}
+	if err := c.Store.DeleteDevice(ctx, tenant, id); err != nil {
+		return err
+	}
+	c.ForgetDeviceAuth()
+	c.InvalidateDevice(tenant, id)
+	c.publishDevice(events.TypeDeviceDeleted, flotilla.Device{Tenant: tenant, ID: id})
+	return nil
+}
+
+// DeviceSecret is a device's DDI token, for the server's own messages to
+// it (DMF's targetSecurityToken); "" when none is kept.
+func (c *Core) DeviceSecret(d flotilla.Device) string {
+	if d.TokenSealed == "" {
+		return ""
+	}
+	plain, err := c.Config.Secrets.Open(d.TokenSealed, deviceTokenContext(d.Tenant, d.ID))
+	if err != nil {
+		c.Log.Error("a sealed device token does not open; was the secret key changed?", "device", d.ID, "err", err)
+		return ""
+	}
+	return plain
+}
+
+// MarkRetrieved records that a DMF device was sent its action, the
+// equivalent of a DDI device fetching its deploymentBase.
+func (c *Core) MarkRetrieved(ctx context.Context, tenant, deviceID string, id int64) error {
+	_, err := c.Store.UpdateDeployment(ctx, tenant, deviceID, id, func(d flotilla.Deployment) (flotilla.Change, error) {
+		ch := flotilla.Retrieve(d, c.Now())
+		if ch.Event != nil {
+			ch.Event.Details = []string{"sent to the device over DMF"}
+		}
+		return ch, nil
+	})
+	return err
+}
