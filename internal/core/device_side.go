@@ -415,12 +415,16 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	if err := validateAttributes(attrs); err != nil {
 		return err
 	}
-	labels := map[string]string{}
+	patch := flotilla.DevicePatch{Attributes: &attrs}
+	// Labels are written only when the data names some: an operator's
+	// label change at the same moment must not be overwritten.
+	labels, touched := map[string]string{}, false
 	for k, v := range d.Labels {
 		labels[k] = v
 	}
 	for k, v := range data {
 		if name, ok := strings.CutPrefix(k, "label."); ok {
+			touched = true
 			if mode == "remove" {
 				delete(labels, name)
 			} else {
@@ -428,10 +432,12 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 			}
 		}
 	}
-	if err := flotilla.ValidateLabels(labels); err != nil {
-		return err
+	if touched {
+		if err := flotilla.ValidateLabels(labels); err != nil {
+			return err
+		}
+		patch.Labels = &labels
 	}
-	patch := flotilla.DevicePatch{Attributes: &attrs, Labels: &labels}
 	if v, ok := data["version"]; ok && mode != "remove" {
 		patch.Version = &v
 	}

@@ -58,6 +58,10 @@ type Config struct {
 	// Poll is how often the outbox is read when nothing wakes the
 	// publisher (default 1s).
 	Poll time.Duration
+	// Count, if set, counts messages: direction "in" or "out", the
+	// message's type or topic, and what became of it (processed,
+	// deadlettered, requeued; sent).
+	Count func(link, direction, kind, outcome string)
 }
 
 // Store is what the link reads and writes besides the core.
@@ -130,6 +134,12 @@ func (l *Link) Wake() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
+	}
+}
+
+func (l *Link) count(direction, kind, outcome string) {
+	if l.cfg.Count != nil {
+		l.cfg.Count(l.cfg.Name, direction, kind, outcome)
 	}
 }
 

@@ -41,11 +41,22 @@ func header(d amqp.Delivery, name string) string {
 // server could not process it now.
 func (l *Link) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
 	err := l.process(ctx, ch, d)
+	kind := header(d, "type")
+	if t := header(d, "topic"); t != "" {
+		kind = t
+	}
+	switch kind {
+	case TypeThingCreated, TypeThingRemoved, TypePing, TopicUpdateActionStatus, TopicUpdateAttributes:
+	default:
+		kind = "other" // bounded label values
+	}
 	var b *badMessage
 	switch {
 	case err == nil:
+		l.count("in", kind, "processed")
 		d.Ack(false)
 	case errors.As(err, &b):
+		l.count("in", kind, "deadlettered")
 		l.log.Warn("DMF message dead-lettered", "reason", b.reason, "type", header(d, "type"), "thingId", header(d, "thingId"))
 		if derr := l.deadLetter(ctx, ch, d, b.reason); derr != nil {
 			d.Nack(false, false) // the queue's own dead-letter exchange, without our reason
@@ -53,6 +64,7 @@ func (l *Link) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
 		}
 		d.Ack(false)
 	default:
+		l.count("in", kind, "requeued")
 		l.log.Error("DMF message not processed; it will be redelivered", "type", header(d, "type"), "err", err)
 		select {
 		case <-ctx.Done():

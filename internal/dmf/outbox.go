@@ -106,6 +106,7 @@ func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
 		if err != nil {
 			return err
 		}
+		l.count("out", TypeThingDeleted, "sent")
 		return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now())
 	}
 	dev, err := l.st.GetDevice(ctx, m.Tenant, m.DeviceID)
@@ -150,6 +151,7 @@ func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
 	if err != nil {
 		return err
 	}
+	l.count("out", topic, "sent")
 	return l.st.DoneDMF(ctx, m.ID, d.ID, topic, time.Now())
 }
 

@@ -61,6 +61,7 @@ func (s *Server) newDMF() {
 	for _, c := range s.Config.DMF {
 		c.Owner = s.Sched.Owner()
 		c.PublicURL = strings.TrimSuffix(s.Config.PublicURL, "/")
+		c.Count = s.metrics.countDMF
 		s.DMF = append(s.DMF, dmf.New(s.Core, s.Store, c, s.Log))
 	}
 }

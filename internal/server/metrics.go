@@ -19,6 +19,7 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	storeTime *prometheus.HistogramVec
 	downloads *prometheus.CounterVec
+	dmf       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,7 +38,10 @@ func newMetrics() *metrics {
 	m.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flotilla_ddi_downloads_total", Help: "Artifact download requests from devices, by whether they asked for a byte range (a resumed download).",
 	}, []string{"kind"})
-	m.reg.MustRegister(m.requests, m.latency, m.storeTime, m.downloads,
+	m.dmf = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flotilla_dmf_messages_total", Help: "DMF (AMQP) messages by link, direction (in, out), type or topic, and outcome (processed, deadlettered, requeued; sent).",
+	}, []string{"link", "direction", "kind", "outcome"})
+	m.reg.MustRegister(m.requests, m.latency, m.storeTime, m.downloads, m.dmf,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -109,4 +113,8 @@ func (m *metrics) countDownload(ranged bool) {
 		kind = "range"
 	}
 	m.downloads.WithLabelValues(kind).Inc()
+}
+
+func (m *metrics) countDMF(link, direction, kind, outcome string) {
+	m.dmf.WithLabelValues(link, direction, kind, outcome).Inc()
 }

@@ -181,9 +181,13 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error) {
 	var out flotilla.Device
 	err := s.inTx(ctx, "update device", func(tx *Tx) error {
-		d, err := s.getDevice(ctx, tx, tenant, id)
+		// Locked: a concurrent patch of other fields must not be lost.
+		d, err := scanDevice(tx.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id = ?`+s.d.ForUpdate), tenant, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("device %q not found", id)
+		}
 		if err != nil {
-			return err
+			return s.wrap("update device", err)
 		}
 		if p.Labels != nil {
 			d.Labels = *p.Labels

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,5 +97,38 @@ func testDMF(t *testing.T, s store.Store) {
 	}
 	if theirs, _ := s.ClaimDMF(ctx, "me", "beta-vhost", t0.Add(3*time.Hour), t0.Add(4*time.Hour), 10); len(theirs) != 1 {
 		t.Fatalf("link beta-vhost's message: %+v", theirs)
+	}
+}
+
+func init() { extraTests["ConcurrentDevicePatches"] = testConcurrentDevicePatches }
+
+// testConcurrentDevicePatches: patches of different fields of one device
+// at the same time (an operator's labels, a device's attributes) all
+// survive.
+func testConcurrentDevicePatches(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	must(t, s.CreateDevice(ctx, device("acme", "d", nil)))
+	errs := make(chan error, 40)
+	for i := range 20 {
+		labels := map[string]string{"fleet": "x"}
+		attrs := map[string]string{"i": "1"}
+		name := fmt.Sprintf("n%d", i)
+		go func() {
+			_, err := s.UpdateDevice(ctx, "acme", "d", flotilla.DevicePatch{Labels: &labels}, t0)
+			errs <- err
+		}()
+		go func() {
+			_, err := s.UpdateDevice(ctx, "acme", "d", flotilla.DevicePatch{Attributes: &attrs, Name: &name}, t0)
+			errs <- err
+		}()
+	}
+	for range 40 {
+		must(t, <-errs)
+	}
+	d, err := s.GetDevice(ctx, "acme", "d")
+	must(t, err)
+	if d.Labels["fleet"] != "x" || d.Attributes["i"] != "1" {
+		t.Fatalf("a concurrent patch was lost: labels %v, attributes %v", d.Labels, d.Attributes)
 	}
 }
