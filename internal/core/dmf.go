@@ -43,11 +43,13 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 	if err != nil {
 		return flotilla.Device{}, err
 	}
+	// One message tells it all its open actions.
 	for _, d := range open {
-		if d.Delivery == flotilla.DeliveryPull && (d.State == flotilla.StatePending || d.State == flotilla.StateCancelRequested) {
+		if d.Delivery == flotilla.DeliveryPull && d.State != flotilla.StateScheduled {
 			if err := c.Store.EnqueueDMF(ctx, store.DMFMessage{Tenant: tenant, DeviceID: id, DeploymentID: d.ID, State: "resend", CreatedAt: c.Now()}); err != nil {
 				return flotilla.Device{}, err
 			}
+			break
 		}
 	}
 	return c.Store.GetDevice(ctx, tenant, id)

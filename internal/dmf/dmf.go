@@ -71,6 +71,7 @@ type Store interface {
 	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
 	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
 	ReleaseModules(ctx context.Context, tenant string, artifactID int64) ([]flotilla.Module, error)
+	DeviceActions(ctx context.Context, tenant, deviceID string) (open []flotilla.Deployment, installed *flotilla.Deployment, err error)
 }
 
 // Link is one DMF connection: it consumes the devices' messages and

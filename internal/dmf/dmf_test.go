@@ -2,6 +2,7 @@ package dmf_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -277,4 +278,40 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	if code, _ := f.s.API.Do("GET", "/api/v1/devices/thing-other", nil); code != 404 {
 		t.Fatalf("thing-other exists: %d", code)
 	}
+}
+
+// TestSupersedingAssignmentIsOneMultiAction: a new assignment while the
+// thing works on another leaves it two open actions — the old one being
+// canceled, the new one — and it is told both in one MULTI_ACTION.
+func TestSupersedingAssignmentIsOneMultiAction(t *testing.T) {
+	f := start(t)
+	f.s.API.Upload("fw", "2.0.0", []byte("fw 2"), "")
+	f.s.API.Upload("fw", "3.0.0", []byte("fw 3"), "")
+	f.create("thing-s", nil)
+	old := f.s.API.Assign("thing-s", "fw", "2.0.0", nil)
+	f.next("thing-s", dmf.TopicDownloadAndInstall)
+	f.gw.Status(bg, "default", "thing-s", old.ID, dmf.StatusRunning)
+	dep := f.s.API.Assign("thing-s", "fw", "3.0.0", nil)
+	m := f.next("thing-s", dmf.TopicMultiAction)
+	var elems []struct {
+		Topic  string
+		Weight int
+		Action dmf.DownloadRequest
+	}
+	if err := json.Unmarshal(m.Body, &elems); err != nil {
+		t.Fatalf("MULTI_ACTION body %s: %v", m.Body, err)
+	}
+	if len(elems) != 2 || elems[0].Topic != dmf.TopicCancelDownload || elems[0].Action.ActionID != old.ID ||
+		elems[1].Topic != dmf.TopicDownloadAndInstall || elems[1].Action.ActionID != dep.ID || len(elems[1].Action.SoftwareModules) != 1 ||
+		elems[0].Weight <= elems[1].Weight {
+		t.Fatalf("MULTI_ACTION %s", m.Body)
+	}
+	if err := fetch(elems[1].Action); err != nil {
+		t.Fatal(err)
+	}
+	f.gw.Status(bg, "default", "thing-s", old.ID, dmf.StatusCanceled)
+	f.s.API.WaitDeployment("thing-s", old.ID, 10*time.Second, "canceled")
+	f.quiet("thing-s", time.Second) // the new action was told already
+	f.gw.Status(bg, "default", "thing-s", dep.ID, dmf.StatusFinished)
+	f.s.API.WaitDeployment("thing-s", dep.ID, 10*time.Second, "succeeded")
 }

@@ -77,6 +77,14 @@ type KeyValue struct {
 	Value string `json:"value"`
 }
 
+// MultiActionElement is one element of a MULTI_ACTION body (a JSON list):
+// the action's own topic and body, and its weight (higher first).
+type MultiActionElement struct {
+	Topic  string `json:"topic"`
+	Action any    `json:"action"`
+	Weight int    `json:"weight"`
+}
+
 // ActionID is the body of CANCEL_DOWNLOAD.
 type ActionID struct {
 	ActionID int64 `json:"actionId"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -109,39 +110,40 @@ func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
 		l.count("out", TypeThingDeleted, "sent")
 		return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now())
 	}
+	done := func() error { return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now()) }
 	dev, err := l.st.GetDevice(ctx, m.Tenant, m.DeviceID)
 	if flotilla.IsCode(err, flotilla.ENotFound) || err == nil && dev.DMFExchange == "" {
-		return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now()) // gone, or no longer a DMF device
+		return done() // gone, or no longer a DMF device
 	}
 	if err != nil {
 		return err
 	}
-	d, err := l.st.GetDeployment(ctx, m.Tenant, m.DeploymentID)
-	if flotilla.IsCode(err, flotilla.ENotFound) {
-		return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now())
-	}
+	owed, err := l.owed(ctx, dev.Tenant, dev.ID)
 	if err != nil {
 		return err
 	}
-	topic, body, err := l.render(ctx, dev, d)
-	if err != nil {
-		return err
-	}
-	if topic == "" {
-		return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now())
+	if !slices.ContainsFunc(owed, func(o told) bool { return o.d.ID == m.DeploymentID }) {
+		return done() // the action ended or says nothing new
 	}
 	if m.State != "resend" {
-		if last, err := l.st.LastDMF(ctx, d.ID); err != nil {
-			return err
-		} else if last == topic {
-			return l.st.DoneDMF(ctx, m.ID, 0, "", time.Now())
+		if all, err := l.allTold(ctx, owed); err != nil || all {
+			if err != nil {
+				return err
+			}
+			return done()
 		}
 	}
-	if topic != TopicCancelDownload {
-		// Told is fetched: a cancel from now on waits for the device's
-		// answer, as after a DDI device's deploymentBase.
-		if err := l.core.MarkRetrieved(ctx, d.Tenant, d.DeviceID, d.ID); err != nil {
-			return err
+	topic, body, err := l.render(ctx, dev, owed)
+	if err != nil {
+		return err
+	}
+	// Told is fetched: a cancel from now on waits for the device's answer,
+	// as after a DDI device's deploymentBase.
+	for _, o := range owed {
+		if o.topic != TopicCancelDownload {
+			if err := l.core.MarkRetrieved(ctx, o.d.Tenant, o.d.DeviceID, o.d.ID); err != nil {
+				return err
+			}
 		}
 	}
 	err = l.send(ctx, dev.DMFExchange, amqp.Publishing{
@@ -152,7 +154,67 @@ func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
 		return err
 	}
 	l.count("out", topic, "sent")
-	return l.st.DoneDMF(ctx, m.ID, d.ID, topic, time.Now())
+	// Every action the message covered was told its topic.
+	for _, o := range owed {
+		id := int64(0)
+		if o.d.ID == m.DeploymentID {
+			id = m.ID
+		}
+		if err := l.st.DoneDMF(ctx, id, o.d.ID, o.topic, time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allTold reports whether every action was last told what it is owed now.
+func (l *Link) allTold(ctx context.Context, owed []told) (bool, error) {
+	for _, o := range owed {
+		last, err := l.st.LastDMF(ctx, o.d.ID)
+		if err != nil || last != o.topic {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// told is what a device is to be told of one of its open actions.
+type told struct {
+	d     flotilla.Deployment
+	topic string
+}
+
+// owed lists what a device is to be told now: each open action with
+// something to say, cancels first, then the oldest.
+func (l *Link) owed(ctx context.Context, tenant, device string) ([]told, error) {
+	open, _, err := l.st.DeviceActions(ctx, tenant, device)
+	if err != nil {
+		return nil, err
+	}
+	now := l.core.Now()
+	var out []told
+	for _, d := range open {
+		if d.Delivery != flotilla.DeliveryPull {
+			continue
+		}
+		if t := topicFor(d, now); t != "" {
+			out = append(out, told{d: d, topic: t})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b told) int {
+		return cmpBool(b.topic == TopicCancelDownload, a.topic == TopicCancelDownload)
+	})
+	return out, nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // messageID is the same for a message sent again after a crash, so that a
@@ -183,23 +245,44 @@ func topicFor(d flotilla.Deployment, now time.Time) string {
 	return TopicDownloadAndInstall
 }
 
-// render builds the message for a deployment.
-func (l *Link) render(ctx context.Context, dev flotilla.Device, d flotilla.Deployment) (string, []byte, error) {
-	topic := topicFor(d, l.core.Now())
-	switch topic {
-	case "":
-		return "", nil, nil
-	case TopicCancelDownload:
-		b, err := json.Marshal(ActionID{ActionID: d.ID})
-		return topic, b, err
+// render builds the message: one action's own topic, or MULTI_ACTION for
+// several (hawkBit's multi-assignment form: a list of topic, action and
+// weight, the first the most urgent).
+func (l *Link) render(ctx context.Context, dev flotilla.Device, owed []told) (string, []byte, error) {
+	if len(owed) == 1 {
+		body, err := l.action(ctx, dev, owed[0])
+		if err != nil {
+			return "", nil, err
+		}
+		b, err := json.Marshal(body)
+		return owed[0].topic, b, err
+	}
+	var elems []MultiActionElement
+	for i, o := range owed {
+		body, err := l.action(ctx, dev, o)
+		if err != nil {
+			return "", nil, err
+		}
+		elems = append(elems, MultiActionElement{Topic: o.topic, Action: body, Weight: 1000 - i})
+	}
+	b, err := json.Marshal(elems)
+	return TopicMultiAction, b, err
+}
+
+// action is the body for one action: its id for a cancel, else the
+// download request with its modules and links.
+func (l *Link) action(ctx context.Context, dev flotilla.Device, o told) (any, error) {
+	d := o.d
+	if o.topic == TopicCancelDownload {
+		return ActionID{ActionID: d.ID}, nil
 	}
 	a, err := l.st.GetArtifactByID(ctx, d.Tenant, d.ArtifactID)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	mods, err := l.st.ReleaseModules(ctx, d.Tenant, a.ID)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	req := DownloadRequest{ActionID: d.ID, TargetSecurityToken: l.core.DeviceSecret(dev), SoftwareModules: []SoftwareModule{}}
 	base := l.cfg.PublicURL + "/" + url.PathEscape(dev.Tenant) + "/controller/v1/" + url.PathEscape(dev.ID) + "/softwaremodules/"
@@ -214,8 +297,7 @@ func (l *Link) render(ctx context.Context, dev flotilla.Device, d flotilla.Deplo
 		}
 		req.SoftwareModules = append(req.SoftwareModules, sm)
 	}
-	b, err := json.Marshal(req)
-	return topic, b, err
+	return req, nil
 }
 
 // windowLoop owes a DMF device a new message when its maintenance window
@@ -241,10 +323,16 @@ func (l *Link) windowLoop(ctx context.Context) {
 		now := l.core.Now()
 		woke := false
 		for _, d := range open {
-			want := topicFor(d, now)
 			last, err := l.st.LastDMF(ctx, d.ID)
-			if err != nil || last == "" || last == want {
-				continue // never sent yet (the outbox has it), or unchanged
+			if err != nil || last == "" {
+				continue // never sent yet: the outbox has it
+			}
+			owed, err := l.owed(ctx, d.Tenant, d.DeviceID)
+			if err != nil || len(owed) == 0 {
+				continue
+			}
+			if all, err := l.allTold(ctx, owed); err != nil || all {
+				continue // unchanged
 			}
 			if err := l.st.EnqueueDMF(ctx, store.DMFMessage{Tenant: d.Tenant, DeviceID: d.DeviceID, DeploymentID: d.ID, State: string(d.State), CreatedAt: now}); err == nil {
 				woke = true
