@@ -9,12 +9,14 @@ import (
 
 	"github.com/flotilla-ota/flotilla/internal/cli"
 	"github.com/flotilla-ota/flotilla/internal/demo"
+	"github.com/flotilla-ota/flotilla/internal/server"
 )
 
 // demoCmd runs a server with a simulated fleet: the README's first command.
 func demoCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var cfg demo.Config
 	var logs cli.LogFlags
+	var amqpURL string
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a server with a simulated fleet and sample artifacts",
@@ -39,6 +41,11 @@ FLOTILLA_ADMIN_TOKEN sets the admin token.`,
 				cfg.Server.DataDir, cfg.TempDir = dir, true
 			}
 			cfg.Server.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
+			if amqpURL != "" {
+				if cfg.Server.DMF, err = server.ParseAMQP([]string{amqpURL}); err != nil {
+					return err
+				}
+			}
 			return demo.Run(cmd.Context(), cfg, stdout, log)
 		},
 	}
@@ -48,6 +55,8 @@ FLOTILLA_ADMIN_TOKEN sets the admin token.`,
 	f.IntVar(&cfg.Devices, "devices", 50, "simulated devices")
 	f.DurationVar(&cfg.Poll, "poll", 3*time.Second, "how often the simulated devices poll")
 	f.Float64Var(&cfg.FailRate, "fail-rate", 0, "share of simulated devices whose install fails (0..1)")
+	f.StringVar(&amqpURL, "amqp-url", e.Str("FLOTILLA_AMQP_URL", ""), "also serve hawkBit's DMF API over this RabbitMQ, and simulate DMF devices on it (FLOTILLA_AMQP_URL)")
+	f.IntVar(&cfg.DMFDevices, "dmf-devices", 0, "simulated DMF devices with --amqp-url (default: a quarter of --devices)")
 	logs.Register(cmd, e)
 	return cmd
 }

@@ -30,7 +30,8 @@ func simCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 speaks real DDI over HTTP (one goroutine each, shared connections, jittered polls),
 registers itself with the gateway token, downloads artifacts and checks their sha256,
 and reports what a real device would, including the failures you inject. With --push the
-fleet is push nodes instead, registered through the management API.
+fleet is push nodes instead, registered through the management API; with --dmf it is
+things behind a DMF gateway on RabbitMQ (the server runs with --amqp-url).
 
 A live summary prints every --summary-every; the final table prints on exit (Ctrl-C, or
 after --duration).`,
@@ -77,7 +78,11 @@ after --duration).`,
 			start := time.Now()
 			done := make(chan error, 1)
 			go func() { done <- fleet.Run(ctx) }()
-			fmt.Fprintf(stdout, "simulating %d %s against %s\n", cfg.Devices, map[bool]string{false: "DDI devices", true: "push nodes"}[cfg.Push], cfg.Server)
+			kind := map[bool]string{false: "DDI devices", true: "push nodes"}[cfg.Push]
+			if cfg.DMF != "" {
+				kind = "DMF devices"
+			}
+			fmt.Fprintf(stdout, "simulating %d %s against %s\n", cfg.Devices, kind, cfg.Server)
 			tick := time.NewTicker(every)
 			defer tick.Stop()
 			for {
@@ -119,6 +124,8 @@ after --duration).`,
 	f.StringVar(&cfg.Version, "version", "1.0.0", "version the devices run at the start")
 	f.StringVar(&cfg.StoreDir, "store-dir", "", "keep downloaded files here (default: hash them and discard the bytes)")
 	f.BoolVar(&cfg.Push, "push", false, "run push nodes instead of polling devices")
+	f.StringVar(&cfg.DMF, "dmf", e.Str("FLOTILLA_SIM_DMF", ""), "run DMF devices instead: things behind a gateway on this RabbitMQ (amqp://USER:PASSWORD@HOST:5672/VHOST), answering the server's DMF messages (FLOTILLA_SIM_DMF)")
+	f.StringVar(&cfg.DMFExchange, "dmf-exchange", "dmf.exchange", "the server's DMF exchange (see the exchange parameter of --amqp-url)")
 	f.StringVar(&cfg.PushListen, "push-listen", "127.0.0.1:0", "address the push nodes listen on")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for dealing fates and jitter")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")

@@ -6,6 +6,7 @@ package demo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +33,9 @@ type Config struct {
 	// rollout finishes in well under a minute).
 	Poll     time.Duration
 	FailRate float64
+	// DMFDevices are simulated things behind a DMF gateway, when
+	// Server.DMF names a broker (default: a quarter of Devices).
+	DMFDevices int
 	// TempDir reports that Server.DataDir was made for this run and is
 	// removed at the end.
 	TempDir bool
@@ -100,10 +105,34 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	} else {
 		fleetDone <- nil
 	}
+	dmfDone := make(chan error, 1)
+	if len(sc.DMF) > 0 && cfg.DMFDevices == 0 {
+		cfg.DMFDevices = max(1, cfg.Devices/4)
+	}
+	if len(sc.DMF) > 0 && cfg.DMFDevices > 0 {
+		link := sc.DMF[0]
+		exchange := link.Exchange
+		if exchange == "" {
+			exchange = "dmf.exchange"
+		}
+		things, err := sim.New(sim.Config{Server: base, DMF: link.URL, DMFExchange: exchange, Tenant: cmp.Or(link.Tenant, "default"), Devices: cfg.DMFDevices, Prefix: "demo-dmf-",
+			FailRate: cfg.FailRate, InstallTime: 500 * time.Millisecond, Seed: uint64(time.Now().UnixNano()) + 1, Log: log,
+			Labels: []sim.LabelSpread{{Key: "region", Values: []string{"eu", "us"}, Weights: []int{60, 40}}, {Key: "fleet", Values: []string{"kiosk"}, Weights: []int{1}}}})
+		if err != nil {
+			return err
+		}
+		go func() { dmfDone <- things.Run(serveCtx) }()
+	} else {
+		cfg.DMFDevices = 0
+		dmfDone <- nil
+	}
 
 	fmt.Fprintf(stdout, "Flotilla demo\n")
 	fmt.Fprintf(stdout, "  data dir      %s%s\n", sc.DataDir, map[bool]string{true: " (removed on exit)"}[cfg.TempDir])
 	fmt.Fprintf(stdout, "  fleet         %d simulated devices (demo-*, labels fleet=kiosk, region=eu|us), polling every %s\n", cfg.Devices, cfg.Poll)
+	if cfg.DMFDevices > 0 {
+		fmt.Fprintf(stdout, "                and %d DMF devices (demo-dmf-*, same labels) behind a gateway on %s\n", cfg.DMFDevices, redact(sc.DMF[0].URL))
+	}
 	fmt.Fprintf(stdout, "  artifacts     demo-firmware 1.1.0 and 2.0.0\n")
 	fmt.Fprintf(stdout, "  admin token   %s\n", token)
 	fmt.Fprintf(stdout, "  gateway token %s\n", sc.GatewayToken)
@@ -125,6 +154,7 @@ func Run(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) er
 	err = <-served
 	stopServe()
 	<-fleetDone
+	<-dmfDone
 	return err
 }
 
@@ -167,4 +197,12 @@ func upload(ctx context.Context, base, token, name, version string) error {
 		return nil
 	}
 	return fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+}
+
+// redact hides a URL's password.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }

@@ -319,12 +319,24 @@ func (d *device) download(ctx context.Context, a ddi.Artifact) error {
 	if url == "" {
 		return fmt.Errorf("artifact %s has no download link", a.Filename)
 	}
+	return d.fetch(ctx, url, "GatewayToken "+d.f.cfg.GatewayToken, a.Filename, a.Hashes.SHA256, a.Size)
+}
+
+// fetch downloads one file, the server's with auth, and checks its sha256
+// and size.
+func (d *device) fetch(ctx context.Context, url, auth, filename, sha256sum string, size int64) error {
+	a := struct {
+		Filename string
+		Size     int64
+		Hashes   struct{ SHA256 string }
+	}{Filename: filename, Size: size}
+	a.Hashes.SHA256 = sha256sum
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return err
 	}
 	if strings.HasPrefix(url, d.f.cfg.Server) {
-		req.Header.Set("Authorization", "GatewayToken "+d.f.cfg.GatewayToken)
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := d.http.Do(req)
 	if err != nil {

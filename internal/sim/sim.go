@@ -106,9 +106,13 @@ type Config struct {
 	// Push runs push nodes on PushListen instead of polling devices.
 	Push       bool
 	PushListen string
-	Seed       uint64
-	HTTPClient *http.Client
-	Log        *slog.Logger
+	// DMF runs the fleet as things behind a DMF gateway on this broker
+	// (amqp://...), talking to the server's DMFExchange (default
+	// dmf.exchange).
+	DMF, DMFExchange string
+	Seed             uint64
+	HTTPClient       *http.Client
+	Log              *slog.Logger
 }
 
 // Outcome counters, as the devices saw them.
@@ -181,7 +185,13 @@ func New(cfg Config) (*Fleet, error) {
 	if cfg.Push && cfg.APIToken == "" {
 		return nil, errors.New("sim: push mode registers nodes through the management API and needs an API token (devices:write)")
 	}
-	if !cfg.Push && cfg.GatewayToken == "" {
+	if cfg.Push && cfg.DMF != "" {
+		return nil, errors.New("sim: choose push nodes or DMF devices, not both")
+	}
+	if cfg.DMFExchange == "" {
+		cfg.DMFExchange = "dmf.exchange"
+	}
+	if !cfg.Push && cfg.DMF == "" && cfg.GatewayToken == "" {
 		return nil, errors.New("sim: devices register themselves with a gateway token; set one")
 	}
 	for _, r := range []float64{cfg.FailRate, cfg.OfflineRate, cfg.SlowDownloadRate, cfg.UnhealthyRate, cfg.RejectCancelRate} {
@@ -288,6 +298,9 @@ func (f *Fleet) Run(ctx context.Context) error {
 	f.started = time.Now()
 	if f.cfg.Push {
 		return f.runPush(ctx)
+	}
+	if f.cfg.DMF != "" {
+		return f.runDMF(ctx)
 	}
 	var wg sync.WaitGroup
 	for _, d := range f.devices {
