@@ -80,6 +80,7 @@ var scenarios = []scenario{
 	{"push", runPush},
 	{"devicelist", runDeviceList},
 	{"signed", runSigned},
+	{"dmf", runDMF},
 }
 
 func main() {

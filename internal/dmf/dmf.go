@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -53,8 +54,9 @@ type Config struct {
 	Owner string
 	// PublicURL is the base URL devices download artifacts from.
 	PublicURL string
-	// Prefetch bounds unacknowledged deliveries (default 64).
-	Prefetch int
+	// Prefetch bounds unacknowledged deliveries (default 64), Workers
+	// the messages processed at once (default 16).
+	Prefetch, Workers int
 	// Poll is how often the outbox is read when nothing wakes the
 	// publisher (default 1s).
 	Poll time.Duration
@@ -120,6 +122,9 @@ func New(c *core.Core, st Store, cfg Config, log *slog.Logger) *Link {
 	}
 	if cfg.Prefetch <= 0 {
 		cfg.Prefetch = 64
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 16
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
@@ -224,6 +229,32 @@ func (l *Link) session(ctx context.Context) error {
 	l.conn, l.pub = conn, nil
 	l.mu.Unlock()
 	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	// Messages are processed by several workers, each thing's by the
+	// same one, so that one thing's messages keep their order while the
+	// database commits many things' at once.
+	workers := make([]chan amqp.Delivery, l.cfg.Workers)
+	acks := newAcker(ch, l.cfg.Prefetch)
+	ackerDone := make(chan struct{})
+	go func() { defer close(ackerDone); acks.run() }()
+	var wg sync.WaitGroup
+	for i := range workers {
+		workers[i] = make(chan amqp.Delivery, 4)
+		wg.Add(1)
+		go func(in <-chan amqp.Delivery) {
+			defer wg.Done()
+			for d := range in {
+				l.handle(ctx, ch, acks, d)
+			}
+		}(workers[i])
+	}
+	defer func() {
+		for _, w := range workers {
+			close(w)
+		}
+		wg.Wait()
+		close(acks.tags)
+		<-ackerDone
+	}()
 	l.connected.Store(true)
 	l.log.Info("DMF broker connected", "queue", l.cfg.Queue)
 	l.Wake()
@@ -240,7 +271,9 @@ func (l *Link) session(ctx context.Context) error {
 			if !ok {
 				return errors.New("the consumer was cancelled")
 			}
-			l.handle(ctx, ch, d)
+			h := fnv.New32a()
+			h.Write([]byte(header(d, "tenant") + "/" + header(d, "thingId")))
+			workers[h.Sum32()%uint32(len(workers))] <- d
 		}
 	}
 }

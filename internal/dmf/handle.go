@@ -39,7 +39,7 @@ func header(d amqp.Delivery, name string) string {
 // change committed (or when it changed nothing), dead-lettered with the
 // reason when it can never be processed, requeued after a pause when the
 // server could not process it now.
-func (l *Link) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
+func (l *Link) handle(ctx context.Context, ch *amqp.Channel, acks *acker, d amqp.Delivery) {
 	err := l.process(ctx, ch, d)
 	kind := header(d, "type")
 	if t := header(d, "topic"); t != "" {
@@ -54,15 +54,16 @@ func (l *Link) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
 	switch {
 	case err == nil:
 		l.count("in", kind, "processed")
-		d.Ack(false)
+		acks.tags <- settled{tag: d.DeliveryTag, ack: true}
 	case errors.As(err, &b):
 		l.count("in", kind, "deadlettered")
 		l.log.Warn("DMF message dead-lettered", "reason", b.reason, "type", header(d, "type"), "thingId", header(d, "thingId"))
 		if derr := l.deadLetter(ctx, ch, d, b.reason); derr != nil {
 			d.Nack(false, false) // the queue's own dead-letter exchange, without our reason
+			acks.tags <- settled{tag: d.DeliveryTag}
 			return
 		}
-		d.Ack(false)
+		acks.tags <- settled{tag: d.DeliveryTag, ack: true}
 	default:
 		l.count("in", kind, "requeued")
 		l.log.Error("DMF message not processed; it will be redelivered", "type", header(d, "type"), "err", err)
@@ -71,6 +72,7 @@ func (l *Link) handle(ctx context.Context, ch *amqp.Channel, d amqp.Delivery) {
 		case <-time.After(time.Second):
 		}
 		d.Nack(false, true)
+		acks.tags <- settled{tag: d.DeliveryTag}
 	}
 }
 
