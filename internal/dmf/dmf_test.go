@@ -14,7 +14,9 @@ import (
 
 	"github.com/flotilla-ota/flotilla/internal/dmf"
 	"github.com/flotilla-ota/flotilla/internal/dmf/dmfclient"
+	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 	"github.com/flotilla-ota/flotilla/updater"
 )
 
@@ -314,4 +316,51 @@ func TestSupersedingAssignmentIsOneMultiAction(t *testing.T) {
 	f.quiet("thing-s", time.Second) // the new action was told already
 	f.gw.Status(bg, "default", "thing-s", dep.ID, dmf.StatusFinished)
 	f.s.API.WaitDeployment("thing-s", dep.ID, 10*time.Second, "succeeded")
+}
+
+// TestTenantLinkTakesOnlyItsTenant: a link given a tenant (its own
+// virtual host and credentials) registers that tenant's things and
+// dead-letters messages naming another.
+func TestTenantLinkTakesOnlyItsTenant(t *testing.T) {
+	url := testtool.RabbitMQ(t)
+	n := newNames(t, url)
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+		cfg := n.config(url)
+		cfg.Tenant, cfg.Name = "acme", "acme"
+		c.DMF = []dmf.Config{cfg}
+	}))
+	s.API.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"}, nil)
+	waitLinked(t, s)
+	gw, err := dmfclient.Dial(url, n.exchange, n.reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	gw.Created(bg, "default", "intruder", "", nil)
+	gw.Created(bg, "ACME", "thing-1", "", nil)
+	servertest.Eventually(t, 10*time.Second, func() error {
+		var d struct{ DMF *struct{ Link string } }
+		if code, b := s.API.Do("GET", "/api/v1/devices/thing-1?tenant=acme", nil); code != 200 {
+			return fmt.Errorf("acme's thing-1: %d %s", code, b)
+		} else if json.Unmarshal(b, &d); d.DMF == nil || d.DMF.Link != "acme" {
+			return fmt.Errorf("acme's thing-1: %s", b)
+		}
+		return nil
+	})
+	if code, _ := s.API.Do("GET", "/api/v1/devices/intruder", nil); code != 404 {
+		t.Fatalf("a message for tenant default over acme's link registered a device: %d", code)
+	}
+	conn, _ := amqp.Dial(url)
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	servertest.Eventually(t, 10*time.Second, func() error {
+		d, ok, err := ch.Get(n.deadletter, true)
+		if err != nil || !ok {
+			return fmt.Errorf("nothing dead-lettered yet (%v)", err)
+		}
+		if r, _ := d.Headers["x-flotilla-reason"].(string); !strings.Contains(r, `tenant "default" is not served on this link`) {
+			return fmt.Errorf("reason %q", r)
+		}
+		return nil
+	})
 }

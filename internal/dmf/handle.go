@@ -218,17 +218,35 @@ func feedbackFor(s ActionStatus) (f flotilla.Feedback, cancel bool, err error) {
 	return f, cancel, nil
 }
 
+// parseStatus reads an UPDATE_ACTION_STATUS body into the feedback it
+// means; a *badMessage when it cannot.
+func parseStatus(body []byte) (ActionStatus, flotilla.Feedback, bool, error) {
+	var s ActionStatus
+	if err := json.Unmarshal(body, &s); err != nil {
+		return s, flotilla.Feedback{}, false, bad("body is not the expected JSON: %v", err)
+	}
+	if s.ActionID <= 0 {
+		return s, flotilla.Feedback{}, false, bad("actionId is missing")
+	}
+	f, cancel, err := feedbackFor(s)
+	if err == nil {
+		err = validFeedback(f)
+	}
+	return s, f, cancel, err
+}
+
+// validFeedback applies the checks every transport's feedback gets.
+func validFeedback(f flotilla.Feedback) error {
+	if err := flotilla.ValidateFeedback(f); err != nil {
+		return bad("status: %v", err)
+	}
+	return nil
+}
+
 // actionStatus applies a status. A status that arrives again (a
 // redelivery) or too late (the action already ended) changes nothing.
 func (l *Link) actionStatus(ctx context.Context, d amqp.Delivery, tenant, thing string) error {
-	var s ActionStatus
-	if err := decode(d, &s, false); err != nil {
-		return err
-	}
-	if s.ActionID <= 0 {
-		return bad("actionId is missing")
-	}
-	f, cancel, err := feedbackFor(s)
+	s, f, cancel, err := parseStatus(d.Body)
 	if err != nil {
 		return err
 	}

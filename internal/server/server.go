@@ -466,6 +466,13 @@ func (s *Server) Banner(w io.Writer, addr string) {
 	} else {
 		fmt.Fprintf(w, "  blob store    %s\n", s.Config.BlobDir)
 	}
+	for _, c := range s.Config.DMF {
+		serves := "every tenant"
+		if c.Tenant != "" {
+			serves = "tenant " + c.Tenant
+		}
+		fmt.Fprintf(w, "  DMF (AMQP)    %s, for %s\n", redactURL(c.URL), serves)
+	}
 	if s.AdminToken != "" {
 		fmt.Fprintf(w, "  admin token   %s\n", s.AdminToken)
 		fmt.Fprintf(w, "                (shown once; also saved to %s)\n", filepath.Join(s.Config.DataDir, "admin-token"))
