@@ -139,7 +139,7 @@ func runDMF(ctx context.Context, o opts) ([]result, error) {
 		for i := n; i < 2*n; i++ {
 			b, _ := json.Marshal(dmf.ActionStatus{ActionID: actions[i], ActionStatus: dmf.StatusRunning, Message: []string{fmt.Sprintf("step %d", step)}})
 			err := ch.PublishWithContext(ctx, exchange, "", false, false, amqp.Publishing{
-				Headers: amqp.Table{"type": "EVENT", "topic": "UPDATE_ACTION_STATUS", "tenant": "default", "thingId": deviceID(i)},
+				Headers:     amqp.Table{"type": "EVENT", "topic": "UPDATE_ACTION_STATUS", "tenant": "default", "thingId": deviceID(i)},
 				ContentType: "application/json", ReplyTo: reply, Body: b})
 			if err != nil {
 				stop()
