@@ -4,13 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/flotilla-ota/flotilla/internal/dmf"
 	"github.com/flotilla-ota/flotilla/internal/dmf/dmfclient"
@@ -24,20 +21,8 @@ import (
 // publishes the message from the outbox — exactly once.
 func TestDMFOutboxSurvivesServerKill(t *testing.T) {
 	broker := testtool.RabbitMQ(t)
-	id := fmt.Sprintf("%x", rand.Uint64())
-	exchange, queue, reply := "flotilla-kill."+id, "flotilla-kill-"+id, "flotilla-kill-gw-"+id
-	t.Cleanup(func() {
-		if conn, err := amqp.Dial(broker); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(queue, false, false, false)
-			ch.QueueDelete(queue+"_deadletter", false, false, false)
-			ch.QueueDelete(reply+".queue", false, false, false)
-			ch.ExchangeDelete(exchange, false, false)
-			ch.ExchangeDelete(queue+".deadletter", false, false)
-			ch.ExchangeDelete(reply, false, false)
-			conn.Close()
-		}
-	})
+	names := testtool.NewAMQPNames(t, broker, "flotilla-kill")
+	exchange, queue, reply := names.Exchange, names.Queue, names.Reply
 	amqpURL := broker + "?" + url.Values{"queue": {queue}, "exchange": {exchange}}.Encode()
 	dir := t.TempDir()
 	srv := startServerProc(t, dir, "--amqp-url", amqpURL)

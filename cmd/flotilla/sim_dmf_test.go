@@ -4,12 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/flotilla-ota/flotilla/internal/dmf"
 	"github.com/flotilla-ota/flotilla/internal/server"
@@ -22,18 +19,8 @@ import (
 // of them failing as dealt) and the tally matches the server's counts.
 func TestSimDMF(t *testing.T) {
 	broker := testtool.RabbitMQ(t)
-	id := fmt.Sprintf("%x", rand.Uint64())
-	exchange, queue := "flotilla-sim."+id, "flotilla-sim-"+id
-	t.Cleanup(func() {
-		if conn, err := amqp.Dial(broker); err == nil {
-			ch, _ := conn.Channel()
-			ch.QueueDelete(queue, false, false, false)
-			ch.QueueDelete(queue+"_deadletter", false, false, false)
-			ch.ExchangeDelete(exchange, false, false)
-			ch.ExchangeDelete(queue+".deadletter", false, false)
-			conn.Close()
-		}
-	})
+	names := testtool.NewAMQPNames(t, broker, "flotilla-sim")
+	exchange, queue := names.Exchange, names.Queue
 	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
 		c.DMF = []dmf.Config{{URL: broker, Exchange: exchange, Queue: queue, Poll: 200 * time.Millisecond}}
 		c.SchedulerTick = 100 * time.Millisecond

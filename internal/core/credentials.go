@@ -33,7 +33,17 @@ func (c *Core) newNodeToken(tenant, id string) (sealed, plain string) {
 // DeviceToken returns d's DDI token for a caller holding devices:tokens,
 // and "" for anyone else or when none is kept.
 func (c *Core) DeviceToken(p Principal, d flotilla.Device) string {
-	if !p.Token.Has(flotilla.ScopeDevicesTokens) || d.TokenSealed == "" {
+	if !p.Token.Has(flotilla.ScopeDevicesTokens) {
+		return ""
+	}
+	return c.DeviceSecret(d)
+}
+
+// DeviceSecret is a device's DDI token, for callers entitled to it and the
+// server's own messages to the device (DMF's targetSecurityToken); "" when
+// none is kept.
+func (c *Core) DeviceSecret(d flotilla.Device) string {
+	if d.TokenSealed == "" {
 		return ""
 	}
 	plain, err := c.Config.Secrets.Open(d.TokenSealed, deviceTokenContext(d.Tenant, d.ID))

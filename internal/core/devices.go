@@ -331,6 +331,11 @@ func (c *Core) DeleteDevice(ctx context.Context, p Principal, tenant, id string)
 	if err := p.Require(flotilla.ScopeDevicesWrite); err != nil {
 		return err
 	}
+	return c.deleteDevice(ctx, tenant, id)
+}
+
+// deleteDevice removes the device and makes every cache forget it.
+func (c *Core) deleteDevice(ctx context.Context, tenant, id string) error {
 	if err := c.Store.DeleteDevice(ctx, tenant, id); err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/flotilla-ota/flotilla"
-	"github.com/flotilla-ota/flotilla/internal/events"
 	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
@@ -61,27 +60,7 @@ func (c *Core) RemoveDMFDevice(ctx context.Context, tenant, id string) error {
 	if err := c.Store.SetDeviceDMF(ctx, tenant, id, "", ""); err != nil {
 		return err
 	}
-	if err := c.Store.DeleteDevice(ctx, tenant, id); err != nil {
-		return err
-	}
-	c.ForgetDeviceAuth()
-	c.InvalidateDevice(tenant, id)
-	c.publishDevice(events.TypeDeviceDeleted, flotilla.Device{Tenant: tenant, ID: id})
-	return nil
-}
-
-// DeviceSecret is a device's DDI token, for the server's own messages to
-// it (DMF's targetSecurityToken); "" when none is kept.
-func (c *Core) DeviceSecret(d flotilla.Device) string {
-	if d.TokenSealed == "" {
-		return ""
-	}
-	plain, err := c.Config.Secrets.Open(d.TokenSealed, deviceTokenContext(d.Tenant, d.ID))
-	if err != nil {
-		c.Log.Error("a sealed device token does not open; was the secret key changed?", "device", d.ID, "err", err)
-		return ""
-	}
-	return plain
+	return c.deleteDevice(ctx, tenant, id)
 }
 
 // MarkRetrieved records that a DMF device was sent its action, the

@@ -44,7 +44,7 @@ func TestRolloutWithDMFAndDDIDevices(t *testing.T) {
 		f.create(id, map[string]string{"hw": "rev2"})
 		f.s.API.Must(200, "PATCH", "/api/v1/devices/"+id, map[string]any{"labels": map[string]string{"fleet": "mixed"}}, nil)
 	}
-	if d := f.device("thing-1"); d.DMF == nil || d.DMF.Exchange != f.n.reply || d.Attributes["hw"] != "rev2" {
+	if d := f.device("thing-1"); d.DMF == nil || d.DMF.Exchange != f.n.Reply || d.Attributes["hw"] != "rev2" {
 		t.Fatalf("thing-1 after THING_CREATED: %+v", d)
 	}
 	dir := t.TempDir()
@@ -255,7 +255,7 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 	reasons := []string{}
 	servertest.Eventually(t, 15*time.Second, func() error {
 		for {
-			d, ok, err := ch.Get(f.n.deadletter, true)
+			d, ok, err := ch.Get(f.n.DeadLetter, true)
 			if err != nil || !ok {
 				break
 			}
@@ -325,13 +325,13 @@ func TestTenantLinkTakesOnlyItsTenant(t *testing.T) {
 	url := testtool.RabbitMQ(t)
 	n := newNames(t, url)
 	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
-		cfg := n.config(url)
+		cfg := config(n, url)
 		cfg.Tenant, cfg.Name = "acme", "acme"
 		c.DMF = []dmf.Config{cfg}
 	}))
 	s.API.Must(201, "POST", "/api/v1/tenants", map[string]any{"name": "acme"}, nil)
 	waitLinked(t, s)
-	gw, err := dmfclient.Dial(url, n.exchange, n.reply)
+	gw, err := dmfclient.Dial(url, n.Exchange, n.Reply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestTenantLinkTakesOnlyItsTenant(t *testing.T) {
 	defer conn.Close()
 	ch, _ := conn.Channel()
 	servertest.Eventually(t, 10*time.Second, func() error {
-		d, ok, err := ch.Get(n.deadletter, true)
+		d, ok, err := ch.Get(n.DeadLetter, true)
 		if err != nil || !ok {
 			return fmt.Errorf("nothing dead-lettered yet (%v)", err)
 		}

@@ -7,13 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/flotilla-ota/flotilla/internal/dmf"
 	"github.com/flotilla-ota/flotilla/internal/dmf/dmfclient"
@@ -22,35 +19,12 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/testtool"
 )
 
-// names are one test's queue and exchanges on the shared broker, so that
-// tests running side by side do not read each other's messages.
-type names struct{ exchange, queue, deadletter, reply string }
+type names = testtool.AMQPNames
 
-func newNames(t *testing.T, url string) names {
-	id := fmt.Sprintf("%x", rand.Uint64())
-	n := names{exchange: "flotilla-test." + id + ".exchange", queue: "flotilla-test-" + id, deadletter: "flotilla-test-" + id + "_deadletter", reply: "flotilla-test-gw-" + id}
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		ch.QueueDelete(n.queue, false, false, false)
-		ch.QueueDelete(n.deadletter, false, false, false)
-		ch.QueueDelete(n.reply+".queue", false, false, false)
-		for _, x := range []string{n.exchange, n.queue + ".deadletter", n.reply} {
-			ch.ExchangeDelete(x, false, false)
-		}
-	})
-	return n
-}
+func newNames(t *testing.T, url string) names { return testtool.NewAMQPNames(t, url, "flotilla-test") }
 
-func (n names) config(url string) dmf.Config {
-	return dmf.Config{URL: url, Exchange: n.exchange, Queue: n.queue, Poll: 200 * time.Millisecond}
+func config(n names, url string) dmf.Config {
+	return dmf.Config{URL: url, Exchange: n.Exchange, Queue: n.Queue, Poll: 200 * time.Millisecond}
 }
 
 // fixture is a server with a DMF link and a gateway on the same broker.
@@ -67,12 +41,12 @@ func start(t *testing.T, opts ...servertest.Option) *fixture {
 	url := testtool.RabbitMQ(t)
 	n := newNames(t, url)
 	opts = append([]servertest.Option{servertest.WithConfig(func(c *server.Config) {
-		c.DMF = []dmf.Config{n.config(url)}
+		c.DMF = []dmf.Config{config(n, url)}
 		c.SchedulerTick = 100 * time.Millisecond
 	})}, opts...)
 	s := servertest.Start(t, opts...)
 	waitLinked(t, s)
-	gw, err := dmfclient.Dial(url, n.exchange, n.reply)
+	gw, err := dmfclient.Dial(url, n.Exchange, n.Reply)
 	if err != nil {
 		t.Fatal(err)
 	}

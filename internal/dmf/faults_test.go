@@ -47,7 +47,7 @@ func TestBrokerRestartMidRollout(t *testing.T) {
 	b := testtool.StartBroker(t)
 	n := newNames(t, b.URL)
 	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
-		c.DMF = []dmf.Config{n.config(b.URL)}
+		c.DMF = []dmf.Config{config(n, b.URL)}
 		c.SchedulerTick = 100 * time.Millisecond
 	}))
 	waitLinked(t, s)
@@ -55,7 +55,7 @@ func TestBrokerRestartMidRollout(t *testing.T) {
 
 	// The gateway reconnects after the restart, as real ones do.
 	var mu sync.Mutex
-	gw, err := dmfclient.Dial(b.URL, n.exchange, n.reply)
+	gw, err := dmfclient.Dial(b.URL, n.Exchange, n.Reply)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestBrokerRestartMidRollout(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		for t.Context().Err() == nil {
-			if g, err := dmfclient.Dial(b.URL, n.exchange, n.reply); err == nil {
+			if g, err := dmfclient.Dial(b.URL, n.Exchange, n.Reply); err == nil {
 				mu.Lock()
 				gw = g
 				mu.Unlock()
@@ -169,14 +169,14 @@ func TestTwoReplicasShareTheQueue(t *testing.T) {
 	replica := func(id string) *servertest.Server {
 		return servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
 			c.DatabaseURL, c.BlobDir, c.ReplicaID = dsn, blobs, id
-			c.DMF = []dmf.Config{n.config(url)}
+			c.DMF = []dmf.Config{config(n, url)}
 			c.SchedulerTick = 100 * time.Millisecond
 		}))
 	}
 	a, b := replica("replica-a"), replica("replica-b")
 	waitLinked(t, a)
 	waitLinked(t, b)
-	gw, err := dmfclient.Dial(url, n.exchange, n.reply)
+	gw, err := dmfclient.Dial(url, n.Exchange, n.Reply)
 	if err != nil {
 		t.Fatal(err)
 	}

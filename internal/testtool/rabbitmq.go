@@ -2,6 +2,7 @@ package testtool
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // RabbitMQ returns the URL of the RabbitMQ the DMF tests use
@@ -117,4 +120,35 @@ func (b *Broker) Stop() {
 		<-done
 	}
 	b.cmd = nil
+}
+
+// AMQPNames are one test's queue and exchanges on a shared broker, so that
+// tests running side by side do not read each other's messages: the
+// server's exchange and queue (and its dead-letter queue), and a
+// gateway's reply exchange (its queue is Reply + ".queue").
+type AMQPNames struct{ Exchange, Queue, DeadLetter, Reply string }
+
+// NewAMQPNames makes fresh names and deletes what was declared under them
+// when the test ends.
+func NewAMQPNames(t testing.TB, url, prefix string) AMQPNames {
+	id := fmt.Sprintf("%x", rand.Uint64())
+	n := AMQPNames{Exchange: prefix + "." + id + ".exchange", Queue: prefix + "-" + id, DeadLetter: prefix + "-" + id + "_deadletter", Reply: prefix + "-gw-" + id}
+	t.Cleanup(func() {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		for _, q := range []string{n.Queue, n.DeadLetter, n.Reply + ".queue"} {
+			ch.QueueDelete(q, false, false, false)
+		}
+		for _, x := range []string{n.Exchange, n.Queue + ".deadletter", n.Reply} {
+			ch.ExchangeDelete(x, false, false)
+		}
+	})
+	return n
 }
