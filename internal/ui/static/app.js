@@ -314,7 +314,8 @@ async function deviceDetail(id) {
   app.innerHTML = `<h1 id="device-page">${esc(d.id)} ${pill(d.status)}</h1>
     <div class="cards"><div class="card"><div class="muted">Version</div><div class="n">${esc(d.version || '—')}</div></div>
     <div class="card"><div class="muted">Last seen</div><div>${fmtTime(d.last_seen_at)}</div></div>
-    ${d.address ? `<div class="card"><div class="muted">Push address</div><div class="mono">${esc(d.address)}</div></div>` : ''}</div>
+    ${d.address ? `<div class="card"><div class="muted">Push address</div><div class="mono">${esc(d.address)}</div></div>` : ''}
+    ${d.dmf ? `<div class="card" id="device-dmf"><div class="muted">Reached over DMF (AMQP)</div><div class="mono">${esc(d.dmf.exchange)}</div><div class="muted">link ${esc(d.dmf.link)}</div></div>` : ''}</div>
     <h2>Labels</h2><table>${kv(d.labels)}</table>
     <h2>Attributes</h2><table>${kv(d.attributes)}</table>
     <h2>Assign an update</h2>
