@@ -67,6 +67,9 @@ type DevicePatch struct {
 	NodeTokenSealed *string
 	Name            *string
 	Description     *string
+	// AttributesRequested sets whether the device is asked to upload its
+	// attributes (DDI configData).
+	AttributesRequested *bool
 }
 
 // FleetSummary is what the dashboard shows about the fleet.

@@ -78,6 +78,7 @@ type Core struct {
 	seen       seenBatch
 	channels   channelCache
 	quota      quotaState
+	tenants    tenantCache
 }
 
 // Hooks are how the rest of a running server reacts to what the core

@@ -262,13 +262,14 @@ func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) erro
 // or a device deleted, here and (through the hooks) on other replicas.
 func (c *Core) ForgetDeviceAuth() {
 	c.deviceAuth.flush()
+	c.tenants.flush()
 	if h := c.hooks.ForgetAuth; h != nil {
 		h()
 	}
 }
 
 // ForgetDeviceAuthLocal drops this replica's cached authentications only.
-func (c *Core) ForgetDeviceAuthLocal() { c.deviceAuth.flush() }
+func (c *Core) ForgetDeviceAuthLocal() { c.deviceAuth.flush(); c.tenants.flush() }
 
 // DeviceView is what a device's poll answer is computed from.
 type DeviceView struct {
@@ -293,7 +294,7 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 	if err != nil {
 		return DeviceView{}, err
 	}
-	t, err := c.Store.GetTenant(ctx, id.Tenant)
+	t, err := c.cachedTenant(ctx, id.Tenant)
 	if err != nil {
 		return DeviceView{}, err
 	}
@@ -441,11 +442,20 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	if v, ok := data["version"]; ok && mode != "remove" {
 		patch.Version = &v
 	}
-	nd, err := c.Store.UpdateDevice(ctx, id.Tenant, id.DeviceID, patch, c.Now())
+	requested, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
 	if err != nil {
 		return err
 	}
-	if err := c.Store.SetAttributesRequested(ctx, id.Tenant, id.DeviceID, false); err != nil {
+	// The same attributes again (as after every update) cost no write.
+	same := maps.Equal(attrs, d.Attributes) && (patch.Labels == nil || maps.Equal(*patch.Labels, d.Labels)) &&
+		(patch.Version == nil || *patch.Version == d.Version)
+	if same && !requested {
+		return nil
+	}
+	no := false
+	patch.AttributesRequested = &no
+	nd, err := c.Store.UpdateDevice(ctx, id.Tenant, id.DeviceID, patch, c.Now())
+	if err != nil {
 		return err
 	}
 	c.InvalidateDevice(id.Tenant, id.DeviceID)

@@ -351,6 +351,19 @@ func TestConfigData(t *testing.T) {
 	if len(dev.Attributes) != 1 || dev.Attributes["only"] != "this" {
 		t.Fatalf("replace = %+v", dev.Attributes)
 	}
+	// The same attributes again, unasked, write nothing.
+	var before, after struct {
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	s.API.Must(200, "GET", "/api/v1/devices/dev-1", nil, &before)
+	s.Clock().Advance(time.Minute)
+	if c := put(`{"mode":"merge","data":{"only":"this"}}`); c != 200 {
+		t.Fatalf("configData again = %d", c)
+	}
+	s.API.Must(200, "GET", "/api/v1/devices/dev-1", nil, &after)
+	if !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Fatalf("unchanged attributes rewrote the device (updated_at %v -> %v)", before.UpdatedAt, after.UpdatedAt)
+	}
 	for _, bad := range []string{`{"mode":"append","data":{}}`, `{"data":{"a":{"b":1}}}`, `{"mode":"merge"}`, `{"data":{"label.bad key":"x"}}`} {
 		if c := put(bad); c != 400 {
 			t.Errorf("configData %s = %d, want 400", bad, c)

@@ -108,6 +108,9 @@ func (s *Store) UpdateDevice(_ context.Context, tenant, id string, p flotilla.De
 	if p.Version != nil {
 		d.Version = *p.Version
 	}
+	if p.AttributesRequested != nil {
+		s.attrs[key(tenant, id)] = *p.AttributesRequested
+	}
 	d.UpdatedAt = now
 	s.devices[key(tenant, id)] = d
 	return d, nil

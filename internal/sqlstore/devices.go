@@ -217,10 +217,15 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 			d.Description = *p.Description
 		}
 		d.UpdatedAt = now
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?
+		var attrsRequested any // NULL: unchanged
+		if p.AttributesRequested != nil {
+			attrsRequested = boolInt(*p.AttributesRequested)
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?,
+			attrs_requested = COALESCE(?, attrs_requested)
 			WHERE tenant = ? AND id = ?`),
 			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
-			ts(now), d.Name, d.Description, tenant, id)
+			ts(now), d.Name, d.Description, attrsRequested, tenant, id)
 		out = d
 		return s.wrap("update device", err)
 	})

@@ -245,14 +245,29 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 	}
 	defer rows.Close()
 	var out []rollout.Member
+	// Fleets repeat the same few label sets: decode and match each once
+	// (members share the read-only map).
+	type decided struct {
+		labels map[string]string
+		match  bool
+	}
+	seen := map[string]decided{}
 	for rows.Next() {
-		var id, labels string
+		var id string
+		var labels sql.RawBytes
 		if err := rows.Scan(&id, &labels); err != nil {
 			return nil, s.wrap("rollout members", err)
 		}
-		m := decodeMap(labels)
-		if sel.Matches(m) {
-			out = append(out, rollout.Member{ID: id, Labels: m})
+		d, ok := seen[string(labels)]
+		if !ok {
+			m := decodeMap(string(labels))
+			d = decided{labels: m, match: sel.Matches(m)}
+			if len(seen) < 100_000 {
+				seen[string(labels)] = d
+			}
+		}
+		if d.match {
+			out = append(out, rollout.Member{ID: id, Labels: d.labels})
 		}
 	}
 	return out, s.wrap("rollout members", rows.Err())
