@@ -22,10 +22,12 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 	if _, err := c.Store.GetTenant(ctx, tenant); err != nil {
 		return flotilla.Device{}, err
 	}
+	created := false
 	if _, err := c.Store.GetDevice(ctx, tenant, id); flotilla.IsCode(err, flotilla.ENotFound) {
 		if err := c.registerDevice(ctx, tenant, id); err != nil {
 			return flotilla.Device{}, err
 		}
+		created = true
 	} else if err != nil {
 		return flotilla.Device{}, err
 	}
@@ -38,6 +40,12 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 		}
 	}
 	c.MarkSeen(tenant, id)
+	if created {
+		// Whatever was assigned since the device was registered a moment
+		// ago has its own message in the outbox; telling it again would
+		// send the same action twice.
+		return c.Store.GetDevice(ctx, tenant, id)
+	}
 	open, _, err := c.Store.DeviceActions(ctx, tenant, id)
 	if err != nil {
 		return flotilla.Device{}, err

@@ -1,0 +1,210 @@
+package sqlstore
+
+// Choosing a rollout's devices, writing its waves and deployments, and
+// starting it: the bulk work done once per rollout.
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/label"
+	"github.com/flotilla-ota/flotilla/rollout"
+)
+
+// RolloutMembers implements store.Rollouts.
+func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector string) ([]rollout.Member, error) {
+	defer s.observe("rollout members", time.Now())
+	sel, err := label.Parse(selector)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
+	if err != nil {
+		return nil, s.wrap("rollout members", err)
+	}
+	defer rows.Close()
+	var out []rollout.Member
+	// Fleets repeat the same few label sets: decode and match each once
+	// (members share the read-only map).
+	type decided struct {
+		labels map[string]string
+		match  bool
+	}
+	seen := map[string]decided{}
+	for rows.Next() {
+		var id string
+		var labels sql.RawBytes
+		if err := rows.Scan(&id, &labels); err != nil {
+			return nil, s.wrap("rollout members", err)
+		}
+		d, ok := seen[string(labels)]
+		if !ok {
+			m := decodeMap(string(labels))
+			d = decided{labels: m, match: sel.Matches(m)}
+			if len(seen) < 100_000 {
+				seen[string(labels)] = d
+			}
+		}
+		if d.match {
+			out = append(out, rollout.Member{ID: id, Labels: d.labels})
+		}
+	}
+	return out, s.wrap("rollout members", rows.Err())
+}
+
+// MaterializeRollout implements store.Rollouts.
+func (s *Store) MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error {
+	return s.inTx(ctx, "materialize rollout", func(tx *Tx) error {
+		r, err := s.getRollout(ctx, tx, "", id)
+		if err != nil {
+			return err
+		}
+		if r.Status != flotilla.RolloutCreating {
+			return flotilla.Errorf(flotilla.EConflict, "rollout %s is %s, not creating", id, r.Status)
+		}
+		for _, q := range []string{`DELETE FROM rollout_devices WHERE rollout_id = ?`, `DELETE FROM rollout_waves WHERE rollout_id = ?`} {
+			if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
+				return s.wrap("materialize rollout", err)
+			}
+		}
+		if s.d.ArrayParams {
+			// One statement for the whole membership.
+			waves := make([]int64, len(assign))
+			for i, w := range assign {
+				waves[i] = int64(w)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_devices (rollout_id, device_id, wave) SELECT $1, m.d, m.w FROM unnest($2::text[], $3::bigint[]) AS m(d, w)`,
+				id, members, waves); err != nil {
+				return s.wrap("materialize rollout", err)
+			}
+		}
+		for start := 0; start < len(members) && !s.d.ArrayParams; start += chunk {
+			end := min(start+chunk, len(members))
+			var b strings.Builder
+			args := make([]any, 0, (end-start)*3)
+			b.WriteString(`INSERT INTO rollout_devices (rollout_id, device_id, wave) VALUES `)
+			for i := start; i < end; i++ {
+				if i > start {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?, ?, ?)")
+				args = append(args, id, members[i], assign[i])
+			}
+			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+				return s.wrap("materialize rollout", err)
+			}
+		}
+		for _, w := range waves {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO rollout_waves (rollout_id, idx, name, size, status) VALUES (?, ?, ?, ?, ?)`),
+				id, w.Index, w.Name, w.Size, string(flotilla.WaveScheduled)); err != nil {
+				return s.wrap("materialize rollout", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'ready', total = ?, updated_at = ?, version = version + 1 WHERE id = ?`), len(members), ts(now), id)
+		return s.wrap("materialize rollout", err)
+	})
+}
+
+// StartRollout implements store.Rollouts.
+func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Time) ([]store.Superseded, error) {
+	var sup []store.Superseded
+	err := s.inTx(ctx, "start rollout", func(tx *Tx) error {
+		r, err := s.getRollout(ctx, tx, tenant, id)
+		if err != nil {
+			return err
+		}
+		if r.Status != flotilla.RolloutReady {
+			return flotilla.Errorf(flotilla.EConflict, "rollout %s is %s; only a ready rollout can start", id, r.Status)
+		}
+		if sup, err = s.supersedeForRollout(ctx, tx, r, now); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
+			type, force_at, maint_window, delivery, state, created_at, updated_at)
+			SELECT ?, rd.device_id, ?, ?, ?, rd.rollout_id, rd.wave, 1, ?, ?, ?, ?, 'scheduled', ?, ?
+			FROM rollout_devices rd JOIN devices dv ON dv.tenant = ? AND dv.id = rd.device_id
+			WHERE rd.rollout_id = ?`),
+			r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
+			r.Delivery, ts(now), ts(now), r.Tenant, id)
+		if err != nil {
+			return s.wrap("start rollout", err)
+		}
+		// The "scheduled" history entry of each deployment is implied by its
+		// creation (see withScheduled), not written here.
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'running', started_at = ?, updated_at = ?, reason = '', version = version + 1 WHERE id = ?`),
+			ts(now), ts(now), id)
+		return s.wrap("start rollout", err)
+	})
+	return sup, err
+}
+
+// supersedeForRollout moves the open deployments of a rollout's devices out
+// of the way, as supersede does for one device.
+func (s *Store) supersedeForRollout(ctx context.Context, tx *Tx, r flotilla.Rollout, now time.Time) ([]store.Superseded, error) {
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT d.id, d.device_id, d.state, d.retrieved_at, d.rollout_id FROM deployments d
+		JOIN rollout_devices rd ON rd.rollout_id = ? AND rd.device_id = d.device_id
+		WHERE d.tenant = ? AND d.state IN `+openStates+` AND d.state <> 'cancel_requested'`), r.ID, r.Tenant)
+	if err != nil {
+		return nil, s.wrap("supersede", err)
+	}
+	var out []store.Superseded
+	var cancel, ask []int64
+	for rows.Next() {
+		var id int64
+		var dev, st string
+		var retrieved sql.NullInt64
+		var rollout sql.NullString
+		if err := rows.Scan(&id, &dev, &st, &retrieved, &rollout); err != nil {
+			rows.Close()
+			return nil, s.wrap("supersede", err)
+		}
+		to := flotilla.CancelOutcome(flotilla.DeploymentState(st), retrieved.Valid)
+		switch to {
+		case flotilla.StateCanceled:
+			cancel = append(cancel, id)
+		case flotilla.StateCancelRequested:
+			ask = append(ask, id)
+		default:
+			continue
+		}
+		out = append(out, store.Superseded{ID: id, DeviceID: dev, RolloutID: rollout.String, State: to})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("supersede", err)
+	}
+	why := "superseded by rollout " + r.Name
+	if err := s.cancelIDs(ctx, tx, cancel, ask, now, why); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// cancelIDs cancels deployments on the server (cancel) or asks their
+// devices to (ask), with history.
+func (s *Store) cancelIDs(ctx context.Context, q querier, cancel, ask []int64, now time.Time, why string) error {
+	err := eachChunk(cancel, func(part []int64) error {
+		_, err := q.ExecContext(ctx, s.q(`UPDATE deployments SET state = 'canceled', updated_at = ?, finished_at = ?, message = ? WHERE id IN (`+placeholders(len(part))+`)`),
+			append([]any{ts(now), ts(now), why}, int64Args(part)...)...)
+		return s.wrap("cancel deployments", err)
+	})
+	if err != nil {
+		return err
+	}
+	err = eachChunk(ask, func(part []int64) error {
+		_, err := q.ExecContext(ctx, s.q(`UPDATE deployments SET prev_state = state, state = 'cancel_requested', updated_at = ?, message = ? WHERE id IN (`+placeholders(len(part))+`)`),
+			append([]any{ts(now), why}, int64Args(part)...)...)
+		return s.wrap("cancel deployments", err)
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.bulkEvents(ctx, q, cancel, now, flotilla.StateCanceled, []string{why}, "server"); err != nil {
+		return err
+	}
+	return s.bulkEvents(ctx, q, ask, now, flotilla.StateCancelRequested, []string{why}, "server")
+}
