@@ -115,6 +115,11 @@ func (s *Scheduler) Wake(id string) {
 func (s *Scheduler) Run(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Tick)
 	defer tick.Stop()
+	// Wakeups wait at least the debounce, and four times what the last
+	// woken cycle took: a rollout whose snapshot is expensive (tens of
+	// thousands of devices finishing) is looked at a few times a second,
+	// not after every device, so planning takes at most a fifth of a core.
+	var last time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -122,8 +127,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 		case <-tick.C:
 			s.Cycle(ctx)
 		case <-s.wake:
+			wait := max(s.cfg.Debounce, min(4*last, time.Second))
 			select {
-			case <-time.After(s.cfg.Debounce):
+			case <-time.After(wait):
 			case <-ctx.Done():
 				return
 			}
@@ -131,7 +137,9 @@ func (s *Scheduler) Run(ctx context.Context) {
 			ids := s.pending
 			s.pending = map[string]bool{}
 			s.mu.Unlock()
+			start := time.Now()
 			s.cycleFor(ctx, ids)
+			last = time.Since(start)
 		}
 	}
 }
