@@ -187,6 +187,9 @@ func TestUIFailuresAndDeviceListInChromium(t *testing.T) {
 	if msg := eval(`document.querySelector('tr[data-failed="till-1"] .msg').textContent`); !strings.Contains(msg, "read-only") {
 		t.Fatalf("the failed device's row says %q, not its error", msg)
 	}
+	// The chips are drawn from the rollout's devices, fetched apart from
+	// the failures list: wait for them too.
+	step("the failed device's chip", chromedp.WaitVisible(`.dev.state-failed`))
 	if red := eval(`String(document.querySelectorAll('.dev.state-failed').length)`); red != "1" {
 		t.Fatalf("%s red chips, want 1", red)
 	}

@@ -110,6 +110,10 @@ function connectEvents(query = '') {
       // may be stale, so draw it again and say so.
       lost = false;
       route().then(() => toast('Reconnected to the server; the page was refreshed.'));
+    } else if (state.onEvent) {
+      // What changed between drawing the page and connecting came with no
+      // event: let the page look again.
+      state.onEvent({ type: 'snapshot' });
     }
   };
   es.onerror = () => {
@@ -490,6 +494,18 @@ async function rolloutDetail(id) {
         <td><span class="pill ${colour(d.state)}-soft">${esc(d.state)}</span></td><td class="msg">${esc(d.message || '')}</td><td class="hide-narrow">${fmtTime(d.updated_at)}</td></tr>`)
       .join('') || emptyRow(5, 'None: no device failed, was canceled or skipped.')}</table>`;
   };
+  // Chips follow events, and are redrawn on every refresh too: a device
+  // that changed before the event stream connected is not left stale.
+  const chips = async () => {
+    const d = await api('GET', `/api/v1/rollouts/${id}/devices?limit=1000`);
+    for (const x of d.items) {
+      const el = document.querySelector(`.dev[data-device="${CSS.escape(x.device_id)}"]`);
+      if (el) {
+        el.className = 'dev state-' + x.state;
+        el.title = `${x.device_id} · wave ${x.wave + 1} · ${x.state}`;
+      }
+    }
+  };
   const chart = async () => {
     const h = await api('GET', `/api/v1/rollouts/${id}/history?points=120`);
     drawChart(h);
@@ -507,7 +523,7 @@ async function rolloutDetail(id) {
     $('#runs').innerHTML = `<table><tr><th>Wave</th><th>Started</th><th>Ended</th><th class="hide-narrow">Counts</th><th>Why it ended</th></tr>${runs.items
       .map((x) => `<tr><td>${x.wave + 1}</td><td>${fmtTime(x.started_at)}</td><td>${fmtTime(x.ended_at)}</td><td class="hide-narrow mono">${esc(Object.entries(x.counts).map(([k, v]) => k + ' ' + v).join(' · '))}</td><td>${esc(x.reason || '')}</td></tr>`)
       .join('') || emptyRow(5, 'No wave has started yet.')}</table>`;
-    await Promise.all([attention(), chart()]);
+    await Promise.all([attention(), chart(), chips()]);
   };
   app.querySelectorAll('[data-op]').forEach((b) => (b.onclick = () => guard(async () => {
     if (b.dataset.op === 'abort' && !confirm('Abort this rollout?')) return;
