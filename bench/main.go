@@ -81,6 +81,7 @@ var scenarios = []scenario{
 	{"devicelist", runDeviceList},
 	{"signed", runSigned},
 	{"dmf", runDMF},
+	{"preview", runPreview},
 }
 
 func main() {

@@ -37,6 +37,7 @@ var Dialect = sqlstore.Dialect{
 	Numbered:    true,
 	ArrayParams: true,
 	ForUpdate:   " FOR UPDATE",
+	HashLabels:  true,
 	MaxParams:   65000,
 	IsUniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError

@@ -22,7 +22,25 @@ func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQu
 	if q.Selector.Empty() {
 		return s.devicePage(ctx, tenant, q, q.Limit)
 	}
-	ids, err := s.matchPage(ctx, tenant, q)
+	sets, how, err := s.matchSets(ctx, tenant, q.Selector)
+	if err != nil {
+		return nil, err
+	}
+	if how == allDevices {
+		return s.devicePage(ctx, tenant, q, q.Limit)
+	}
+	var in []int64
+	if how == inSets {
+		if len(sets) == 0 {
+			return nil, nil
+		}
+		if len(sets) <= chunk {
+			for _, ls := range sets {
+				in = append(in, ls.id)
+			}
+		}
+	}
+	ids, err := s.matchPage(ctx, tenant, q, in)
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
@@ -60,13 +78,18 @@ func (s *Store) ListDevices(ctx context.Context, tenant string, q store.DeviceQu
 }
 
 // matchPage returns the ids, in q's order, of the page of devices that
-// match q's selector.
-func (s *Store) matchPage(ctx context.Context, tenant string, q store.DeviceQuery) ([]string, error) {
+// match q's selector. Devices whose label set is not in sets are skipped
+// by the database when sets are given.
+func (s *Store) matchPage(ctx context.Context, tenant string, q store.DeviceQuery, sets []int64) ([]string, error) {
 	chunk := 1000
 	var ids []string
 	decided := map[string]bool{}
 	for {
-		query, args := deviceOrder(`id, labels, COALESCE(last_seen_at, 0), version`, tenant, q, chunk, labelPrefilter(q.Selector))
+		filter := labelPrefilter(q.Selector)
+		if sets != nil {
+			filter = nil
+		}
+		query, args := deviceOrder(`id, labels, COALESCE(last_seen_at, 0), version`, tenant, q, chunk, filter, sets)
 		rows, err := s.rd.QueryContext(ctx, s.q(query), args...)
 		if err != nil {
 			return nil, s.wrap("list devices", err)
@@ -152,7 +175,7 @@ func likeEscape(s string) string {
 // devicePage reads up to limit devices (0: all) in q's order after q's
 // cursor, without the selector.
 func (s *Store) devicePage(ctx context.Context, tenant string, q store.DeviceQuery, limit int) ([]flotilla.Device, error) {
-	query, args := deviceOrder(deviceCols, tenant, q, limit, nil)
+	query, args := deviceOrder(deviceCols, tenant, q, limit, nil, nil)
 	rows, err := s.rd.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, s.wrap("list devices", err)
@@ -171,9 +194,13 @@ func (s *Store) devicePage(ctx context.Context, tenant string, q store.DeviceQue
 
 // deviceOrder is the query for cols of up to limit (0: all) of the
 // tenant's devices in q's order after q's cursor, ignoring the selector
-// but for the conditions in filter.
-func deviceOrder(cols, tenant string, q store.DeviceQuery, limit int, filter []likeCond) (string, []any) {
+// but for the conditions in filter and the label sets in sets.
+func deviceOrder(cols, tenant string, q store.DeviceQuery, limit int, filter []likeCond, sets []int64) (string, []any) {
 	where, args := `tenant = ?`, []any{tenant}
+	if len(sets) > 0 {
+		where += ` AND label_set IN (` + placeholders(len(sets)) + `)`
+		args = append(args, int64Args(sets)...)
+	}
 	for _, f := range filter {
 		where += ` AND (` + strings.TrimSuffix(strings.Repeat(`labels LIKE ? ESCAPE '\' OR `, len(f)), ` OR `) + `)`
 		for _, p := range f {

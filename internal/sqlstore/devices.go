@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,10 +40,15 @@ func nullString(s string) any {
 
 // CreateDevice implements store.Devices.
 func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
-	_, err := s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
+	labels := encodeMap(d.Labels)
+	set, err := s.labelSetIDs(ctx, d.Tenant, []string{labels})
+	if err != nil {
+		return err
+	}
+	_, err = s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`, label_set) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.Tenant, d.ID, labels, encodeMap(d.Attributes), d.Version, d.Address,
 		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
-		nullString(d.DMFExchange), d.DMFLink)
+		nullString(d.DMFExchange), d.DMFLink, set[labels])
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}
@@ -51,22 +57,37 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 
 // CreateDevices implements store.Devices with multi-row INSERTs.
 func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
-	const per = 16
+	const per = 17
 	rowsPer := chunk / 5 // stay under both databases' parameter limits
+	labels := make([]string, len(ds))
+	byTenant := map[string][]string{}
+	for i, d := range ds {
+		labels[i] = encodeMap(d.Labels)
+		byTenant[d.Tenant] = append(byTenant[d.Tenant], labels[i])
+	}
+	sets := map[string]map[string]int64{}
+	for tenant, ls := range byTenant {
+		slices.Sort(ls)
+		ids, err := s.labelSetIDs(ctx, tenant, slices.Compact(ls))
+		if err != nil {
+			return err
+		}
+		sets[tenant] = ids
+	}
 	return s.inTx(ctx, "create devices", func(tx *Tx) error {
 		for len(ds) > 0 {
 			n := min(len(ds), rowsPer)
 			var b strings.Builder
-			b.WriteString(`INSERT INTO devices (` + deviceCols + `) VALUES `)
+			b.WriteString(`INSERT INTO devices (` + deviceCols + `, label_set) VALUES `)
 			args := make([]any, 0, n*per)
 			for i, d := range ds[:n] {
 				if i > 0 {
 					b.WriteByte(',')
 				}
 				b.WriteString("(" + placeholders(per) + ")")
-				args = append(args, d.Tenant, d.ID, encodeMap(d.Labels), encodeMap(d.Attributes), d.Version, d.Address,
+				args = append(args, d.Tenant, d.ID, labels[i], encodeMap(d.Attributes), d.Version, d.Address,
 					nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
-					nullString(d.DMFExchange), d.DMFLink)
+					nullString(d.DMFExchange), d.DMFLink, sets[d.Tenant][labels[i]])
 			}
 			if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
 				if err = s.wrap("create devices", err); flotilla.IsCode(err, flotilla.EConflict) {
@@ -74,7 +95,7 @@ func (s *Store) CreateDevices(ctx context.Context, ds []flotilla.Device) error {
 				}
 				return err
 			}
-			ds = ds[n:]
+			ds, labels = ds[n:], labels[n:]
 		}
 		return nil
 	})
@@ -143,6 +164,15 @@ func (s *Store) CountDevices(ctx context.Context, tenant string, sel label.Selec
 		err := s.rd.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM devices WHERE tenant = ?`), tenant).Scan(&n)
 		return n, s.wrap("count devices", err)
 	}
+	sets, how, err := s.matchSets(ctx, tenant, sel)
+	switch {
+	case err != nil:
+		return 0, err
+	case how == inSets:
+		return s.countInSets(ctx, tenant, sets)
+	case how == allDevices:
+		return s.CountDevices(ctx, tenant, label.Everything)
+	}
 	ids, err := s.matchDeviceIDs(ctx, s.rd, tenant, sel)
 	return len(ids), err
 }
@@ -180,6 +210,15 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 // UpdateDevice implements store.Devices.
 func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error) {
 	var out flotilla.Device
+	var set any // NULL: the labels are unchanged
+	if p.Labels != nil {
+		labels := encodeMap(*p.Labels)
+		ids, err := s.labelSetIDs(ctx, tenant, []string{labels})
+		if err != nil {
+			return out, err
+		}
+		set = ids[labels]
+	}
 	err := s.inTx(ctx, "update device", func(tx *Tx) error {
 		// Locked: a concurrent patch of other fields must not be lost.
 		d, err := scanDevice(tx.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id = ?`+s.d.ForUpdate), tenant, id))
@@ -222,10 +261,10 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 			attrsRequested = boolInt(*p.AttributesRequested)
 		}
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?,
-			attrs_requested = COALESCE(?, attrs_requested)
+			attrs_requested = COALESCE(?, attrs_requested), label_set = COALESCE(?, label_set)
 			WHERE tenant = ? AND id = ?`),
 			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
-			ts(now), d.Name, d.Description, attrsRequested, tenant, id)
+			ts(now), d.Name, d.Description, attrsRequested, set, tenant, id)
 		out = d
 		return s.wrap("update device", err)
 	})

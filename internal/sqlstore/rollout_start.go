@@ -22,6 +22,11 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 	if err != nil {
 		return nil, err
 	}
+	if sets, how, err := s.matchSets(ctx, tenant, sel); err != nil {
+		return nil, err
+	} else if how == inSets {
+		return s.membersInSets(ctx, tenant, sets)
+	}
 	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
 	if err != nil {
 		return nil, s.wrap("rollout members", err)

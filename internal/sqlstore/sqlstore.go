@@ -43,6 +43,9 @@ type Dialect struct {
 	// GroupCommit shares transactions between concurrent deployment
 	// updates, for databases with a single writer.
 	GroupCommit bool
+	// HashLabels: label sets are unique by md5(labels), not by the
+	// labels themselves (index entries are bounded, labels are not).
+	HashLabels bool
 	// ArrayParams: the driver passes Go slices as SQL arrays, so bulk
 	// inserts can be one INSERT ... SELECT FROM unnest(...).
 	ArrayParams bool
@@ -63,6 +66,7 @@ type Store struct {
 	queries sync.Map // query text with '?' -> dialect text
 	closers []func() error
 	full    atomic.Bool
+	sets    labelSetCache
 	// Observe, if set, receives every statement's latency by operation name.
 	Observe func(op string, d time.Duration)
 	// NotifyFinal, if set, gives a notice to send inside the transaction

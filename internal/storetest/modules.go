@@ -10,6 +10,7 @@ import (
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/sqlstore"
 	"github.com/flotilla-ota/flotilla/internal/store"
+	"github.com/flotilla-ota/flotilla/label"
 )
 
 func init() { extraTests["Modules"] = testModules }
@@ -153,6 +154,8 @@ func Upgrade(t *testing.T, db *sql.DB, migrations fs.FS, open func() store.Store
 		`INSERT INTO tenants (name, created_at) VALUES ('acme', 0)`,
 		`INSERT INTO artifacts (id, tenant, name, version, filename, type, size, sha256, sha1, md5, created_at) VALUES (41, 'acme', 'fw', '1.0.0', 'fw.bin', 'binary', 42, 'aaa', 's1', 'm5', 0)`,
 		`INSERT INTO artifacts (id, tenant, name, version, filename, type, size, sha256, sha1, md5, created_at) VALUES (42, 'acme', 'app', '3.0', 'app.json', 'oci-image', 9, 'bbb', 's2', 'm6', 0)`,
+		// Migration 014 indexes the label sets devices already have.
+		`INSERT INTO devices (tenant, id, labels, created_at, updated_at) VALUES ('acme', 'k1', '{"app":"kiosk"}', 0, 0), ('acme', 'k2', '{"app":"kiosk"}', 0, 0), ('acme', 'p1', '{"app":"pos"}', 0, 0)`,
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -168,6 +171,12 @@ func Upgrade(t *testing.T, db *sql.DB, migrations fs.FS, open func() store.Store
 		if len(mods) != 1 || mods[0].ID != want.id || mods[0].Type != want.typ || len(mods[0].Files) != 1 || mods[0].Files[0].SHA256 != want.sha {
 			t.Fatalf("artifact %d after the upgrade: %+v", want.id, mods)
 		}
+	}
+	if n, err := s.CountDevices(ctx, "acme", label.MustParse("app=kiosk")); err != nil || n != 2 {
+		t.Fatalf("devices with app=kiosk after the upgrade: %d (%v), want 2", n, err)
+	}
+	if ms, err := s.RolloutMembers(ctx, "acme", "app=pos"); err != nil || len(ms) != 1 || ms[0].ID != "p1" {
+		t.Fatalf("members of app=pos after the upgrade: %+v (%v)", ms, err)
 	}
 	m := module("acme", "new", "1", "os")
 	must(t, s.CreateModule(ctx, m))
