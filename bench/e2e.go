@@ -29,12 +29,30 @@ func randomReader(seed byte) io.Reader { return rand.NewChaCha8([32]byte{seed}) 
 // a 5-wave rollout with a 1 s poll and no grace; the wall time is held to
 // the theoretical minimum, waves × (poll interval + download + report).
 func runE2E(ctx context.Context, o opts) ([]result, error) {
-	devices, waves, poll := 10_000, 5, time.Second
+	devices := 10_000
 	if o.quick {
 		devices = 2_000
 	}
+	return e2e(ctx, o, "e2e", devices, 5, time.Second, 1.5)
+}
+
+// runFleet is the realistic fleet of issue #18: many devices polling at a
+// calm pace, where the minimum is dominated by the poll interval.
+func runFleet(ctx context.Context, o opts) ([]result, error) {
+	devices, poll := 100_000, 30*time.Second
+	if o.quick {
+		devices, poll = 10_000, 10*time.Second
+	}
+	return e2e(ctx, o, "fleet", devices, 3, poll, 1.2)
+}
+
+// e2e runs a rollout over a simulated fleet of devices polling every poll,
+// in waves, against its theoretical minimum: per wave one poll interval
+// (the last device to poll sees the wave then), one download and one
+// report as a single device sees them on this server.
+func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time.Duration, target float64) ([]result, error) {
 	const size = 256 << 10
-	f, err := startFlotilla(filepath.Join(o.tmp, "e2e"), func(c *server.Config) {
+	f, err := startFlotilla(filepath.Join(o.tmp, name), func(c *server.Config) {
 		c.GatewayToken, c.PollInterval = benchGateway, poll
 	})
 	if err != nil {
@@ -51,7 +69,7 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 		return nil, err
 	}
 	simCmd := exec.Command(bin, "sim", "--server", f.URL, "--gateway-token", benchGateway, "--devices", fmt.Sprint(devices),
-		"--poll", poll.String(), "--install-time", "1ms", "--prefix", "e2e-", "--labels", "fleet=e2e", "--summary-every", "1h", "--log-level", "error")
+		"--poll", poll.String(), "--install-time", "1ms", "--prefix", name+"-", "--labels", "fleet="+name, "--summary-every", "1h", "--log-level", "error")
 	var simOut bytes.Buffer
 	simCmd.Stdout, simCmd.Stderr = &simOut, &simOut
 	if err := simCmd.Start(); err != nil {
@@ -59,9 +77,9 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 	}
 	defer func() { simCmd.Process.Signal(syscall.SIGTERM); simCmd.Wait() }()
 	regStart := time.Now()
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		n, err := f.Srv.Store.CountDevices(ctx, "default", label.MustParse("fleet=e2e"))
+		n, err := f.Srv.Store.CountDevices(ctx, "default", label.MustParse("fleet="+name))
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +101,7 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 	}
 	download := time.Since(t)
 	t = time.Now()
-	req, _ := http.NewRequest("PUT", f.URL+"/default/controller/v1/e2e-probe/configData", bytes.NewReader([]byte(`{"mode":"merge","data":{"probe":"1"}}`)))
+	req, _ := http.NewRequest("PUT", f.URL+"/default/controller/v1/"+name+"-probe/configData", bytes.NewReader([]byte(`{"mode":"merge","data":{"probe":"1"}}`)))
 	req.Header.Set("Authorization", "GatewayToken "+benchGateway)
 	req.Header.Set("Content-Type", "application/json")
 	if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -96,8 +114,8 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 	serverCPU0, simCPU0 := selfCPU(), procCPU(simCmd.Process.Pid)
 	start := time.Now()
 	var ro rolloutView
-	if err := f.api("POST", "/api/v1/rollouts", map[string]any{"name": "e2e", "artifact": map[string]string{"name": "bench-fw", "version": "2.0.0"},
-		"selector": "fleet=e2e", "waves": waves, "start": true, "policy": map[string]any{"grace_seconds": 0}}, &ro); err != nil {
+	if err := f.api("POST", "/api/v1/rollouts", map[string]any{"name": name, "artifact": map[string]string{"name": "bench-fw", "version": "2.0.0"},
+		"selector": "fleet=" + name, "waves": waves, "start": true, "policy": map[string]any{"grace_seconds": 0}}, &ro); err != nil {
 		return nil, err
 	}
 	ro, err = f.waitRollout(ro.ID, 10*time.Minute, func(r rolloutView) bool { return r.Status != "running" && r.Status != "ready" })
@@ -111,7 +129,8 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 	// server could not have.
 	o.logf("CPU during the rollout: server %.1f s, simulator %.1f s, of %.1f s available (%d cores × wall)",
 		serverCPU.Seconds(), simCPU.Seconds(), wall.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
-	o.logf("rollout %s in %s: %v", ro.Status, wall.Round(time.Millisecond), ro.Counts)
+	o.logf("rollout %s in %s: %v; server CPU per device-deployment %s", ro.Status, wall.Round(time.Millisecond), ro.Counts,
+		(serverCPU / time.Duration(devices)).Round(time.Microsecond))
 	if ro.Status != "completed" || ro.Counts["succeeded"] != devices {
 		return nil, fmt.Errorf("rollout ended %s (%s) with %v", ro.Status, ro.Reason, ro.Counts)
 	}
@@ -121,9 +140,10 @@ func runE2E(ctx context.Context, o opts) ([]result, error) {
 		}
 	}
 	ratio := wall.Seconds() / minimum.Seconds()
-	return []result{{Name: fmt.Sprintf("End-to-end rollout, %dk devices, %d waves, 1 s poll", devices/1000, waves),
+	return []result{{Name: fmt.Sprintf("End-to-end rollout, %dk devices, %d waves, %g s poll", devices/1000, waves, poll.Seconds()),
 		Figure: wall.Round(10 * time.Millisecond).String(), Baseline: minimum.Round(10*time.Millisecond).String() + " (theoretical minimum)",
-		Ratio: ratio, Target: "≤ 1.5", Pass: ratio <= 1.5}}, nil
+		Ratio: ratio, Target: fmt.Sprintf("≤ %.1f", target), Pass: ratio <= target,
+		Note: fmt.Sprintf("server CPU %s per device-deployment", (serverCPU / time.Duration(devices)).Round(time.Microsecond))}}, nil
 }
 
 // selfCPU is this process's user+system CPU time.

@@ -75,6 +75,7 @@ var scenarios = []scenario{
 	{"poll", runPoll},
 	{"rollout", runRolloutScale},
 	{"e2e", runE2E},
+	{"fleet", runFleet},
 	{"download", runDownload},
 	{"memory", runMemory},
 	{"push", runPush},

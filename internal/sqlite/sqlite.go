@@ -84,7 +84,10 @@ func config(path string) (sqlstore.Config, error) {
 	if err != nil {
 		return sqlstore.Config{}, fmt.Errorf("open sqlite: %w", err)
 	}
+	// Every reader stays open: a closed one takes its page cache and its
+	// prepared statements with it, and the next is parsed all over again.
 	read.SetMaxOpenConns(max(4, runtime.NumCPU()))
+	read.SetMaxIdleConns(max(4, runtime.NumCPU()))
 	q.Set("_txlock", "immediate")
 	q["_pragma"][len(q["_pragma"])-1] = "cache_size(-65536)"
 	q.Add("_pragma", "temp_store(MEMORY)")

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 )
 
@@ -16,8 +17,9 @@ type stmtCache struct {
 	preparing map[string]bool
 }
 
-// maxStmts bounds the cache; queries built with variable IN lists beyond
-// it run unprepared.
+// maxStmts bounds the cache; queries beyond it run unprepared. Queries with
+// IN lists of several placeholders ("?,?") are never cached: each length is
+// another text, and they would crowd out the few hot queries.
 const maxStmts = 256
 
 // cached returns the prepared statement if there is one.
@@ -29,7 +31,7 @@ func (c *stmtCache) cached(query string) *sql.Stmt {
 
 func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 	c.mu.Lock()
-	if st := c.m[query]; st != nil || len(c.m) >= maxStmts || c.preparing[query] {
+	if st := c.m[query]; st != nil || len(c.m) >= maxStmts || c.preparing[query] || strings.Contains(query, "?,?") {
 		c.mu.Unlock()
 		return st
 	}
