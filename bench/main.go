@@ -1,7 +1,7 @@
 // Command bench holds Flotilla to ratios against baselines measured in the
 // same run on the same machine: machines are noisy, so absolute figures are
 // not comparable across runs, ratios are. Every scenario prints its figure,
-// its baseline, the ratio and the target from issue #8.
+// its baseline, the ratio and its target (issues #8 and #18).
 //
 //	go run ./bench -quick        # every scenario, scaled down (under 10 minutes)
 //	go run ./bench               # the full sizes

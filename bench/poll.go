@@ -222,12 +222,12 @@ func runRolloutScale(ctx context.Context, o opts) ([]result, error) {
 	}
 	runs := []run{{"Rollout create + start, 100k devices, SQLite", "", 100_000, 3 * time.Second}}
 	if o.postgres != "" {
-		runs = append(runs, run{"Rollout create + start, 100k devices, PostgreSQL", o.postgres, 100_000, 5 * time.Second})
+		runs = append(runs, run{"Rollout create + start, 100k devices, PostgreSQL", o.postgres, 100_000, 2 * time.Second})
 	} else {
 		o.logf("no PostgreSQL DSN (-postgres or FLOTILLA_TEST_POSTGRES): skipping the PostgreSQL figure")
 	}
 	if !o.quick {
-		runs = append(runs, run{"Rollout create + start, 1M devices, SQLite", "", 1_000_000, 30 * time.Second})
+		runs = append(runs, run{"Rollout create + start, 1M devices, SQLite", "", 1_000_000, 5 * time.Second})
 	}
 	for i, r := range runs {
 		dir := filepath.Join(o.tmp, fmt.Sprintf("rollout-%d", i))
