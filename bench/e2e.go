@@ -138,9 +138,9 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	if timedOut {
 		o.logf("not done after %s: %v", limit, ro.Counts)
 		return []result{{Name: fmt.Sprintf("End-to-end rollout, %dk devices, %d waves, %g s poll", devices/1000, waves, poll.Seconds()),
-			Figure: fmt.Sprintf("> %s (%d of %d succeeded)", limit.Round(time.Second), ro.Counts["succeeded"], devices),
+			Figure:   fmt.Sprintf("> %s (%d of %d succeeded)", limit.Round(time.Second), ro.Counts["succeeded"], devices),
 			Baseline: minimum.Round(10*time.Millisecond).String() + " (theoretical minimum)",
-			Ratio: wall.Seconds() / minimum.Seconds(), Target: fmt.Sprintf("≤ %.1f", target)}}, nil
+			Ratio:    wall.Seconds() / minimum.Seconds(), Target: fmt.Sprintf("≤ %.1f", target)}}, nil
 	}
 	if ro.Status != "completed" || ro.Counts["succeeded"] != devices {
 		return nil, fmt.Errorf("rollout ended %s (%s) with %v", ro.Status, ro.Reason, ro.Counts)
