@@ -5,11 +5,11 @@
 test:
 	go test ./...
 
-# Every benchmark at reduced sizes: under 10 minutes on a 2-core machine.
+# Every benchmark at reduced sizes.
 bench:
 	go run ./bench -quick
 
-# The sizes issue #8 names (1 GiB download, 1M devices, 10k polling...).
+# The sizes issues #8 and #18 name (1 GiB download, 1M devices, 100k polling...).
 bench-full:
 	go run ./bench
 
