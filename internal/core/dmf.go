@@ -40,11 +40,13 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 		}
 	}
 	c.MarkSeen(tenant, id)
+	// A device that reconnects is told its open action again ("resend").
+	// One registered a moment ago may have been assigned something before
+	// its exchange was set (no message then) or after (a message of its
+	// own): it is owed what it was not told yet, never the same twice.
+	state := "resend"
 	if created {
-		// Whatever was assigned since the device was registered a moment
-		// ago has its own message in the outbox; telling it again would
-		// send the same action twice.
-		return c.Store.GetDevice(ctx, tenant, id)
+		state = "owed"
 	}
 	open, _, err := c.Store.DeviceActions(ctx, tenant, id)
 	if err != nil {
@@ -53,7 +55,7 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 	// One message tells it all its open actions.
 	for _, d := range open {
 		if d.Delivery == flotilla.DeliveryPull && d.State != flotilla.StateScheduled {
-			if err := c.Store.EnqueueDMF(ctx, store.DMFMessage{Tenant: tenant, DeviceID: id, DeploymentID: d.ID, State: "resend", CreatedAt: c.Now()}); err != nil {
+			if err := c.Store.EnqueueDMF(ctx, store.DMFMessage{Tenant: tenant, DeviceID: id, DeploymentID: d.ID, State: state, CreatedAt: c.Now()}); err != nil {
 				return flotilla.Device{}, err
 			}
 			break
