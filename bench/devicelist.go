@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -93,24 +92,15 @@ func measureDeviceList(ctx context.Context, o opts, f *flot, backend string, n i
 		err := f.api("GET", "/api/v1/devices?"+q.Encode(), nil, &p)
 		return p, time.Since(start), err
 	}
-	p95 := func(ds []time.Duration) time.Duration {
-		slices.Sort(ds)
-		return ds[len(ds)*95/100]
-	}
 	rounds := 40
 	if o.quick {
 		rounds = 20
 	}
 	// Baseline: the cheapest authenticated request.
-	var base []time.Duration
-	for range rounds {
-		start := time.Now()
-		if err := f.api("GET", "/api/v1/info", nil, nil); err != nil {
-			return nil, err
-		}
-		base = append(base, time.Since(start))
+	baseP95, err := infoP95(f, rounds)
+	if err != nil {
+		return nil, err
 	}
-	baseP95 := p95(base)
 
 	cases := []struct {
 		name  string

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,13 +97,18 @@ func deviceID(i int) string { return fmt.Sprintf("bench-%07d", i) }
 // createDevices registers n devices in bulk, the first withTokens of them
 // with a TargetToken, and returns how long the inserts took.
 func createDevices(ctx context.Context, st store.Store, n, withTokens int, labels map[string]string) (time.Duration, error) {
+	return createDevicesWith(ctx, st, n, withTokens, func(int) map[string]string { return labels })
+}
+
+// createDevicesWith is createDevices with the labels of device i.
+func createDevicesWith(ctx context.Context, st store.Store, n, withTokens int, labels func(i int) map[string]string) (time.Duration, error) {
 	now := time.Now()
 	start := time.Now()
 	const batch = 10000
 	for lo := 0; lo < n; lo += batch {
 		var ds []flotilla.Device
 		for i := lo; i < min(n, lo+batch); i++ {
-			d := flotilla.Device{Tenant: flotilla.DefaultTenant, ID: deviceID(i), Labels: labels, Attributes: map[string]string{},
+			d := flotilla.Device{Tenant: flotilla.DefaultTenant, ID: deviceID(i), Labels: labels(i), Attributes: map[string]string{},
 				Version: "1.0.0", CreatedAt: now, UpdatedAt: now}
 			if i < withTokens {
 				d.TokenHash = core.HashSecret(deviceToken(i))
@@ -212,4 +218,24 @@ func (f *flot) waitRollout(id string, timeout time.Duration, cond func(rolloutVi
 // freshSchema gives the benchmark a schema of its own on PostgreSQL.
 func freshSchema(ctx context.Context, base string) (string, func(), error) {
 	return storetest.NewSchema(ctx, base)
+}
+
+// p95 is the 95th percentile of ds (sorted in place).
+func p95(ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	return ds[len(ds)*95/100]
+}
+
+// infoP95 is the p95 latency of the cheapest authenticated request on f
+// (GET /api/v1/info) over rounds: the baseline of the page-time rows.
+func infoP95(f *flot, rounds int) (time.Duration, error) {
+	var ds []time.Duration
+	for range rounds {
+		start := time.Now()
+		if err := f.api("GET", "/api/v1/info", nil, nil); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(start))
+	}
+	return p95(ds), nil
 }

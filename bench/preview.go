@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"slices"
 	"time"
 
-	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/server"
 )
 
@@ -28,39 +26,22 @@ func runPreview(ctx context.Context, o opts) ([]result, error) {
 		return nil, err
 	}
 	defer f.Stop()
-	now := time.Now()
-	start := time.Now()
-	const batch = 10000
-	for lo := 0; lo < n; lo += batch {
-		var ds []flotilla.Device
-		for i := lo; i < min(n, lo+batch); i++ {
-			labels := map[string]string{"fleet": "bench", "region": fmt.Sprintf("r%d", i%100), "model": fmt.Sprintf("m%d", i/100%10)}
-			ds = append(ds, flotilla.Device{Tenant: flotilla.DefaultTenant, ID: deviceID(i), Attributes: map[string]string{},
-				Labels: labels, Version: "1.0.0", CreatedAt: now, UpdatedAt: now})
-		}
-		if err := f.Srv.Store.CreateDevices(ctx, ds); err != nil {
-			return nil, err
-		}
+	took, err := createDevicesWith(ctx, f.Srv.Store, n, 0, func(i int) map[string]string {
+		return map[string]string{"fleet": "bench", "region": fmt.Sprintf("r%d", i%100), "model": fmt.Sprintf("m%d", i/100%10)}
+	})
+	if err != nil {
+		return nil, err
 	}
-	o.logf("%d devices with 1,000 label sets registered in %s", n, time.Since(start).Round(time.Millisecond))
+	o.logf("%d devices with 1,000 label sets registered in %s", n, took.Round(time.Millisecond))
 
 	rounds := 20
 	if o.quick {
 		rounds = 10
 	}
-	p95 := func(ds []time.Duration) time.Duration {
-		slices.Sort(ds)
-		return ds[len(ds)*95/100]
+	baseP95, err := infoP95(f, rounds)
+	if err != nil {
+		return nil, err
 	}
-	var base []time.Duration
-	for range rounds {
-		start := time.Now()
-		if err := f.api("GET", "/api/v1/info", nil, nil); err != nil {
-			return nil, err
-		}
-		base = append(base, time.Since(start))
-	}
-	baseP95 := p95(base)
 
 	type preview struct {
 		Total int `json:"total"`
