@@ -49,6 +49,11 @@ type CertIdentity struct {
 // authenticates from memory.
 const authCacheTTL = 10 * time.Minute
 
+// maxCachedAuths bounds the authentications kept (about 60 MiB); beyond
+// it the cache starts over, and devices authenticate against the database
+// once more.
+const maxCachedAuths = 1 << 18
+
 type authEntry struct {
 	id      DeviceIdentity
 	expires time.Time
@@ -77,7 +82,7 @@ func (a *deviceAuth) put(key string, id DeviceIdentity, now, expires time.Time) 
 		expires = limit
 	}
 	a.mu.Lock()
-	if a.entries == nil || len(a.entries) > 1_000_000 {
+	if a.entries == nil || len(a.entries) > maxCachedAuths {
 		a.entries = map[string]authEntry{}
 	}
 	a.entries[key] = authEntry{id: id, expires: expires}

@@ -7,9 +7,13 @@ import (
 	"time"
 )
 
-// pollCache holds each device's rendered poll answer. A per-key version
-// guards against storing an answer computed before an invalidation that
-// raced with it.
+// pollCache holds the rendered poll answers of the devices that polled
+// lately. A per-key version guards against storing an answer computed
+// before an invalidation that raced with it. It holds at most
+// maxPollAnswers answers: a fleet of millions that all poll keeps the
+// memory of a quarter million (about 130 MiB), an arbitrary one making
+// room for the newest, and a device whose answer went is answered from the
+// database once.
 type pollCache struct {
 	shards [64]cacheShard
 	seed   maphash.Seed
@@ -27,6 +31,9 @@ type pollEntry struct {
 	base  string
 	until time.Time // zero: valid until invalidated
 }
+
+// maxPollAnswers bounds the cache, in shards of equal share.
+const maxPollAnswers = 1 << 18
 
 func newPollCache() *pollCache {
 	c := &pollCache{seed: maphash.MakeSeed()}
@@ -60,6 +67,12 @@ func (c *pollCache) put(key string, v uint64, e *pollEntry) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	if sh.versions[key] == v {
+		if _, ok := sh.entries[key]; !ok && len(sh.entries) >= maxPollAnswers/len(c.shards) {
+			for k := range sh.entries { // map order: an arbitrary one
+				delete(sh.entries, k)
+				break
+			}
+		}
 		sh.entries[key] = e
 	}
 	sh.mu.Unlock()
