@@ -44,9 +44,9 @@ func (c *Core) RegisterDMFDevice(ctx context.Context, tenant, id, link, exchange
 	// One registered a moment ago may have been assigned something before
 	// its exchange was set (no message then) or after (a message of its
 	// own): it is owed what it was not told yet, never the same twice.
-	state := "resend"
+	state := store.DMFResend
 	if created {
-		state = "owed"
+		state = store.DMFOwed
 	}
 	open, _, err := c.Store.DeviceActions(ctx, tenant, id)
 	if err != nil {

@@ -99,7 +99,7 @@ func (l *Link) publishLoop(ctx context.Context) {
 // that no longer applies (the action moved on, or the same was already
 // sent) is removed without sending.
 func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
-	if m.State == "deleted" {
+	if m.State == store.DMFDeleted {
 		err := l.send(ctx, m.Exchange, amqp.Publishing{
 			Headers:   amqp.Table{"type": TypeThingDeleted, "thingId": m.DeviceID, "tenant": m.Tenant},
 			MessageId: messageID(m, TypeThingDeleted), Timestamp: time.Now(),
@@ -125,7 +125,7 @@ func (l *Link) publish(ctx context.Context, m store.DMFMessage) error {
 	if !slices.ContainsFunc(owed, func(o told) bool { return o.d.ID == m.DeploymentID }) {
 		return done() // the action ended or says nothing new
 	}
-	if m.State != "resend" {
+	if m.State != store.DMFResend {
 		if all, err := l.allTold(ctx, owed); err != nil || all {
 			if err != nil {
 				return err

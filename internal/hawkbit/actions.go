@@ -2,6 +2,7 @@ package hawkbit
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,11 +32,17 @@ type action struct {
 
 // detailStatus is hawkBit's action status for a deployment state.
 func detailStatus(d flotilla.Deployment) string {
-	switch d.State {
+	return hawkbitStatus(d.State, d.RetrievedAt != nil)
+}
+
+// hawkbitStatus is hawkBit's name for a state; a pending deployment the
+// device has fetched is "retrieved".
+func hawkbitStatus(st flotilla.DeploymentState, retrieved bool) string {
+	switch st {
 	case flotilla.StateScheduled:
 		return "scheduled"
 	case flotilla.StatePending:
-		if d.RetrievedAt != nil {
+		if retrieved {
 			return "retrieved"
 		}
 		return "running"
@@ -202,30 +209,7 @@ type actionStatusEntry struct {
 
 // statusType is hawkBit's name for one history entry.
 func statusType(ev flotilla.DeploymentEvent) string {
-	switch ev.State {
-	case flotilla.StateScheduled:
-		return "scheduled"
-	case flotilla.StatePending:
-		for _, d := range ev.Details {
-			if strings.Contains(d, "retrieved") {
-				return "retrieved"
-			}
-		}
-		return "running"
-	case flotilla.StateDownloading:
-		return "download"
-	case flotilla.StateDownloaded:
-		return "downloaded"
-	case flotilla.StateSucceeded:
-		return "finished"
-	case flotilla.StateFailed, flotilla.StateTimedOut, flotilla.StateRejected:
-		return "error"
-	case flotilla.StateCancelRequested:
-		return "canceling"
-	case flotilla.StateCanceled, flotilla.StateSkipped:
-		return "canceled"
-	}
-	return "running"
+	return hawkbitStatus(ev.State, slices.ContainsFunc(ev.Details, func(d string) bool { return strings.Contains(d, "retrieved") }))
 }
 
 func (s *Server) actionStatus(w http.ResponseWriter, r *http.Request, c call) {

@@ -77,30 +77,51 @@ func (s *Store) GetModule(ctx context.Context, tenant string, id int64) (flotill
 // moduleFiles reads the files of modules, by module id.
 func (s *Store) moduleFiles(ctx context.Context, q querier, ids []int64) (map[int64][]flotilla.File, error) {
 	out := map[int64][]flotilla.File{}
-	for start := 0; start < len(ids); start += 500 {
-		part := ids[start:min(start+500, len(ids))]
-		args := make([]any, len(part))
-		for i, id := range part {
-			args[i] = id
-		}
-		rows, err := q.QueryContext(ctx, s.q(`SELECT `+fileCols+` FROM module_files WHERE module_id IN (`+placeholders(len(part))+`) ORDER BY id`), args...)
+	err := eachChunk(ids, func(part []int64) error {
+		rows, err := q.QueryContext(ctx, s.q(`SELECT `+fileCols+` FROM module_files WHERE module_id IN (`+placeholders(len(part))+`) ORDER BY id`), int64Args(part)...)
 		if err != nil {
-			return nil, s.wrap("module files", err)
+			return s.wrap("module files", err)
 		}
+		defer rows.Close()
 		for rows.Next() {
 			f, err := scanFile(rows)
 			if err != nil {
-				rows.Close()
-				return nil, s.wrap("module files", err)
+				return s.wrap("module files", err)
 			}
 			out[f.ModuleID] = append(out[f.ModuleID], f)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, s.wrap("module files", err)
-		}
+		return s.wrap("module files", rows.Err())
+	})
+	return out, err
+}
+
+// queryModules reads the modules a query selects (moduleCols, in its
+// order), each with its files.
+func (s *Store) queryModules(ctx context.Context, op, query string, args ...any) ([]flotilla.Module, error) {
+	rows, err := s.rd.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, s.wrap(op, err)
 	}
-	return out, nil
+	var out []flotilla.Module
+	var ids []int64
+	for rows.Next() {
+		m, err := scanModule(rows)
+		if err != nil {
+			rows.Close()
+			return nil, s.wrap(op, err)
+		}
+		out = append(out, m)
+		ids = append(ids, m.ID)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap(op, err)
+	}
+	files, err := s.moduleFiles(ctx, s.rd, ids)
+	for i := range out {
+		out[i].Files = files[out[i].ID]
+	}
+	return out, err
 }
 
 // ListModules implements store.Modules.
@@ -113,30 +134,7 @@ func (s *Store) ListModules(ctx context.Context, tenant string, f flotilla.Modul
 			args = append(args, v)
 		}
 	}
-	rows, err := s.rd.QueryContext(ctx, s.q(query+` ORDER BY id`), args...)
-	if err != nil {
-		return nil, s.wrap("list modules", err)
-	}
-	var out []flotilla.Module
-	var ids []int64
-	for rows.Next() {
-		m, err := scanModule(rows)
-		if err != nil {
-			rows.Close()
-			return nil, s.wrap("list modules", err)
-		}
-		out = append(out, m)
-		ids = append(ids, m.ID)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("list modules", err)
-	}
-	files, err := s.moduleFiles(ctx, s.rd, ids)
-	for i := range out {
-		out[i].Files = files[out[i].ID]
-	}
-	return out, err
+	return s.queryModules(ctx, "list modules", query+` ORDER BY id`, args...)
 }
 
 // moduleInRelease returns EConflict when a release includes the module.
@@ -256,31 +254,8 @@ func (s *Store) CreateRelease(ctx context.Context, a *flotilla.Artifact, moduleI
 // ReleaseModules implements store.Modules.
 func (s *Store) ReleaseModules(ctx context.Context, tenant string, artifactID int64) ([]flotilla.Module, error) {
 	defer s.observe("release modules", time.Now())
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at
-		FROM release_modules r JOIN modules m ON m.id = r.module_id WHERE r.artifact_id = ? AND m.tenant = ? ORDER BY r.position`), artifactID, tenant)
-	if err != nil {
-		return nil, s.wrap("release modules", err)
-	}
-	var out []flotilla.Module
-	var ids []int64
-	for rows.Next() {
-		m, err := scanModule(rows)
-		if err != nil {
-			rows.Close()
-			return nil, s.wrap("release modules", err)
-		}
-		out = append(out, m)
-		ids = append(ids, m.ID)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("release modules", err)
-	}
-	files, err := s.moduleFiles(ctx, s.rd, ids)
-	for i := range out {
-		out[i].Files = files[out[i].ID]
-	}
-	return out, err
+	return s.queryModules(ctx, "release modules", `SELECT m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at
+		FROM release_modules r JOIN modules m ON m.id = r.module_id WHERE r.artifact_id = ? AND m.tenant = ? ORDER BY r.position`, artifactID, tenant)
 }
 
 // ModuleReleases implements store.Modules.

@@ -407,8 +407,18 @@ type Trust interface {
 	PruneTrustMetadata(ctx context.Context, tenant, role string, keep int) error
 }
 
+// What a DMF outbox message is, besides a deployment state written by
+// the triggers: the device was deleted; its open actions are owed again
+// whatever it was told (a thing that reconnected); or owed unless it was
+// told them already (a thing that registered a moment ago).
+const (
+	DMFDeleted = "deleted"
+	DMFResend  = "resend"
+	DMFOwed    = "owed"
+)
+
 // DMFMessage is a message owed to a DMF device: for an open deployment (its
-// state when the change was made), or "deleted" when the device went.
+// state when the change was made), or DMFDeleted when the device went.
 type DMFMessage struct {
 	ID           int64
 	Tenant       string
