@@ -52,6 +52,9 @@ func StartBroker(t testing.TB) *Broker {
 	if _, err := os.Stat(rabbitServer); err != nil {
 		Missing(t, "RabbitMQ is not installed (%s): apt-get install rabbitmq-server", rabbitServer)
 	}
+	if _, err := exec.LookPath("erl"); err != nil {
+		Missing(t, "RabbitMQ's Erlang runtime (erl) is not on PATH: apt-get install rabbitmq-server")
+	}
 	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), dst: freePort(t)}
 	b.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.port)
 	b.Start()
