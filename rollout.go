@@ -272,6 +272,11 @@ type Wave struct {
 	// gate tripped: the gate does not trip again for this wave.
 	ErrorAck bool
 	Reason   string
+	// Unwritten is set while the wave's deployments are not written yet: a
+	// large rollout writes its first wave when it starts and the others
+	// in the background, each before its wave starts. Its members count
+	// as scheduled (canceled once the rollout ended).
+	Unwritten bool
 	// Counts of the wave's devices by the state of their latest attempt.
 	Counts map[DeploymentState]int
 	// Unhealthy counts succeeded devices without a health report, which

@@ -345,6 +345,27 @@ func (s *Store) GetRollout(_ context.Context, _, id string) (flotilla.Rollout, [
 	return snap.Rollout, snap.Waves, nil
 }
 
+// WriteNextWave implements store.Rollouts: the first unwritten wave
+// becomes written.
+func (s *Store) WriteNextWave(_ context.Context, id string, _ time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, ok := s.Snapshots[id]
+	if !ok {
+		return false, flotilla.Errorf(flotilla.ENotFound, "rollout %q not found", id)
+	}
+	wrote := false
+	for i := range snap.Waves {
+		if snap.Waves[i].Unwritten {
+			if wrote {
+				return true, nil
+			}
+			snap.Waves[i].Unwritten, wrote = false, true
+		}
+	}
+	return false, nil
+}
+
 // ApplyRolloutPlan implements store.Rollouts. It records the plan, bumps
 // the version and applies what the scheduler's next look depends on: the
 // rollout's status, wave starts and finishes, and released deployments

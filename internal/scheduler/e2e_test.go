@@ -67,12 +67,18 @@ func startFleet(t *testing.T, servers []*servertest.Server, n, failEvery int) (*
 
 func TestRolloutWithErrorGate(t *testing.T) {
 	for _, tc := range []struct {
-		minRatio float64
-		want     string
-	}{{0.85, "completed"}, {0.95, "partial"}} {
-		t.Run(fmt.Sprint("min_success_ratio=", tc.minRatio), func(t *testing.T) {
+		minRatio  float64
+		want      string
+		writeUpTo int
+	}{{0.85, "completed", 0}, {0.95, "partial", 0}, {0.85, "completed", 50}} {
+		// With writeUpTo 50, the rollout of 200 devices writes its waves
+		// one by one after it started.
+		t.Run(fmt.Sprint("min_success_ratio=", tc.minRatio, ",write_whole_up_to=", tc.writeUpTo), func(t *testing.T) {
 			t.Parallel()
-			s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.SchedulerTick = 200 * time.Millisecond }))
+			s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
+				c.SchedulerTick = 200 * time.Millisecond
+				c.RolloutWriteWholeUpTo = tc.writeUpTo
+			}))
 			s.API.Upload("kiosk-fw", "2.0.0", []byte(strings.Repeat("firmware 2.0.0 ", 1000)), "")
 			mu, seen := startFleet(t, []*servertest.Server{s}, 200, 10)
 

@@ -12,6 +12,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ type Store interface {
 	ReleaseRollout(ctx context.Context, id, owner string) error
 	RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error)
 	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]store.Touched, error)
+	WriteNextWave(ctx context.Context, id string, now time.Time) (bool, error)
 	GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error)
 	OpenWindowedDeployments(ctx context.Context) ([]flotilla.Deployment, error)
 }
@@ -218,7 +220,7 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 		s.due[id] = due
 		s.mu.Unlock()
 		if len(plan.Actions) == 0 {
-			return nil
+			return s.writeAhead(ctx, id, snap.Waves, now)
 		}
 		touched, err := s.st.ApplyRolloutPlan(ctx, id, s.cfg.Owner, r.Version, plan.Actions, now)
 		if flotilla.IsCode(err, flotilla.EConflict) {
@@ -228,6 +230,25 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 			return err
 		}
 		s.announce(ctx, r, plan, touched)
+	}
+	return nil
+}
+
+// writeAhead writes the next unwritten wave of a large rollout, one per
+// look, so that its deployments exist before the wave starts.
+func (s *Scheduler) writeAhead(ctx context.Context, id string, waves []flotilla.Wave, now time.Time) error {
+	for _, w := range waves {
+		if !w.Unwritten {
+			continue
+		}
+		more, err := s.st.WriteNextWave(ctx, id, now)
+		if err != nil {
+			return fmt.Errorf("write wave %d of rollout %s: %w", w.Index+1, id, err)
+		}
+		if more {
+			s.wakeAt(id, s.cfg.Debounce)
+		}
+		return nil
 	}
 	return nil
 }

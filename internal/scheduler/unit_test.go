@@ -98,6 +98,27 @@ func TestPausedRolloutReleasesNothing(t *testing.T) {
 	}
 }
 
+func TestProcessWritesUnwrittenWavesOneByOne(t *testing.T) {
+	s, st, _ := unitScheduler(t)
+	snap := twoWaves(flotilla.RolloutRunning)
+	snap.Waves = append(snap.Waves, flotilla.Wave{Index: 2, Size: 2, Status: flotilla.WaveScheduled})
+	snap.Waves[1].Unwritten, snap.Waves[2].Unwritten = true, true
+	st.Snapshots["r1"] = snap
+	if err := s.Process(context.Background(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if !snap.Waves[2].Unwritten || snap.Waves[1].Unwritten {
+		t.Fatalf("after one look: wave 2 unwritten %v, wave 3 unwritten %v; want wave 2 written, wave 3 not yet",
+			snap.Waves[1].Unwritten, snap.Waves[2].Unwritten)
+	}
+	if err := s.Process(context.Background(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Waves[2].Unwritten {
+		t.Fatal("wave 3 still unwritten after the second look")
+	}
+}
+
 func TestCycleCancelsDeploymentsOfALapsedWindow(t *testing.T) {
 	s, st, c := unitScheduler(t)
 	st.AddDevice(flotilla.Device{Tenant: "acme", ID: "dev-1"})

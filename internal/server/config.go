@@ -62,6 +62,10 @@ type Config struct {
 	SchedulerTick  time.Duration
 	SchedulerLease time.Duration
 	NoScheduler    bool
+	// RolloutWriteWholeUpTo is how many devices a rollout may have and
+	// still have every deployment written when it starts (default 20,000);
+	// larger rollouts write their first wave then and the others after.
+	RolloutWriteWholeUpTo int
 	// ReplicaID names this process in leases (default: random).
 	ReplicaID string
 	// PushWorkers bounds concurrent push deliveries (default 16).

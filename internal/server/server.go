@@ -113,6 +113,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	st.WriteWholeUpTo = cfg.RolloutWriteWholeUpTo
 	blobs, err := OpenBlobs(ctx, cfg)
 	if err != nil {
 		st.Close()

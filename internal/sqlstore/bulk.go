@@ -26,7 +26,7 @@ func int64Args(ids []int64) []any {
 }
 
 // eachChunk calls fn with consecutive slices of at most chunk ids.
-func eachChunk(ids []int64, fn func([]int64) error) error {
+func eachChunk[T any](ids []T, fn func([]T) error) error {
 	for len(ids) > 0 {
 		n := min(len(ids), chunk)
 		if err := fn(ids[:n]); err != nil {

@@ -278,7 +278,7 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? ORDER BY id DESC LIMIT ?`), tenant, deviceID, limit)
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`), tenant, deviceID, limit)
 	if err != nil {
 		return nil, s.wrap("list deployments", err)
 	}

@@ -263,6 +263,9 @@ func (s *Store) applyAction(ctx context.Context, tx *Tx, r flotilla.Rollout, a r
 		if err != nil {
 			return nil, err
 		}
+		if err := s.writeWave(ctx, tx, r, w, now); err != nil {
+			return nil, err
+		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET status = 'running', started_at = COALESCE(started_at, ?) WHERE rollout_id = ? AND idx = ?`),
 			ts(now), r.ID, w); err != nil {
 			return nil, s.wrap("start wave", err)

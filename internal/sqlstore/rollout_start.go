@@ -125,18 +125,39 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 		if r.Status != flotilla.RolloutReady {
 			return flotilla.Errorf(flotilla.EConflict, "rollout %s is %s; only a ready rollout can start", id, r.Status)
 		}
+		// Other rollouts' members must have their deployments for this
+		// start to supersede them.
+		if err := s.writeOthersPending(ctx, tx, r.Tenant, id, now); err != nil {
+			return err
+		}
 		if sup, err = s.supersedeForRollout(ctx, tx, r, now); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
+		var after int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM deployments`).Scan(&after); err != nil {
+			return s.wrap("start rollout", err)
+		}
+		if r.Total > s.writeWholeUpTo() {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET written = 0 WHERE rollout_id = ?`), id); err != nil {
+				return s.wrap("start rollout", err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollouts SET written_after = ? WHERE id = ?`), after, id); err != nil {
+				return s.wrap("start rollout", err)
+			}
+			if err := s.writeWave(ctx, tx, r, 0, now); err != nil {
+				return err
+			}
+		} else {
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
 			type, force_at, maint_window, delivery, state, created_at, updated_at)
 			SELECT ?, rd.device_id, ?, ?, ?, rd.rollout_id, rd.wave, 1, ?, ?, ?, ?, 'scheduled', ?, ?
 			FROM rollout_devices rd JOIN devices dv ON dv.tenant = ? AND dv.id = rd.device_id
 			WHERE rd.rollout_id = ?`),
-			r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
-			r.Delivery, ts(now), ts(now), r.Tenant, id)
-		if err != nil {
-			return s.wrap("start rollout", err)
+				r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
+				r.Delivery, ts(now), ts(now), r.Tenant, id)
+			if err != nil {
+				return s.wrap("start rollout", err)
+			}
 		}
 		// The "scheduled" history entry of each deployment is implied by its
 		// creation (see withScheduled), not written here.

@@ -74,7 +74,7 @@ func (s *Store) getRollout(ctx context.Context, q querier, tenant, id string) (f
 // waves loads a rollout's waves with counts by the state of each device's
 // latest attempt.
 func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flotilla.Wave, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT idx, name, size, status, started_at, success_at, finished_at, error_ack, reason
+	rows, err := q.QueryContext(ctx, s.q(`SELECT idx, name, size, status, started_at, success_at, finished_at, error_ack, reason, written
 		FROM rollout_waves WHERE rollout_id = ? ORDER BY idx`), r.ID)
 	if err != nil {
 		return nil, s.wrap("load waves", err)
@@ -84,12 +84,14 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 		w := flotilla.Wave{RolloutID: r.ID, Counts: map[flotilla.DeploymentState]int{}}
 		var status string
 		var started, success, finished sql.NullInt64
-		if err := rows.Scan(&w.Index, &w.Name, &w.Size, &status, &started, &success, &finished, &w.ErrorAck, &w.Reason); err != nil {
+		var written bool
+		if err := rows.Scan(&w.Index, &w.Name, &w.Size, &status, &started, &success, &finished, &w.ErrorAck, &w.Reason, &written); err != nil {
 			rows.Close()
 			return nil, s.wrap("load waves", err)
 		}
 		w.Status = flotilla.WaveStatus(status)
 		w.StartedAt, w.SuccessAt, w.FinishedAt = fromNullTS(started), fromNullTS(success), fromNullTS(finished)
+		w.Unwritten = !written
 		waves = append(waves, w)
 	}
 	rows.Close()
@@ -120,6 +122,17 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("count waves", err)
+	}
+	// An unwritten wave's members are scheduled, or canceled with the
+	// rollout, as their deployments would have been.
+	for i, w := range waves {
+		if w.Unwritten {
+			st := flotilla.StateScheduled
+			if w.Status == flotilla.WaveAborted || r.Status.Finished() {
+				st = flotilla.StateCanceled
+			}
+			waves[i].Counts = map[flotilla.DeploymentState]int{st: w.Size}
+		}
 	}
 	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'pending'
 		AND retrieved_at IS NULL GROUP BY wave`), r.ID)
@@ -234,8 +247,12 @@ func (s *Store) ListRolloutDevices(ctx context.Context, tenant, id string, f flo
 	if _, err := s.getRollout(ctx, s.rd, tenant, id); err != nil {
 		return nil, err
 	}
-	query := `SELECT rd.device_id, rd.wave, d.id, COALESCE(d.state, 'scheduled'), d.attempt, d.healthy, d.message, d.updated_at
-		FROM rollout_devices rd LEFT JOIN deployments d ON d.rollout_id = rd.rollout_id AND d.device_id = rd.device_id AND d.retried = 0
+	// A member without a deployment is in a wave not written yet (or not
+	// started): scheduled, or canceled with its wave.
+	state := `COALESCE(d.state, CASE WHEN w.status = 'aborted' THEN 'canceled' ELSE 'scheduled' END)`
+	query := `SELECT rd.device_id, rd.wave, d.id, ` + state + `, d.attempt, d.healthy, d.message, d.updated_at
+		FROM rollout_devices rd JOIN rollout_waves w ON w.rollout_id = rd.rollout_id AND w.idx = rd.wave
+		LEFT JOIN deployments d ON d.rollout_id = rd.rollout_id AND d.device_id = rd.device_id AND d.retried = 0
 		WHERE rd.rollout_id = ? AND rd.device_id > ?`
 	args := []any{id, f.AfterID}
 	if f.Wave != nil {
@@ -243,7 +260,7 @@ func (s *Store) ListRolloutDevices(ctx context.Context, tenant, id string, f flo
 		args = append(args, *f.Wave)
 	}
 	if f.State != "" {
-		query += ` AND COALESCE(d.state, 'scheduled') = ?`
+		query += ` AND ` + state + ` = ?`
 		args = append(args, string(f.State))
 	}
 	query += ` ORDER BY rd.device_id`

@@ -67,6 +67,10 @@ type Store struct {
 	closers []func() error
 	full    atomic.Bool
 	sets    labelSetCache
+	// WriteWholeUpTo is how many devices a rollout may have and still have
+	// every deployment written when it starts (DefaultWriteWholeUpTo when
+	// zero); larger rollouts write their waves one by one.
+	WriteWholeUpTo int
 	// Observe, if set, receives every statement's latency by operation name.
 	Observe func(op string, d time.Duration)
 	// NotifyFinal, if set, gives a notice to send inside the transaction

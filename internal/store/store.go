@@ -304,8 +304,14 @@ type Rollouts interface {
 	MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error
 	// StartRollout creates a scheduled deployment for every device of a
 	// ready rollout, superseding the devices' open deployments, and sets it
-	// running. It returns the superseded deployments.
+	// running. It returns the superseded deployments. A large rollout may
+	// write only its first wave's deployments and mark the other waves
+	// Unwritten: WriteNextWave writes them, and starting a wave writes it.
+	// A member superseded before its wave is written is written canceled.
 	StartRollout(ctx context.Context, tenant, id string, now time.Time) ([]Superseded, error)
+	// WriteNextWave writes the deployments of a running or paused
+	// rollout's first unwritten wave, and reports whether more remain.
+	WriteNextWave(ctx context.Context, id string, now time.Time) (more bool, err error)
 	// ClaimRollouts leases up to limit rollouts that need the scheduler
 	// (creating, running, paused) to owner until until, renewing owner's
 	// own leases; it returns their ids.
