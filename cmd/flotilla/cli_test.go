@@ -139,3 +139,12 @@ func TestMisuseExitsTwoWithASuggestion(t *testing.T) {
 		t.Fatalf("no suggestion: %v", err)
 	}
 }
+
+// TestServerRefusesABadMemoryLimit: the server does not start on a limit
+// it cannot read, and says what it wants.
+func TestServerRefusesABadMemoryLimit(t *testing.T) {
+	err := run(context.Background(), []string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--memory-limit", "lots"}, testEnv(), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "768MiB") {
+		t.Fatalf("server --memory-limit lots: %v", err)
+	}
+}

@@ -17,6 +17,7 @@ func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var cfg server.Config
 	var logs cli.LogFlags
 	var demoDevices int
+	var memoryLimit string
 	var amqpURLs []string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -43,6 +44,9 @@ a rolling upgrade.`,
 			}
 			ctx := cmd.Context()
 			if cfg.DMF, err = server.ParseAMQP(amqpURLs); err != nil {
+				return err
+			}
+			if err := server.ApplyMemoryLimit(memoryLimit, e); err != nil {
 				return err
 			}
 			if demoDevices > 0 {
@@ -99,6 +103,7 @@ a rolling upgrade.`,
 	f.IntVar(&cfg.Quotas.ArtifactsPerTenant, "quota-artifacts-per-tenant", int(e.Int64("FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT", core.DefaultArtifactsPerTenant)), "artifacts a tenant may have (FLOTILLA_QUOTA_ARTIFACTS_PER_TENANT)")
 	f.DurationVar(&cfg.TUFTimestampExpiry, "tuf-timestamp-expiry", e.Duration("FLOTILLA_TUF_TIMESTAMP_EXPIRY", 24*time.Hour), "how long each signed TUF timestamp is valid; re-signed at half of that; devices refuse older ones (FLOTILLA_TUF_TIMESTAMP_EXPIRY)")
 	f.StringSliceVar(&amqpURLs, "amqp-url", splitList(e.Str("FLOTILLA_AMQP_URL", "")), "serve hawkBit's DMF API over this RabbitMQ: amqp://USER:PASSWORD@HOST:5672/VHOST for every tenant, or TENANT=amqp://... for one tenant's own virtual host; repeatable (FLOTILLA_AMQP_URL, comma-separated)")
+	f.StringVar(&memoryLimit, "memory-limit", e.Str("FLOTILLA_MEMORY_LIMIT", server.DefaultMemoryLimit), "soft limit of the Go heap, e.g. 768MiB or 4GiB, or off; GOMEMLIMIT wins when set (FLOTILLA_MEMORY_LIMIT)")
 	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")
