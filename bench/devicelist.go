@@ -75,6 +75,9 @@ func measureDeviceList(ctx context.Context, o opts, f *flot, backend string, n i
 	if _, err := timeRollout(f, "region in (eu,us)", 5); err != nil {
 		return nil, err
 	}
+	if err := waitWritten(ctx, f, lastRollout); err != nil {
+		return nil, err
+	}
 	o.logf("%s: %d devices, %d in a started rollout", backend, n, n/2)
 
 	type page struct {

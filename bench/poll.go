@@ -177,8 +177,32 @@ func pollAgainstBaseline(o opts, f *flot, reqs [][]byte, dur time.Duration, roun
 	return result{Figure: rate(fl.RPS(), "req/s"), Baseline: rate(base.RPS(), "req/s (net/http)"), Ratio: fl.RPS() / base.RPS()}, nil
 }
 
-// lastSplit says how the last timed rollout divided between its calls.
-var lastSplit string
+// lastSplit says how the last timed rollout divided between its calls;
+// lastRollout is its id.
+var lastSplit, lastRollout string
+
+// waitWritten waits until a large rollout has written the deployments of
+// all its waves (in the background, after its start).
+func waitWritten(ctx context.Context, f *flot, id string) error {
+	for {
+		_, waves, err := f.Srv.Store.GetRollout(ctx, "", id)
+		if err != nil {
+			return err
+		}
+		pending := false
+		for _, w := range waves {
+			pending = pending || w.Unwritten
+		}
+		if !pending {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // timeRollout creates and starts a rollout over sel and returns how long
 // the two calls took.
@@ -200,6 +224,7 @@ func timeRollout(f *flot, sel string, waves int) (time.Duration, error) {
 	if err := f.api("POST", "/api/v1/rollouts/"+ro.ID+"/start", nil, &ro); err != nil {
 		return 0, err
 	}
+	lastRollout = ro.ID
 	lastSplit = fmt.Sprintf("create %s + start %s", created.Round(time.Millisecond), (time.Since(start) - created).Round(time.Millisecond))
 	return time.Since(start), nil
 }
