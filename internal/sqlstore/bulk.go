@@ -59,3 +59,21 @@ func (s *Store) bulkEvents(ctx context.Context, q querier, ids []int64, at time.
 		return s.wrap("insert events", err)
 	})
 }
+
+// queryColumn reads a one-column query's values.
+func queryColumn[T any](ctx context.Context, q querier, query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

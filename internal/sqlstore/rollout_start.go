@@ -133,11 +133,11 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 		if sup, err = s.supersedeForRollout(ctx, tx, r, now); err != nil {
 			return err
 		}
-		var after int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM deployments`).Scan(&after); err != nil {
-			return s.wrap("start rollout", err)
-		}
 		if r.Total > s.writeWholeUpTo() {
+			var after int64
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM deployments`).Scan(&after); err != nil {
+				return s.wrap("start rollout", err)
+			}
 			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET written = 0 WHERE rollout_id = ?`), id); err != nil {
 				return s.wrap("start rollout", err)
 			}
@@ -147,17 +147,8 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 			if err := s.writeWave(ctx, tx, r, 0, now); err != nil {
 				return err
 			}
-		} else {
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
-			type, force_at, maint_window, delivery, state, created_at, updated_at)
-			SELECT ?, rd.device_id, ?, ?, ?, rd.rollout_id, rd.wave, 1, ?, ?, ?, ?, 'scheduled', ?, ?
-			FROM rollout_devices rd JOIN devices dv ON dv.tenant = ? AND dv.id = rd.device_id
-			WHERE rd.rollout_id = ?`),
-				r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
-				r.Delivery, ts(now), ts(now), r.Tenant, id)
-			if err != nil {
-				return s.wrap("start rollout", err)
-			}
+		} else if err := s.insertScheduled(ctx, tx, r, -1, now); err != nil {
+			return err
 		}
 		// The "scheduled" history entry of each deployment is implied by its
 		// creation (see withScheduled), not written here.

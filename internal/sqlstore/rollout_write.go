@@ -40,34 +40,14 @@ func (s *Store) writeWave(ctx context.Context, q querier, r flotilla.Rollout, wa
 	if err := q.QueryRowContext(ctx, s.q(`SELECT written_after FROM rollouts WHERE id = ?`), r.ID).Scan(&after); err != nil {
 		return s.wrap("write wave", err)
 	}
-	_, err = q.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
-		type, force_at, maint_window, delivery, state, created_at, updated_at)
-		SELECT ?, rd.device_id, ?, ?, ?, rd.rollout_id, rd.wave, 1, ?, ?, ?, ?, 'scheduled', ?, ?
-		FROM rollout_devices rd JOIN devices dv ON dv.tenant = ? AND dv.id = rd.device_id
-		WHERE rd.rollout_id = ? AND rd.wave = ?`),
-		r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
-		r.Delivery, ts(now), ts(now), r.Tenant, r.ID, wave)
-	if err != nil {
-		return s.wrap("write wave", err)
+	if err := s.insertScheduled(ctx, q, r, wave, now); err != nil {
+		return err
 	}
 	// Devices assigned directly since the rollout started: their members
 	// were superseded. Rollouts started since then wrote this one's waves
 	// first (writeOthersPending), so only direct deployments count.
-	rows, err := q.QueryContext(ctx, s.q(`SELECT DISTINCT device_id FROM deployments WHERE tenant = ? AND rollout_id IS NULL AND id > ?`), r.Tenant, after)
-	if err != nil {
-		return s.wrap("write wave", err)
-	}
-	var newer []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return s.wrap("write wave", err)
-		}
-		newer = append(newer, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(newer) == 0 {
+	newer, err := queryColumn[string](ctx, q, s.q(`SELECT DISTINCT device_id FROM deployments WHERE tenant = ? AND rollout_id IS NULL AND id > ?`), r.Tenant, after)
+	if err != nil || len(newer) == 0 {
 		return s.wrap("write wave", err)
 	}
 	// A superseded member's deployment is dated from the rollout's start,
@@ -104,22 +84,23 @@ func (s *Store) writeWave(ctx context.Context, q querier, r flotilla.Rollout, wa
 	return s.bulkEvents(ctx, q, canceled, now, flotilla.StateCanceled, []string{why}, flotilla.SourceServer)
 }
 
+// insertScheduled writes a scheduled deployment for each member of the
+// rollout, or of one of its waves (wave >= 0), whose device still exists.
+func (s *Store) insertScheduled(ctx context.Context, q querier, r flotilla.Rollout, wave int, now time.Time) error {
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO deployments (tenant, device_id, artifact_id, artifact_name, artifact_version, rollout_id, wave, attempt,
+		type, force_at, maint_window, delivery, state, created_at, updated_at)
+		SELECT ?, rd.device_id, ?, ?, ?, rd.rollout_id, rd.wave, 1, ?, ?, ?, ?, 'scheduled', ?, ?
+		FROM rollout_devices rd JOIN devices dv ON dv.tenant = ? AND dv.id = rd.device_id
+		WHERE rd.rollout_id = ? AND (? < 0 OR rd.wave = ?)`),
+		r.Tenant, nullInt(r.ArtifactID), r.ArtifactName, r.ArtifactVersion, string(r.Type), tsPtr(r.ForceAt), windowJSON(r.Window),
+		r.Delivery, ts(now), ts(now), r.Tenant, r.ID, wave, wave)
+	return s.wrap("write deployments", err)
+}
+
 // unwrittenWaves lists a rollout's unwritten waves in order.
 func (s *Store) unwrittenWaves(ctx context.Context, q querier, id string) ([]int, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT idx FROM rollout_waves WHERE rollout_id = ? AND written = 0 ORDER BY idx`), id)
-	if err != nil {
-		return nil, s.wrap("unwritten waves", err)
-	}
-	defer rows.Close()
-	var out []int
-	for rows.Next() {
-		var i int
-		if err := rows.Scan(&i); err != nil {
-			return nil, s.wrap("unwritten waves", err)
-		}
-		out = append(out, i)
-	}
-	return out, s.wrap("unwritten waves", rows.Err())
+	waves, err := queryColumn[int](ctx, q, s.q(`SELECT idx FROM rollout_waves WHERE rollout_id = ? AND written = 0 ORDER BY idx`), id)
+	return waves, s.wrap("unwritten waves", err)
 }
 
 // WriteNextWave implements store.Rollouts.
@@ -147,22 +128,9 @@ func (s *Store) WriteNextWave(ctx context.Context, id string, now time.Time) (bo
 // writeOthersPending writes every unwritten wave of the tenant's other
 // active rollouts.
 func (s *Store) writeOthersPending(ctx context.Context, tx *Tx, tenant, except string, now time.Time) error {
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT DISTINCT w.rollout_id FROM rollout_waves w JOIN rollouts r ON r.id = w.rollout_id
+	ids, err := queryColumn[string](ctx, tx, s.q(`SELECT DISTINCT w.rollout_id FROM rollout_waves w JOIN rollouts r ON r.id = w.rollout_id
 		WHERE w.written = 0 AND r.tenant = ? AND r.id <> ? AND r.status IN ('running', 'paused')`), tenant, except)
 	if err != nil {
-		return s.wrap("write pending waves", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return s.wrap("write pending waves", err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return s.wrap("write pending waves", err)
 	}
 	for _, id := range ids {
