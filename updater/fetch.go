@@ -13,10 +13,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/tuf"
@@ -64,6 +67,22 @@ func (u *Update) FetchDefault(ctx context.Context) (*Payload, error) {
 	p.Path = p.Files[0]
 	u.verified = true // against the signed hashes, when there are any
 	return p, nil
+}
+
+// downloadRetries is how many times a download that broke off is tried
+// again (1 s, 2 s, 3 s apart) before the update is reported failed.
+const downloadRetries = 3
+
+// transient reports whether a download error may pass on its own: the
+// connection failed or broke, or the server answered 5xx.
+func transient(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.Status >= 500
+	}
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // DownloadArtifact fetches one artifact into dir, resuming a partial download left

@@ -171,6 +171,18 @@ func (j *job) run(ctx context.Context) {
 	}
 	j.send(ctx, ddi.Status{Execution: ddi.ExecDownload, Result: &ddi.Result{Finished: ddi.FinishedNone}, Details: []string{"downloading " + u.Name + " " + u.Version}})
 	p, err := h.Fetch(j.ctx, u)
+	// A connection that broke (a server replica restarting behind a load
+	// balancer) is tried again, resuming the partial download.
+	for try := 1; err != nil && try <= downloadRetries && transient(err) && j.ctx.Err() == nil; try++ {
+		c.log.Warn("download interrupted; trying again", "try", try, "err", err)
+		select {
+		case <-j.ctx.Done():
+		case <-time.After(time.Duration(try) * time.Second):
+		}
+		if j.ctx.Err() == nil {
+			p, err = h.Fetch(j.ctx, u)
+		}
+	}
 	if j.stopped() {
 		return // a cancel is answered by handleCancel; a stop resumes later
 	}

@@ -344,6 +344,36 @@ func TestResumesPartialDownload(t *testing.T) {
 	}
 }
 
+// breakOnce fails the first download request as a dropped connection.
+type breakOnce struct{ broke atomic.Bool }
+
+func (b *breakOnce) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/artifacts/") && !b.broke.Swap(true) {
+		return nil, errors.New("connection reset by peer")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestDownloadThatBrokeIsTriedAgain: a download cut off (a replica killed
+// behind a load balancer) is tried again instead of failing the update.
+func TestDownloadThatBrokeIsTriedAgain(t *testing.T) {
+	s := servertest.Start(t)
+	data := payload(100_000)
+	s.API.Upload("app", "2.0.0", data, "filename=app.bin")
+	tok := s.API.CreateDevice("d1", nil)
+	h := &fileInstaller{target: filepath.Join(t.TempDir(), "app.bin")}
+	tr := &breakOnce{}
+	c := newClient(t, s, "d1", tok, h, func(cfg *updater.Config) { cfg.HTTPClient = &http.Client{Transport: tr} })
+	dep := s.API.Assign("d1", "app", "2.0.0", nil)
+	c.CheckNow(context.Background())
+	if got := s.API.Deployment("d1", dep.ID); got.State != "succeeded" || !tr.broke.Load() {
+		t.Fatalf("deployment = %s (%s), download broken: %v", got.State, got.Message, tr.broke.Load())
+	}
+	if b, _ := os.ReadFile(h.target); !bytes.Equal(b, data) {
+		t.Fatal("installed bytes differ")
+	}
+}
+
 func TestMaintenanceWindowDefersInstall(t *testing.T) {
 	s := servertest.Start(t)
 	s.API.Upload("app", "2.0.0", payload(1000), "")
