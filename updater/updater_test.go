@@ -68,6 +68,16 @@ func newClient(t *testing.T, s *servertest.Server, id, token string, h updater.H
 	return c
 }
 
+// appServer starts a server with app 2.0.0 (n bytes, app.bin) and device
+// d1, and returns a file installer for it.
+func appServer(t *testing.T, n int) (s *servertest.Server, data []byte, token string, h *fileInstaller) {
+	t.Helper()
+	s = servertest.Start(t)
+	data = payload(n)
+	s.API.Upload("app", "2.0.0", data, "filename=app.bin")
+	return s, data, s.API.CreateDevice("d1", nil), &fileInstaller{target: filepath.Join(t.TempDir(), "app.bin")}
+}
+
 func payload(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -77,11 +87,7 @@ func payload(n int) []byte {
 }
 
 func TestUpdateEndToEnd(t *testing.T) {
-	s := servertest.Start(t)
-	data := payload(300_000)
-	s.API.Upload("app", "2.0.0", data, "filename=app.bin")
-	tok := s.API.CreateDevice("d1", nil)
-	h := &fileInstaller{target: filepath.Join(t.TempDir(), "app.bin")}
+	s, data, tok, h := appServer(t, 300_000)
 	c := newClient(t, s, "d1", tok, h)
 	ctx := context.Background()
 
@@ -302,11 +308,7 @@ func TestHealthyUpdateReportsHealth(t *testing.T) {
 }
 
 func TestResumesPartialDownload(t *testing.T) {
-	s := servertest.Start(t)
-	data := payload(400_000)
-	s.API.Upload("app", "2.0.0", data, "filename=app.bin")
-	tok := s.API.CreateDevice("d1", nil)
-	h := &fileInstaller{target: filepath.Join(t.TempDir(), "app.bin")}
+	s, data, tok, h := appServer(t, 400_000)
 	stateDir := t.TempDir()
 	// First client is stopped mid-download.
 	tr := &slowTransport{release: make(chan struct{}), started: make(chan struct{})}
@@ -357,11 +359,7 @@ func (b *breakOnce) RoundTrip(r *http.Request) (*http.Response, error) {
 // TestDownloadThatBrokeIsTriedAgain: a download cut off (a replica killed
 // behind a load balancer) is tried again instead of failing the update.
 func TestDownloadThatBrokeIsTriedAgain(t *testing.T) {
-	s := servertest.Start(t)
-	data := payload(100_000)
-	s.API.Upload("app", "2.0.0", data, "filename=app.bin")
-	tok := s.API.CreateDevice("d1", nil)
-	h := &fileInstaller{target: filepath.Join(t.TempDir(), "app.bin")}
+	s, data, tok, h := appServer(t, 100_000)
 	tr := &breakOnce{}
 	c := newClient(t, s, "d1", tok, h, func(cfg *updater.Config) { cfg.HTTPClient = &http.Client{Transport: tr} })
 	dep := s.API.Assign("d1", "app", "2.0.0", nil)

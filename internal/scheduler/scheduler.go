@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -237,18 +238,15 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 // writeAhead writes the next unwritten wave of a large rollout, one per
 // look, so that its deployments exist before the wave starts.
 func (s *Scheduler) writeAhead(ctx context.Context, id string, waves []flotilla.Wave, now time.Time) error {
-	for _, w := range waves {
-		if !w.Unwritten {
-			continue
-		}
-		more, err := s.st.WriteNextWave(ctx, id, now)
-		if err != nil {
-			return fmt.Errorf("write wave %d of rollout %s: %w", w.Index+1, id, err)
-		}
-		if more {
-			s.wakeAt(id, s.cfg.Debounce)
-		}
+	if !slices.ContainsFunc(waves, func(w flotilla.Wave) bool { return w.Unwritten }) {
 		return nil
+	}
+	more, err := s.st.WriteNextWave(ctx, id, now)
+	if err != nil {
+		return fmt.Errorf("write the next wave of rollout %s: %w", id, err)
+	}
+	if more {
+		s.wakeAt(id, s.cfg.Debounce)
 	}
 	return nil
 }

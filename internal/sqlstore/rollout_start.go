@@ -133,27 +133,26 @@ func (s *Store) StartRollout(ctx context.Context, tenant, id string, now time.Ti
 		if sup, err = s.supersedeForRollout(ctx, tx, r, now); err != nil {
 			return err
 		}
+		// Deployments newer than this, made elsewhere, supersede members
+		// of waves written later (see writeWave).
+		var after int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM deployments`).Scan(&after); err != nil {
+			return s.wrap("start rollout", err)
+		}
+		wave := -1 // all of them
 		if r.Total > s.writeWholeUpTo() {
-			var after int64
-			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM deployments`).Scan(&after); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET written = 0 WHERE rollout_id = ? AND idx > 0`), id); err != nil {
 				return s.wrap("start rollout", err)
 			}
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollout_waves SET written = 0 WHERE rollout_id = ?`), id); err != nil {
-				return s.wrap("start rollout", err)
-			}
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE rollouts SET written_after = ? WHERE id = ?`), after, id); err != nil {
-				return s.wrap("start rollout", err)
-			}
-			if err := s.writeWave(ctx, tx, r, 0, now); err != nil {
-				return err
-			}
-		} else if err := s.insertScheduled(ctx, tx, r, -1, now); err != nil {
+			wave = 0
+		}
+		if err := s.insertScheduled(ctx, tx, r, wave, now); err != nil {
 			return err
 		}
 		// The "scheduled" history entry of each deployment is implied by its
 		// creation (see withScheduled), not written here.
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'running', started_at = ?, updated_at = ?, reason = '', version = version + 1 WHERE id = ?`),
-			ts(now), ts(now), id)
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'running', started_at = ?, updated_at = ?, reason = '', version = version + 1, written_after = ? WHERE id = ?`),
+			ts(now), ts(now), after, id)
 		return s.wrap("start rollout", err)
 	})
 	return sup, err

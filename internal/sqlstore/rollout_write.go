@@ -56,32 +56,21 @@ func (s *Store) writeWave(ctx context.Context, q querier, r flotilla.Rollout, wa
 	if r.StartedAt != nil {
 		started = *r.StartedAt
 	}
-	why := "superseded by a new assignment"
-	var canceled []int64
+	var ids []int64
 	err = eachChunk(newer, func(part []string) error {
-		args := []any{ts(started), ts(now), ts(now), why, r.ID, wave}
+		args := []any{ts(started), r.ID, wave}
 		for _, d := range part {
 			args = append(args, d)
 		}
-		rows, err := q.QueryContext(ctx, s.q(`UPDATE deployments SET state = 'canceled', created_at = ?, updated_at = ?, finished_at = ?, message = ?
+		got, err := queryColumn[int64](ctx, q, s.q(`UPDATE deployments SET created_at = ?
 			WHERE rollout_id = ? AND wave = ? AND device_id IN (`+placeholders(len(part))+`) RETURNING id`), args...)
-		if err != nil {
-			return s.wrap("write wave", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return s.wrap("write wave", err)
-			}
-			canceled = append(canceled, id)
-		}
-		return s.wrap("write wave", rows.Err())
+		ids = append(ids, got...)
+		return s.wrap("write wave", err)
 	})
 	if err != nil {
 		return err
 	}
-	return s.bulkEvents(ctx, q, canceled, now, flotilla.StateCanceled, []string{why}, flotilla.SourceServer)
+	return s.cancelIDs(ctx, q, ids, nil, now, "superseded by a new assignment")
 }
 
 // insertScheduled writes a scheduled deployment for each member of the

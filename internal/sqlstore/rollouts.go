@@ -123,12 +123,13 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 	if err := rows.Err(); err != nil {
 		return nil, s.wrap("count waves", err)
 	}
-	// An unwritten wave's members are scheduled, or canceled with the
-	// rollout, as their deployments would have been.
+	// An unwritten wave's members are scheduled, or canceled with their
+	// aborted wave, as their deployments would have been (the same rule as
+	// ListRolloutDevices').
 	for i, w := range waves {
 		if w.Unwritten {
 			st := flotilla.StateScheduled
-			if w.Status == flotilla.WaveAborted || r.Status.Finished() {
+			if w.Status == flotilla.WaveAborted {
 				st = flotilla.StateCanceled
 			}
 			waves[i].Counts = map[flotilla.DeploymentState]int{st: w.Size}
