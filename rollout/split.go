@@ -24,6 +24,28 @@ type WaveDef struct {
 	Size int
 }
 
+// EvenWaves splits total members, taken in order, into n even waves (1
+// when n is not positive): the later waves take the remainder, so a
+// canary stays small.
+func EvenWaves(total, n int) ([]WaveDef, error) {
+	if n <= 0 {
+		n = 1
+	}
+	if n > 1000 {
+		return nil, flotilla.Errorf(flotilla.EInvalid, "waves must be from 1 to 1000, got %d", n)
+	}
+	waves := make([]WaveDef, n)
+	base, extra := total/n, total%n
+	for w := range waves {
+		size := base
+		if w >= n-extra {
+			size++
+		}
+		waves[w] = WaveDef{Name: fmt.Sprintf("wave-%d", w+1), Size: size}
+	}
+	return waves, nil
+}
+
 // Split assigns members to waves: n even waves (the later ones take the
 // remainder, so a canary stays small), or explicit groups taken in order
 // from the devices not yet assigned — by selector, count or percentage of
@@ -33,22 +55,13 @@ func Split(members []Member, n int, groups []flotilla.WaveSpec) ([]int, []WaveDe
 	total := len(members)
 	assign := make([]int, total)
 	if len(groups) == 0 {
-		if n <= 0 {
-			n = 1
+		waves, err := EvenWaves(total, n)
+		if err != nil {
+			return nil, nil, err
 		}
-		if n > 1000 {
-			return nil, nil, flotilla.Errorf(flotilla.EInvalid, "waves must be from 1 to 1000, got %d", n)
-		}
-		waves := make([]WaveDef, n)
-		base, extra := total/n, total%n
 		i := 0
-		for w := 0; w < n; w++ {
-			size := base
-			if w >= n-extra {
-				size++
-			}
-			waves[w] = WaveDef{Name: fmt.Sprintf("wave-%d", w+1), Size: size}
-			for k := 0; k < size; k++ {
+		for w, wd := range waves {
+			for range wd.Size {
 				assign[i] = w
 				i++
 			}

@@ -182,6 +182,30 @@ func (c *Core) MaterializeRollout(ctx context.Context, id string) error {
 	if r.Status != flotilla.RolloutCreating {
 		return nil
 	}
+	done := false
+	if len(r.DeviceIDs) == 0 && len(r.Groups) == 0 {
+		done, err = c.Store.MaterializeEvenRollout(ctx, id, r.WaveCount, c.Now())
+	}
+	if !done && err == nil {
+		err = c.splitRollout(ctx, r)
+	}
+	if flotilla.IsCode(err, flotilla.EConflict) {
+		return nil // someone else took the snapshot
+	}
+	if err != nil {
+		return err
+	}
+	r.Status = flotilla.RolloutReady
+	c.publishRollout(r)
+	if r.StartWhenReady {
+		return c.startRollout(ctx, r.Tenant, id)
+	}
+	return nil
+}
+
+// splitRollout reads a rollout's members, splits them into waves and
+// stores the snapshot.
+func (c *Core) splitRollout(ctx context.Context, r flotilla.Rollout) error {
 	members, err := c.Store.RolloutMembers(ctx, r.Tenant, r.Selector)
 	if err != nil {
 		return err
@@ -205,18 +229,7 @@ func (c *Core) MaterializeRollout(ctx context.Context, id string) error {
 	for i, d := range defs {
 		waves[i] = flotilla.Wave{Index: i, Name: d.Name, Size: d.Size}
 	}
-	if err := c.Store.MaterializeRollout(ctx, id, ids, assign, waves, c.Now()); err != nil {
-		if flotilla.IsCode(err, flotilla.EConflict) {
-			return nil // someone else took the snapshot
-		}
-		return err
-	}
-	r.Status = flotilla.RolloutReady
-	c.publishRollout(r)
-	if r.StartWhenReady {
-		return c.startRollout(ctx, r.Tenant, id)
-	}
-	return nil
+	return c.Store.MaterializeRollout(ctx, r.ID, ids, assign, waves, c.Now())
 }
 
 // StartRollout starts a ready rollout (a draft takes its snapshot first).

@@ -6,6 +6,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 
@@ -64,17 +65,8 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 // MaterializeRollout implements store.Rollouts.
 func (s *Store) MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error {
 	return s.inTx(ctx, "materialize rollout", func(tx *Tx) error {
-		r, err := s.getRollout(ctx, tx, "", id)
-		if err != nil {
+		if err := s.snapshotStart(ctx, tx, id); err != nil {
 			return err
-		}
-		if r.Status != flotilla.RolloutCreating {
-			return flotilla.Errorf(flotilla.EConflict, "rollout %s is %s, not creating", id, r.Status)
-		}
-		for _, q := range []string{`DELETE FROM rollout_devices WHERE rollout_id = ?`, `DELETE FROM rollout_waves WHERE rollout_id = ?`} {
-			if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
-				return s.wrap("materialize rollout", err)
-			}
 		}
 		if s.d.ArrayParams {
 			// One statement for the whole membership.
@@ -103,15 +95,121 @@ func (s *Store) MaterializeRollout(ctx context.Context, id string, members []str
 				return s.wrap("materialize rollout", err)
 			}
 		}
-		for _, w := range waves {
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO rollout_waves (rollout_id, idx, name, size, status) VALUES (?, ?, ?, ?, ?)`),
-				id, w.Index, w.Name, w.Size, string(flotilla.WaveScheduled)); err != nil {
+		return s.recordWaves(ctx, tx, id, len(members), waves, now)
+	})
+}
+
+// snapshotStart checks that a rollout is creating and clears what an
+// earlier, failed snapshot may have left.
+func (s *Store) snapshotStart(ctx context.Context, tx *Tx, id string) error {
+	r, err := s.getRollout(ctx, tx, "", id)
+	if err != nil {
+		return err
+	}
+	if r.Status != flotilla.RolloutCreating {
+		return flotilla.Errorf(flotilla.EConflict, "rollout %s is %s, not creating", id, r.Status)
+	}
+	for _, q := range []string{`DELETE FROM rollout_devices WHERE rollout_id = ?`, `DELETE FROM rollout_waves WHERE rollout_id = ?`} {
+		if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
+			return s.wrap("materialize rollout", err)
+		}
+	}
+	return nil
+}
+
+// recordWaves writes a snapshot's waves and makes the rollout ready.
+func (s *Store) recordWaves(ctx context.Context, tx *Tx, id string, total int, waves []flotilla.Wave, now time.Time) error {
+	for _, w := range waves {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO rollout_waves (rollout_id, idx, name, size, status) VALUES (?, ?, ?, ?, ?)`),
+			id, w.Index, w.Name, w.Size, string(flotilla.WaveScheduled)); err != nil {
+			return s.wrap("materialize rollout", err)
+		}
+	}
+	_, err := tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'ready', total = ?, updated_at = ?, version = version + 1 WHERE id = ?`), total, ts(now), id)
+	return s.wrap("materialize rollout", err)
+}
+
+// errFleetChanged rolls back an even snapshot whose devices changed
+// between counting and writing them (PostgreSQL reads each statement
+// afresh).
+var errFleetChanged = errors.New("the fleet changed during the snapshot")
+
+// MaterializeEvenRollout implements store.Rollouts. The devices come from
+// the label-set index; each wave is one INSERT … SELECT of an id range,
+// whose end is found by skipping the wave's size from its start.
+func (s *Store) MaterializeEvenRollout(ctx context.Context, id string, n int, now time.Time) (bool, error) {
+	r, err := s.getRollout(ctx, s.rd, "", id)
+	if err != nil {
+		return false, err
+	}
+	sel, err := label.Parse(r.Selector)
+	if err != nil {
+		return false, err
+	}
+	sets, how, err := s.matchSets(ctx, r.Tenant, sel)
+	if err != nil || how == scanDevices {
+		return false, err
+	}
+	members, setArgs := `FROM devices WHERE tenant = ?`, []any{r.Tenant}
+	if how == inSets {
+		setArgs = append(setArgs, -1) // matches no set: IN () is not SQL
+		for _, ls := range sets {
+			setArgs = append(setArgs, ls.id)
+		}
+		members += ` AND label_set IN (` + placeholders(len(setArgs)-1) + `)`
+	}
+	// args are what members needs, between before and after.
+	args := func(before []any, after ...any) []any {
+		return append(append(before, setArgs...), after...)
+	}
+	err = s.inTx(ctx, "materialize rollout", func(tx *Tx) error {
+		if err := s.snapshotStart(ctx, tx, id); err != nil {
+			return err
+		}
+		var total int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) `+members), setArgs...).Scan(&total); err != nil {
+			return s.wrap("materialize rollout", err)
+		}
+		defs, err := rollout.EvenWaves(total, n)
+		if err != nil {
+			return err
+		}
+		from := "" // below every id
+		waves := make([]flotilla.Wave, len(defs))
+		for w, d := range defs {
+			waves[w] = flotilla.Wave{Index: w, Name: d.Name, Size: d.Size}
+			var res sql.Result
+			if w == len(defs)-1 {
+				res, err = tx.ExecContext(ctx, s.q(`INSERT INTO rollout_devices (rollout_id, device_id, wave) SELECT ?, id, ? `+members+` AND id >= ?`), args([]any{id, w}, from)...)
+			} else {
+				// The next wave's first id; none when the devices end here.
+				var to string
+				err = tx.QueryRowContext(ctx, s.q(`SELECT id `+members+` AND id >= ? ORDER BY id LIMIT 1 OFFSET ?`), args(nil, from, d.Size)...).Scan(&to)
+				if errors.Is(err, sql.ErrNoRows) && d.Size == 0 {
+					continue // no devices at all
+				}
+				if errors.Is(err, sql.ErrNoRows) {
+					return errFleetChanged
+				}
+				if err != nil {
+					return s.wrap("materialize rollout", err)
+				}
+				res, err = tx.ExecContext(ctx, s.q(`INSERT INTO rollout_devices (rollout_id, device_id, wave) SELECT ?, id, ? `+members+` AND id >= ? AND id < ?`), args([]any{id, w}, from, to)...)
+				from = to
+			}
+			if err != nil {
 				return s.wrap("materialize rollout", err)
 			}
+			if written, err := res.RowsAffected(); err != nil || written != int64(d.Size) {
+				return errFleetChanged
+			}
 		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE rollouts SET status = 'ready', total = ?, updated_at = ?, version = version + 1 WHERE id = ?`), len(members), ts(now), id)
-		return s.wrap("materialize rollout", err)
+		return s.recordWaves(ctx, tx, id, total, waves, now)
 	})
+	if errors.Is(err, errFleetChanged) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // StartRollout implements store.Rollouts.

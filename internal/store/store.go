@@ -302,6 +302,12 @@ type Rollouts interface {
 	// MaterializeRollout stores the snapshot (each member's wave) and the
 	// waves, and moves the rollout from creating to ready.
 	MaterializeRollout(ctx context.Context, id string, members []string, assign []int, waves []flotilla.Wave, now time.Time) error
+	// MaterializeEvenRollout does what RolloutMembers, rollout.Split into n
+	// even waves and MaterializeRollout do, inside the database: a million
+	// members are never read out. It returns false, having changed nothing,
+	// where it cannot (a selector the label-set index does not decide, or
+	// devices added or removed while it counted them).
+	MaterializeEvenRollout(ctx context.Context, id string, n int, now time.Time) (bool, error)
 	// StartRollout creates a scheduled deployment for every device of a
 	// ready rollout, superseding the devices' open deployments, and sets it
 	// running. It returns the superseded deployments. A large rollout may
