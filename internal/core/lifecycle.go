@@ -102,18 +102,6 @@ func (c *Core) RequestCancel(ctx context.Context, ref Ref, why string) (flotilla
 	})
 }
 
-// SetUpdateID records a push delivery's update id before the node hears of
-// it; an id already recorded is kept. Not a state change: nothing is
-// announced.
-func (c *Core) SetUpdateID(ctx context.Context, ref Ref, uid string) (flotilla.Deployment, error) {
-	return c.Store.UpdateDeployment(ctx, ref.Tenant, ref.DeviceID, ref.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
-		if d.UpdateID == "" {
-			d.UpdateID = uid
-		}
-		return flotilla.Change{Deployment: d}, nil
-	})
-}
-
 // create records a new deployment, superseding what the device was doing,
 // and announces both.
 func (c *Core) create(ctx context.Context, d *flotilla.Deployment, detail, nodeIP string) error {

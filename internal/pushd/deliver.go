@@ -78,34 +78,40 @@ func (dl *delivery) catchUp(ctx context.Context, nodeState string) error {
 	return nil
 }
 
-// deliver drives one push deployment to its end, or until ctx ends.
-func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment) {
+// deliver drives one push deployment to its end, or until ctx ends, and
+// returns it as it last saw it. fresh marks an update id the claim just
+// minted.
+func (p *Pool) deliver(ctx context.Context, d flotilla.Deployment, fresh bool) flotilla.Deployment {
 	dl := &delivery{p: p, d: d, ip: d.DeviceID}
 	dev, err := p.st.GetDevice(ctx, d.Tenant, d.DeviceID)
 	if err != nil {
 		dl.fail(ctx, "device not found")
-		return
+		return dl.d
 	}
 	dl.dev, dl.ip = dev, NodeIP(dev.Address, dev.ID)
 	if dl.node, err = p.node(dev); err != nil {
 		dl.fail(ctx, flotilla.ErrorMessage(err))
-		return
+		return dl.d
 	}
 	if dl.a, err = p.st.GetArtifactByID(ctx, d.Tenant, d.ArtifactID); err != nil {
 		dl.fail(ctx, "artifact no longer exists")
-		return
+		return dl.d
 	}
-	// The update id is recorded before the node hears of it.
-	if dl.d.UpdateID == "" {
-		if dl.d, err = p.core.SetUpdateID(ctx, core.RefOf(d), NewUpdateID()); err != nil {
-			return
-		}
-	}
-	dl.run(ctx)
+	dl.run(ctx, fresh)
+	return dl.d
 }
 
-func (dl *delivery) run(ctx context.Context) {
+// run drives the delivery by asking the node where it stands. A fresh
+// update id (fresh) is one the node cannot know yet: it is offered at
+// once instead of asking first.
+func (dl *delivery) run(ctx context.Context, fresh bool) {
 	p, node := dl.p, dl.node
+	// told is what the node said in answer to the last offer or payload:
+	// its status, without asking again.
+	var told *push.Status
+	if fresh {
+		told = &push.Status{State: push.StateIdle}
+	}
 	lastContact := time.Now()
 	// wait backs off from a few milliseconds to cfg.Poll while the node
 	// stays in one state, and starts over when it moves on.
@@ -120,13 +126,20 @@ func (dl *delivery) run(ctx context.Context) {
 			return
 		}
 		if dl.d.State == flotilla.StateCancelRequested {
+			told = nil
 			if dl.abort(ctx) {
 				return
 			}
 			dl.reload(ctx)
 			continue
 		}
-		st, err := node.Status(ctx)
+		var st push.Status
+		var err error
+		if told != nil {
+			st, told = *told, nil
+		} else {
+			st, err = node.Status(ctx)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -155,8 +168,14 @@ func (dl *delivery) run(ctx context.Context) {
 				dl.reload(ctx)
 				continue
 			}
-			if _, err := node.Start(ctx, p.startRequest(ctx, dl.d.UpdateID, dl.a)); err != nil {
+			answer, err := node.Start(ctx, p.startRequest(ctx, dl.d.UpdateID, dl.a))
+			offered := fresh
+			fresh = false
+			if err != nil {
 				var ne *push.NodeError
+				if offered && errors.As(err, &ne) && ne.Status == http.StatusConflict {
+					continue // busy with another update after all: ask, and wait our turn
+				}
 				if errors.As(err, &ne) && (ne.Status == http.StatusConflict || ne.Status == http.StatusUnprocessableEntity || ne.Status == http.StatusBadRequest) {
 					dl.fail(ctx, "node refused the update: "+ne.Message)
 					return
@@ -167,6 +186,7 @@ func (dl *delivery) run(ctx context.Context) {
 			if dl.d.State == flotilla.StatePending && dl.accepted(ctx, 0) != nil {
 				return
 			}
+			told = &answer
 			continue
 		}
 		switch st.State {
@@ -185,7 +205,11 @@ func (dl *delivery) run(ctx context.Context) {
 				dl.reload(ctx)
 				continue
 			}
-			if err := dl.send(ctx, st.BytesReceived); err != nil && ctx.Err() == nil {
+			answer, err := dl.send(ctx, st.BytesReceived)
+			switch {
+			case err == nil:
+				told = &answer
+			case ctx.Err() == nil:
 				p.log.Debug("payload interrupted; resuming", "deployment", dl.d.ID, "err", err)
 				sleep(ctx, 500*time.Millisecond)
 			}
@@ -239,18 +263,17 @@ func (dl *delivery) abort(ctx context.Context) bool {
 }
 
 // send streams the artifact from offset, reporting progress as it goes.
-func (dl *delivery) send(ctx context.Context, offset int64) error {
+func (dl *delivery) send(ctx context.Context, offset int64) (push.Status, error) {
 	obj, err := dl.p.core.OpenArtifact(ctx, dl.a)
 	if err != nil {
-		return err
+		return push.Status{}, err
 	}
 	defer obj.Close()
 	if _, err := obj.Seek(offset, io.SeekStart); err != nil {
-		return err
+		return push.Status{}, err
 	}
 	pr := &progress{r: obj, n: offset, every: time.Second, fn: func(n int64) { dl.progress(ctx, n) }}
-	_, err = dl.node.SendPayload(ctx, dl.d.UpdateID, pr, offset, dl.a.Size)
-	return err
+	return dl.node.SendPayload(ctx, dl.d.UpdateID, pr, offset, dl.a.Size)
 }
 
 type progress struct {

@@ -274,3 +274,52 @@ func TestSporeFacade(t *testing.T) {
 		t.Fatalf("invalid rollout = %d", code)
 	}
 }
+
+// A delivery offers a fresh update id at once, without asking the node
+// first; a node busy with another update refuses it, and the delivery then
+// waits its turn instead of failing.
+func TestFreshDeliveryWaitsForABusyNode(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.SchedulerTick = 100 * time.Millisecond }))
+	s.API.Upload("node-fw", "2.0.0", firmware(4<<10), "")
+	n := startNode(t, 0)
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "busy-1", "labels": map[string]string{"kind": "busy"}, "address": n.srv.URL}, nil)
+	// Someone else's update, accepted and waiting for its bytes.
+	other := firmware(1 << 10)
+	sum := sha256.Sum256(other)
+	foreign := "0b1c2d4e-0000-4000-8000-0000000000ff"
+	c := &push.Client{Base: n.srv.URL}
+	ctx := context.Background()
+	if _, err := c.Start(ctx, push.StartRequest{ID: foreign, Artifact: push.Artifact{Name: "other", Version: "9.9.9", Size: int64(len(other)), SHA256: hex.EncodeToString(sum[:])}}); err != nil {
+		t.Fatal(err)
+	}
+	var ro struct {
+		ID, Status string
+		Counts     map[string]int
+	}
+	s.API.Must(201, "POST", "/api/v1/rollouts", map[string]any{"name": "busy", "artifact": map[string]string{"name": "node-fw", "version": "2.0.0"},
+		"selector": "kind=busy", "delivery": "push", "start": true}, &ro)
+	// The rollout's offer was refused while the node is busy.
+	servertest.Eventually(t, 30*time.Second, func() error {
+		if s.API.Must(200, "GET", "/api/v1/rollouts/"+ro.ID, nil, &ro); ro.Status != "running" {
+			return fmt.Errorf("rollout %s", ro.Status)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond)
+	if got := n.Accepted(); len(got) != 1 || got[0] != foreign {
+		t.Fatalf("the busy node accepted %v, want only %s", got, foreign)
+	}
+	if _, err := c.SendPayload(ctx, foreign, bytes.NewReader(other), 0, int64(len(other))); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, 60*time.Second, func() error {
+		s.API.Must(200, "GET", "/api/v1/rollouts/"+ro.ID, nil, &ro)
+		if ro.Status != "completed" || ro.Counts["succeeded"] != 1 {
+			return fmt.Errorf("rollout %s %v", ro.Status, ro.Counts)
+		}
+		return nil
+	})
+	if got := n.Accepted(); len(got) != 2 || got[0] != foreign || n.Status().Version != "2.0.0" {
+		t.Fatalf("node accepted %v, runs %s", got, n.Status().Version)
+	}
+}

@@ -54,7 +54,7 @@ type Store interface {
 	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
 	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
 	DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error)
-	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error)
+	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64, newID func() string) ([]flotilla.Deployment, error)
 	RenewPushClaims(ctx context.Context, owner string, ids []int64, until time.Time) error
 	ReleasePushClaim(ctx context.Context, id int64, owner string) error
 }
@@ -89,8 +89,12 @@ func New(c *core.Core, st Store, cfg Config) *Pool {
 	if cfg.Owner == "" {
 		cfg.Owner = core.NewID("push-")
 	}
+	// Up to one connection per worker stays open per host: nodes behind
+	// one gateway address (a SPORE facade, the simulator) share a host, and
+	// with fewer every question to a node would dial anew.
+	tr := &http.Transport{MaxIdleConns: cfg.Workers, MaxIdleConnsPerHost: cfg.Workers, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
 	return &Pool{core: c, st: st, log: c.Log.With("push", cfg.Owner), cfg: cfg, active: map[int64]bool{}, wake: make(chan struct{}, 1),
-		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second, ResponseHeaderTimeout: 30 * time.Second}}}
+		http: &http.Client{Transport: tr}}
 }
 
 // DeploymentChanged is the pool's reaction to a deployment change: a new
@@ -141,7 +145,14 @@ func (p *Pool) claim(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	// Leases are wall-clock time shared by replicas, not policy time.
 	now := time.Now()
-	list, err := p.st.ClaimPushDeployments(ctx, p.cfg.Owner, now, now.Add(p.cfg.Lease), free, exclude)
+	// Ids minted by this claim are unknown to every node.
+	minted := map[string]bool{}
+	newID := func() string {
+		id := NewUpdateID()
+		minted[id] = true
+		return id
+	}
+	list, err := p.st.ClaimPushDeployments(ctx, p.cfg.Owner, now, now.Add(p.cfg.Lease), free, exclude, newID)
 	if err != nil {
 		if ctx.Err() == nil {
 			p.log.Warn("claim push deployments", "err", err)
@@ -153,17 +164,19 @@ func (p *Pool) claim(ctx context.Context, wg *sync.WaitGroup) {
 		p.active[d.ID] = true
 		p.mu.Unlock()
 		wg.Add(1)
-		go func(d flotilla.Deployment) {
+		go func(d flotilla.Deployment, fresh bool) {
 			defer wg.Done()
-			p.deliver(ctx, d)
+			end := p.deliver(ctx, d, fresh)
+			// Claims take open deployments only: one that ended needs no
+			// release (a transaction per node, on the pool's critical path).
+			if ctx.Err() == nil && !end.State.Terminal() {
+				p.st.ReleasePushClaim(context.WithoutCancel(ctx), d.ID, p.cfg.Owner)
+			}
 			p.mu.Lock()
 			delete(p.active, d.ID)
 			p.mu.Unlock()
-			if ctx.Err() == nil {
-				p.st.ReleasePushClaim(context.WithoutCancel(ctx), d.ID, p.cfg.Owner)
-			}
 			p.Wake()
-		}(d)
+		}(d, minted[d.UpdateID])
 	}
 }
 

@@ -25,8 +25,7 @@ func (s *Store) DeploymentByUpdateID(ctx context.Context, tenant, deviceID, upda
 
 // ClaimPushDeployments implements store.Deployments. As for rollouts, the
 // lease condition is repeated in the outer WHERE for PostgreSQL.
-func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error) {
-	defer s.observe("claim push", time.Now())
+func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64, newID func() string) ([]flotilla.Deployment, error) {
 	cond := `delivery = 'push' AND state IN ('pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')
 		AND (push_owner IS NULL OR push_until < ?)`
 	args := []any{owner, ts(until), ts(now)}
@@ -36,22 +35,39 @@ func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, unt
 		args = append(args, int64Args(exclude)...)
 	}
 	args = append(args, limit, ts(now))
-	rows, err := s.wdb.QueryContext(ctx, s.q(`UPDATE deployments SET push_owner = ?, push_until = ?
-		WHERE id IN (SELECT id FROM deployments WHERE `+cond+notIn+` ORDER BY id LIMIT ?) AND (push_owner IS NULL OR push_until < ?)
-		RETURNING `+deploymentCols), args...)
-	if err != nil {
-		return nil, s.wrap("claim push", err)
-	}
-	defer rows.Close()
 	var out []flotilla.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
+	err := s.inTx(ctx, "claim push", func(tx *Tx) error {
+		out = nil
+		rows, err := tx.QueryContext(ctx, s.q(`UPDATE deployments SET push_owner = ?, push_until = ?
+			WHERE id IN (SELECT id FROM deployments WHERE `+cond+notIn+` ORDER BY id LIMIT ?) AND (push_owner IS NULL OR push_until < ?)
+			RETURNING `+deploymentCols), args...)
 		if err != nil {
-			return nil, s.wrap("claim push", err)
+			return s.wrap("claim push", err)
 		}
-		out = append(out, d)
-	}
-	return out, s.wrap("claim push", rows.Err())
+		for rows.Next() {
+			d, err := scanDeployment(rows)
+			if err != nil {
+				rows.Close()
+				return s.wrap("claim push", err)
+			}
+			out = append(out, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.wrap("claim push", err)
+		}
+		for i := range out {
+			if out[i].UpdateID != "" {
+				continue
+			}
+			out[i].UpdateID = newID()
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deployments SET update_id = ? WHERE id = ?`), out[i].UpdateID, out[i].ID); err != nil {
+				return s.wrap("claim push", err)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // RenewPushClaims implements store.Deployments.

@@ -237,8 +237,10 @@ type Deployments interface {
 	// caller's update id, or ENotFound.
 	DeploymentByUpdateID(ctx context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error)
 	// ClaimPushDeployments leases up to limit open push deployments to
-	// owner until until (renewing owner's own) and returns them.
-	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64) ([]flotilla.Deployment, error)
+	// owner until until (renewing owner's own) and returns them. A claimed
+	// deployment without an update id gets newID() in the same
+	// transaction: recorded before any node hears of it.
+	ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64, newID func() string) ([]flotilla.Deployment, error)
 	// RenewPushClaims extends owner's leases on ids.
 	RenewPushClaims(ctx context.Context, owner string, ids []int64, until time.Time) error
 	// ReleasePushClaim gives up owner's lease on a deployment.
