@@ -185,7 +185,9 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	if err := flotilla.ValidateDeviceID(deviceID); err != nil {
 		return DeviceIdentity{}, err
 	}
-	t, err := c.Store.GetTenant(ctx, tenant)
+	// The cached tenant is as fresh as the authentication cache: setting
+	// changes flush both.
+	t, err := c.cachedTenant(ctx, tenant)
 	if flotilla.IsCode(err, flotilla.ENotFound) {
 		return DeviceIdentity{}, unauthorized
 	}
@@ -200,14 +202,14 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	case strings.EqualFold(scheme, "GatewayToken") && secret != "" && t.Settings.GatewayTokenDisabled:
 		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept gateway tokens (authentication.gatewaytoken.enabled is false)", tenant)
 	case strings.EqualFold(scheme, "TargetToken") && secret != "":
-		d, err := c.Store.GetDevice(ctx, tenant, deviceID)
+		hash, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID)
 		if flotilla.IsCode(err, flotilla.ENotFound) {
 			return DeviceIdentity{}, unauthorized
 		}
 		if err != nil {
 			return DeviceIdentity{}, err
 		}
-		if d.TokenHash == "" || !SecretsEqual(d.TokenHash, HashSecret(secret)) {
+		if hash == "" || !SecretsEqual(hash, HashSecret(secret)) {
 			return DeviceIdentity{}, unauthorized
 		}
 		id.Via = viaTarget
@@ -230,7 +232,7 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 		return DeviceIdentity{}, unauthorized
 	}
 	// Gateway and anonymous access may register the device.
-	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
+	if _, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
 		if !register {
 			return DeviceIdentity{}, flotilla.Errorf(flotilla.ENotFound, "device %q is not registered; it registers itself with its first poll", deviceID)
 		}

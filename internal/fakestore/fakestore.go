@@ -87,6 +87,12 @@ func (s *Store) GetDevice(_ context.Context, tenant, id string) (flotilla.Device
 	return d, nil
 }
 
+// DeviceTokenHash implements store.Devices.
+func (s *Store) DeviceTokenHash(ctx context.Context, tenant, id string) (string, error) {
+	d, err := s.GetDevice(ctx, tenant, id)
+	return d.TokenHash, err
+}
+
 // UpdateDevice implements store.Devices (labels, attributes, address and
 // version).
 func (s *Store) UpdateDevice(_ context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error) {

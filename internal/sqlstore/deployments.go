@@ -1,11 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -307,31 +309,33 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 // DeviceActions implements store.Deployments.
 func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]flotilla.Deployment, *flotilla.Deployment, error) {
 	defer s.observe("device actions", time.Now())
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state IN `+openStates+` ORDER BY id`), tenant, deviceID)
+	// One statement, as every poll that finds no cached answer asks: the
+	// open deployments (deployments_open) and the newest that succeeded.
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state IN `+openStates+`
+		UNION ALL SELECT * FROM (SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1) AS installed`),
+		tenant, deviceID, tenant, deviceID)
 	if err != nil {
 		return nil, nil, s.wrap("device actions", err)
 	}
+	defer rows.Close()
 	var open []flotilla.Deployment
+	var installed *flotilla.Deployment
 	for rows.Next() {
 		d, err := scanDeployment(rows)
 		if err != nil {
-			rows.Close()
 			return nil, nil, s.wrap("device actions", err)
 		}
-		open = append(open, d)
+		if d.State == flotilla.StateSucceeded {
+			installed = &d
+		} else {
+			open = append(open, d)
+		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, nil, s.wrap("device actions", err)
 	}
-	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1`), tenant, deviceID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return open, nil, nil
-	}
-	if err != nil {
-		return nil, nil, s.wrap("device actions", err)
-	}
-	return open, &d, nil
+	slices.SortFunc(open, func(a, b flotilla.Deployment) int { return cmp.Compare(a.ID, b.ID) })
+	return open, installed, nil
 }
 
 // UpdateDeployment implements store.Deployments. Where the dialect asks for
@@ -369,11 +373,15 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 	if n.ID != d.ID || n.Tenant != d.Tenant || n.DeviceID != d.DeviceID {
 		return d, fmt.Errorf("update deployment %d: identity changed", id)
 	}
+	n.DeviceEvents = d.DeviceEvents
+	if ch.Event != nil && ch.Event.Source == flotilla.SourceDevice {
+		n.DeviceEvents++
+	}
 	_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = ?, prev_state = ?, progress_cnt = ?, progress_of = ?, healthy = ?, message = ?,
-		updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ? WHERE id = ?`),
+		updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ?, device_events = ? WHERE id = ?`),
 		string(n.State), string(n.PrevState), n.ProgressCnt, n.ProgressOf, healthyValue(n.Healthy), n.Message,
 		ts(n.UpdatedAt), tsPtr(n.StartedAt), tsPtr(n.RetrievedAt), tsPtr(n.FinishedAt), tsPtr(n.ForceAt), string(n.Type),
-		nullString(n.UpdateID), id)
+		nullString(n.UpdateID), n.DeviceEvents, id)
 	if err != nil {
 		return d, s.wrap("update deployment", err)
 	}
@@ -383,12 +391,6 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 		}
 		if err := s.insertEvent(ctx, tx, id, *ch.Event); err != nil {
 			return d, err
-		}
-		if ch.Event.Source == flotilla.SourceDevice {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deployments SET device_events = device_events + 1 WHERE id = ?`), id); err != nil {
-				return d, s.wrap("update deployment", err)
-			}
-			n.DeviceEvents = d.DeviceEvents + 1
 		}
 	}
 	if n.State.Terminal() && !d.State.Terminal() && s.NotifyFinal != nil {

@@ -107,6 +107,17 @@ func (s *Store) GetDevice(ctx context.Context, tenant, id string) (flotilla.Devi
 	return s.getDevice(ctx, s.rd, tenant, id)
 }
 
+// DeviceTokenHash implements store.Devices.
+func (s *Store) DeviceTokenHash(ctx context.Context, tenant, id string) (string, error) {
+	defer s.observe("device token", time.Now())
+	var hash sql.NullString
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT token_hash FROM devices WHERE tenant = ? AND id = ?`), tenant, id).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", notFound("device %q not found", id)
+	}
+	return hash.String, s.wrap("device token", err)
+}
+
 // DeviceByTokenHash implements store.Devices.
 func (s *Store) DeviceByTokenHash(ctx context.Context, hash string) (flotilla.Device, error) {
 	defer s.observe("device by token", time.Now())
@@ -299,22 +310,19 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offli
 			return s.wrap("touch devices", err)
 		}
 		defer upd.Close()
-		sel, err := tx.PrepareContext(ctx, s.q(`SELECT last_seen_at FROM devices WHERE tenant = ? AND id = ?`))
-		if err != nil {
-			return s.wrap("touch devices", err)
-		}
-		defer sel.Close()
 		for _, d := range seen {
+			at := ts(d.At)
 			if d.Check {
-				var last sql.NullInt64
-				err := sel.QueryRowContext(ctx, d.Tenant, d.ID).Scan(&last)
-				if err == nil && (!last.Valid || last.Int64 < ts(offlineBefore)) {
-					online = append(online, d)
-				} else if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				// Written only if it was offline: then it came online.
+				res, err := upd.ExecContext(ctx, at, d.Tenant, d.ID, ts(offlineBefore))
+				if err != nil {
 					return s.wrap("touch devices", err)
 				}
+				if n, _ := res.RowsAffected(); n > 0 {
+					online = append(online, d)
+					continue
+				}
 			}
-			at := ts(d.At)
 			if _, err := upd.ExecContext(ctx, at, d.Tenant, d.ID, at); err != nil {
 				return s.wrap("touch devices", err)
 			}

@@ -165,6 +165,9 @@ type Devices interface {
 	CreateDevices(ctx context.Context, ds []flotilla.Device) error
 	// GetDevice returns the device or ENotFound.
 	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
+	// DeviceTokenHash returns the hash of the device's DDI token ("" when
+	// it has none) or ENotFound: what a poll's authentication reads.
+	DeviceTokenHash(ctx context.Context, tenant, id string) (string, error)
 	// DeviceByTokenHash returns the device whose DDI token has this hash,
 	// in any tenant, or ENotFound.
 	DeviceByTokenHash(ctx context.Context, hash string) (flotilla.Device, error)

@@ -276,6 +276,13 @@ func testDevices(t *testing.T, s store.Store) {
 	}
 	_, err = s.DeviceByTokenHash(ctx, "th2")
 	wantCode(t, err, flotilla.ENotFound)
+	for _, c := range []struct{ tenant, id, want string }{{"acme", "kiosk-1", "th1"}, {"beta", "kiosk-1", ""}} {
+		if h, err := s.DeviceTokenHash(ctx, c.tenant, c.id); err != nil || h != c.want {
+			t.Fatalf("DeviceTokenHash(%s, %s) = %q, %v; want %q", c.tenant, c.id, h, err, c.want)
+		}
+	}
+	_, err = s.DeviceTokenHash(ctx, "beta", "kiosk-2")
+	wantCode(t, err, flotilla.ENotFound)
 	list, err := s.ListDevices(ctx, "acme", store.DeviceQuery{Selector: label.MustParse("region=eu,!legacy")})
 	must(t, err)
 	if len(list) != 1 || list[0].ID != "kiosk-1" {
