@@ -12,6 +12,9 @@ import "time"
 type Change struct {
 	Deployment Deployment
 	Event      *DeploymentEvent
+	// Earlier are the history entries of steps folded into this change
+	// (ApplySteps), oldest first, written before Event.
+	Earlier []DeploymentEvent
 	// Installed is set when the deployment succeeded with this change: the
 	// device now runs DeviceVersion and is asked for its attributes.
 	Installed bool
@@ -71,6 +74,41 @@ func ApplyFeedback(d Deployment, f Feedback, cancel bool, now time.Time) (Change
 		ev.Details = append([]string{"cancel feedback"}, f.Details...)
 	}
 	ch.Deployment, ch.Event = d, ev
+	return ch, nil
+}
+
+// Step is a device's feedback and when it was observed.
+type Step struct {
+	Feedback Feedback
+	At       time.Time
+}
+
+// ApplySteps applies several feedbacks, in order, as one change: the
+// deployment ends where the last one leaves it, and its history keeps an
+// entry for every step. A transport that watched a device pass through
+// states faster than it could write them records them at once.
+func ApplySteps(d Deployment, steps []Step) (Change, error) {
+	if len(steps) == 0 {
+		return Change{}, Errorf(EInvalid, "no feedback to apply")
+	}
+	var ch Change
+	var earlier []DeploymentEvent
+	for i, st := range steps {
+		next, err := ApplyFeedback(d, st.Feedback, false, st.At)
+		if err != nil {
+			return Change{}, err
+		}
+		if i > 0 {
+			earlier = append(earlier, *ch.Event)
+		}
+		installed, version := ch.Installed || next.Installed, next.DeviceVersion
+		if version == "" {
+			version = ch.DeviceVersion
+		}
+		ch, d = next, next.Deployment
+		ch.Installed, ch.DeviceVersion = installed, version
+	}
+	ch.Earlier = earlier
 	return ch, nil
 }
 

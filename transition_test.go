@@ -172,3 +172,57 @@ func TestMoves(t *testing.T) {
 		t.Fatal("Ends")
 	}
 }
+
+func TestApplySteps(t *testing.T) {
+	fb := func(exec, fin, detail string) flotilla.Feedback {
+		return flotilla.Feedback{Execution: exec, Finished: fin, Details: []string{detail}}
+	}
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	tests := []struct {
+		name      string
+		cur       flotilla.DeploymentState
+		steps     []flotilla.Step
+		want      flotilla.DeploymentState
+		history   []flotilla.DeploymentState // Earlier, then Event
+		installed bool
+		code      string
+	}{
+		{name: "one step is ApplyFeedback", cur: flotilla.StateDownloading, steps: []flotilla.Step{{fb("downloaded", "", "verifying"), at(1)}},
+			want: flotilla.StateDownloaded, history: []flotilla.DeploymentState{flotilla.StateDownloaded}},
+		{name: "verify, apply and succeed in one write", cur: flotilla.StateDownloading, steps: []flotilla.Step{
+			{fb("downloaded", "", "verifying"), at(1)}, {fb("proceeding", "", "applying"), at(2)}, {fb("closed", "success", "runs 2.0.0"), at(3)}},
+			want: flotilla.StateSucceeded, installed: true,
+			history: []flotilla.DeploymentState{flotilla.StateDownloaded, flotilla.StateInstalling, flotilla.StateSucceeded}},
+		{name: "an install that failed", cur: flotilla.StateDownloading, steps: []flotilla.Step{
+			{fb("downloaded", "", "verifying"), at(1)}, {fb("closed", "failure", "bad image"), at(2)}},
+			want: flotilla.StateFailed, history: []flotilla.DeploymentState{flotilla.StateDownloaded, flotilla.StateFailed}},
+		{name: "a step the state does not take", cur: flotilla.StateSucceeded, steps: []flotilla.Step{{fb("downloaded", "", "late"), at(1)}}, code: flotilla.EGone},
+		{name: "nothing to apply", cur: flotilla.StateDownloading, code: flotilla.EInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := flotilla.Deployment{ID: 7, State: tt.cur, Type: flotilla.TypeForced, ArtifactVersion: "2.0.0"}
+			ch, err := flotilla.ApplySteps(d, tt.steps)
+			if tt.code != "" {
+				if !flotilla.IsCode(err, tt.code) {
+					t.Fatalf("err = %v, want %s", err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []flotilla.DeploymentState
+			for _, e := range append(slices.Clone(ch.Earlier), *ch.Event) {
+				got = append(got, e.State)
+			}
+			if ch.Deployment.State != tt.want || !slices.Equal(got, tt.history) || ch.Installed != tt.installed {
+				t.Fatalf("state %s, history %v, installed %v; want %s, %v, %v", ch.Deployment.State, got, ch.Installed, tt.want, tt.history, tt.installed)
+			}
+			last := tt.steps[len(tt.steps)-1]
+			if !ch.Deployment.UpdatedAt.Equal(last.At) || !ch.Event.At.Equal(last.At) || (len(ch.Earlier) > 0 && !ch.Earlier[0].At.Equal(tt.steps[0].At)) {
+				t.Fatalf("times: updated %v, event %v, earlier %v", ch.Deployment.UpdatedAt, ch.Event.At, ch.Earlier)
+			}
+		})
+	}
+}

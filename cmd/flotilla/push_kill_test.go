@@ -128,6 +128,27 @@ func TestPushSurvivesServerKill(t *testing.T) {
 		if st := n.Status(); st.Version != "2.0.0" || len(n.Accepted()) != 1 {
 			t.Fatalf("node %d: %s, accepted %v (%s)", i, st.Version, n.Accepted(), st.Error)
 		}
+		// The kill may cost a delivery an intermediate history line (steps
+		// are written together with the next), never its final state.
+		var list struct {
+			Items []struct {
+				State   string
+				History []struct{ State string }
+			}
+		}
+		api.Must(200, "GET", fmt.Sprintf("/api/v1/devices/n%02d/deployments", i), nil, &list)
+		if len(list.Items) != 1 || list.Items[0].State != "succeeded" {
+			t.Fatalf("node %d: deployments %+v", i, list.Items)
+		}
+		finals := 0
+		for _, h := range list.Items[0].History {
+			if h.State == "succeeded" {
+				finals++
+			}
+		}
+		if h := list.Items[0].History; finals != 1 || h[len(h)-1].State != "succeeded" {
+			t.Fatalf("node %d: history %+v, want one final entry, last", i, h)
+		}
 	}
 }
 

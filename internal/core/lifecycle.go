@@ -78,6 +78,33 @@ func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployme
 	})
 }
 
+// ReportSteps applies what a transport saw a device do since its last
+// report — several steps, the last possibly final — as one change: one
+// write, a history entry per step, one announcement of where it ended.
+func (c *Core) ReportSteps(ctx context.Context, ref Ref, steps []flotilla.Step, version, nodeIP string) (flotilla.Deployment, error) {
+	for _, st := range steps {
+		if err := flotilla.ValidateFeedback(st.Feedback); err != nil {
+			return flotilla.Deployment{}, err
+		}
+		if err := c.checkFeedbackSize(st.Feedback); err != nil {
+			return flotilla.Deployment{}, err
+		}
+	}
+	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
+		ch, err := flotilla.ApplySteps(d, steps)
+		if err != nil {
+			return ch, err
+		}
+		if err := c.checkStatusEntries(d, ch); err != nil {
+			return flotilla.Change{}, err
+		}
+		if ch.Installed && version != "" {
+			ch.DeviceVersion = version
+		}
+		return ch, nil
+	})
+}
+
 // ReportProgress records how far a device got, without a state change or a
 // history entry.
 func (c *Core) ReportProgress(ctx context.Context, ref Ref, cnt, of int, nodeIP string) (flotilla.Deployment, error) {

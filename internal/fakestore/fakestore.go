@@ -241,7 +241,7 @@ func (s *Store) UpdateDeployment(_ context.Context, tenant, deviceID string, id 
 		return flotilla.Deployment{}, err
 	}
 	n := ch.Deployment
-	n.History = d.History
+	n.History = append(d.History, ch.Earlier...)
 	if ch.Event != nil {
 		ev := *ch.Event
 		if ev.State == "" {

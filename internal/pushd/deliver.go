@@ -54,28 +54,92 @@ func (dl *delivery) accepted(ctx context.Context, received int64) error {
 		Details: []string{"node accepted the update"}}, false, "")
 }
 
-// catchUp reports the steps between the deployment's state and where the
-// node is (it may have moved on several between two questions), so that a
-// push deployment passes through the states a polling device reports:
+// stepsTo returns the steps between a deployment's state from and where a
+// node that has its bytes is, and the state they lead to, so that a push
+// deployment passes through the states a polling device reports:
 // downloading, downloaded (verifying), installing (applying).
-func (dl *delivery) catchUp(ctx context.Context, nodeState string) error {
-	if dl.d.State == flotilla.StatePending {
-		if err := dl.accepted(ctx, 0); err != nil {
-			return err
+func (dl *delivery) stepsTo(nodeState string, from flotilla.DeploymentState) ([]flotilla.Step, flotilla.DeploymentState) {
+	if nodeState != push.StateVerifying && nodeState != push.StateApplying {
+		return nil, from
+	}
+	now, size := time.Now(), int(dl.a.Size)
+	var out []flotilla.Step
+	if from == flotilla.StatePending {
+		out = append(out, flotilla.Step{At: now, Feedback: flotilla.Feedback{Execution: flotilla.ExecDownload, Of: size, Details: []string{"node accepted the update"}}})
+		from = flotilla.StateDownloading
+	}
+	if from == flotilla.StateDownloading {
+		out = append(out, flotilla.Step{At: now, Feedback: flotilla.Feedback{Execution: flotilla.ExecDownloaded, Cnt: size, Of: size, Details: []string{"node is verifying"}}})
+		from = flotilla.StateDownloaded
+	}
+	if nodeState == push.StateApplying && from == flotilla.StateDownloaded {
+		out = append(out, flotilla.Step{At: now, Feedback: flotilla.Feedback{Execution: flotilla.ExecProceeding, Cnt: size, Of: size, Details: []string{"node is applying"}}})
+		from = flotilla.StateInstalling
+	}
+	return out, from
+}
+
+// outcome is the feedback for a node whose update ended, and the version
+// it runs; ok is false while it has not ended.
+func outcome(st push.Status, size int64) (f flotilla.Feedback, version string, ok bool) {
+	switch st.State {
+	case push.StateComplete:
+		return flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedSuccess, Cnt: int(size), Of: int(size),
+			Details: []string{"node runs " + st.Version}}, st.Version, true
+	case push.StateFailed:
+		return flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedFailure, Details: []string{"node: " + st.Error}}, "", true
+	case push.StateAborted:
+		return flotilla.Feedback{Execution: flotilla.ExecCanceled, Details: []string{"node aborted the update"}}, "", true
+	}
+	return flotilla.Feedback{}, "", false
+}
+
+// holdFor bounds how long a delivery keeps the steps it saw unwritten.
+const holdFor = time.Second
+
+// follow watches a node that has its bytes until its update ends, for at
+// most holdFor, and writes what it saw as one change: a node that verifies
+// and applies within that time costs one write instead of three. Nothing
+// is lost to a crash meanwhile that the node does not still know: the
+// next delivery catches up from the node's state. It reports whether the
+// update ended.
+func (dl *delivery) follow(ctx context.Context, st push.Status) bool {
+	p := dl.p
+	var steps []flotilla.Step
+	state := dl.d.State
+	wait, deadline := p.cfg.Poll/32, time.Now().Add(holdFor)
+	for {
+		more, next := dl.stepsTo(st.State, state)
+		steps, state = append(steps, more...), next
+		if f, version, ok := outcome(st, dl.a.Size); ok {
+			dl.write(ctx, append(steps, flotilla.Step{Feedback: f, At: time.Now()}), version)
+			return true
 		}
-	}
-	size := int(dl.a.Size)
-	if dl.d.State == flotilla.StateDownloading {
-		if err := dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecDownloaded, Cnt: size, Of: size,
-			Details: []string{"node is verifying"}}, false, ""); err != nil {
-			return err
+		if st.State != push.StateVerifying && st.State != push.StateApplying || time.Now().After(deadline) || ctx.Err() != nil {
+			break
 		}
+		sleep(ctx, wait)
+		now, err := dl.node.Status(ctx)
+		if err != nil || now.ID != dl.d.UpdateID {
+			break
+		}
+		if wait = min(2*wait, p.cfg.Poll); now.State != st.State {
+			wait = p.cfg.Poll / 32
+		}
+		st = now
 	}
-	if nodeState == push.StateApplying && dl.d.State == flotilla.StateDownloaded {
-		return dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecProceeding, Cnt: size, Of: size,
-			Details: []string{"node is applying"}}, false, "")
+	dl.write(ctx, steps, "")
+	return false
+}
+
+// write records steps as one change.
+func (dl *delivery) write(ctx context.Context, steps []flotilla.Step, version string) {
+	if len(steps) == 0 {
+		return
 	}
-	return nil
+	if d, err := dl.p.core.ReportSteps(context.WithoutCancel(ctx), core.RefOf(dl.d), steps, version, dl.ip); err == nil {
+		dl.d = d
+	}
 }
 
 // deliver drives one push deployment to its end, or until ctx ends, and
@@ -213,22 +277,10 @@ func (dl *delivery) run(ctx context.Context, fresh bool) {
 				p.log.Debug("payload interrupted; resuming", "deployment", dl.d.ID, "err", err)
 				sleep(ctx, 500*time.Millisecond)
 			}
-		case push.StateVerifying, push.StateApplying:
-			if err := dl.catchUp(ctx, st.State); err != nil {
+		case push.StateVerifying, push.StateApplying, push.StateComplete, push.StateFailed, push.StateAborted:
+			if dl.follow(ctx, st) {
 				return
 			}
-			sleep(ctx, wait)
-			wait = min(2*wait, p.cfg.Poll)
-		case push.StateComplete:
-			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedSuccess, Cnt: int(dl.a.Size), Of: int(dl.a.Size),
-				Details: []string{"node runs " + st.Version}}, false, st.Version)
-			return
-		case push.StateFailed:
-			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecClosed, Finished: flotilla.FinishedFailure, Details: []string{"node: " + st.Error}}, false, "")
-			return
-		case push.StateAborted:
-			dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecCanceled, Details: []string{"node aborted the update"}}, false, "")
-			return
 		default:
 			sleep(ctx, wait)
 			wait = min(2*wait, p.cfg.Poll)

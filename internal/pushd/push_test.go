@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +85,29 @@ func TestPushRolloutToManyNodes(t *testing.T) {
 	s.API.Must(200, "GET", "/api/v1/devices/node-000", nil, &dev)
 	if dev.Version != "2.0.0" {
 		t.Fatalf("device version %q", dev.Version)
+	}
+	// Steps a node passed through faster than they were written are in the
+	// history all the same, in order.
+	var list struct {
+		Items []struct {
+			State   string
+			History []struct{ State string }
+		}
+	}
+	s.API.Must(200, "GET", "/api/v1/devices/node-000/deployments", nil, &list)
+	deps := list.Items
+	if len(deps) != 1 || deps[0].State != "succeeded" {
+		t.Fatalf("deployments %+v", deps)
+	}
+	var states []string
+	for _, h := range deps[0].History {
+		if len(states) == 0 || states[len(states)-1] != h.State {
+			states = append(states, h.State)
+		}
+	}
+	states = slices.DeleteFunc(states, func(s string) bool { return s == "installing" }) // seen only if asked while applying
+	if want := []string{"scheduled", "pending", "downloading", "downloaded", "succeeded"}; !slices.Equal(states, want) {
+		t.Fatalf("history %v, want %v (installing optional)", states, want)
 	}
 }
 

@@ -373,9 +373,15 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 	if n.ID != d.ID || n.Tenant != d.Tenant || n.DeviceID != d.DeviceID {
 		return d, fmt.Errorf("update deployment %d: identity changed", id)
 	}
+	events := ch.Earlier
+	if ch.Event != nil {
+		events = append(slices.Clip(events), *ch.Event)
+	}
 	n.DeviceEvents = d.DeviceEvents
-	if ch.Event != nil && ch.Event.Source == flotilla.SourceDevice {
-		n.DeviceEvents++
+	for _, ev := range events {
+		if ev.Source == flotilla.SourceDevice {
+			n.DeviceEvents++
+		}
 	}
 	_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = ?, prev_state = ?, progress_cnt = ?, progress_of = ?, healthy = ?, message = ?,
 		updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ?, device_events = ? WHERE id = ?`),
@@ -385,11 +391,11 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 	if err != nil {
 		return d, s.wrap("update deployment", err)
 	}
-	if ch.Event != nil {
-		if ch.Event.State == "" {
-			ch.Event.State = n.State
+	for i, ev := range events {
+		if ev.State == "" && i == len(events)-1 {
+			ev.State = n.State
 		}
-		if err := s.insertEvent(ctx, tx, id, *ch.Event); err != nil {
+		if err := s.insertEvent(ctx, tx, id, ev); err != nil {
 			return d, err
 		}
 	}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,5 +152,23 @@ func testDeploymentUpdateAborts(t *testing.T, s store.Store) {
 	got, _ := s.GetDeployment(ctx, "acme", d.ID)
 	if got.State != flotilla.StatePending || len(got.History) != 1 {
 		t.Fatalf("deployment changed by aborted updates: %+v", got)
+	}
+	// Steps folded into one change (flotilla.ApplySteps): each keeps its
+	// history entry, in order, and counts as the device's.
+	steps := []flotilla.Step{{Feedback: flotilla.Feedback{Execution: "download"}, At: t0.Add(time.Second)},
+		{Feedback: flotilla.Feedback{Execution: "downloaded"}, At: t0.Add(2 * time.Second)},
+		{Feedback: flotilla.Feedback{Execution: "closed", Finished: "success"}, At: t0.Add(3 * time.Second)}}
+	out, err := s.UpdateDeployment(ctx, "acme", "k1", d.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		return flotilla.ApplySteps(d, steps)
+	})
+	must(t, err)
+	got, _ = s.GetDeployment(ctx, "acme", d.ID)
+	var states []flotilla.DeploymentState
+	for _, h := range got.History[1:] {
+		states = append(states, h.State)
+	}
+	want := []flotilla.DeploymentState{flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateSucceeded}
+	if out.State != flotilla.StateSucceeded || !slices.Equal(states, want) || got.DeviceEvents != 3 || !got.History[2].At.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("after three steps in one change: %s, history %v, %d device events", out.State, states, got.DeviceEvents)
 	}
 }
