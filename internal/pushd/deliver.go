@@ -115,7 +115,8 @@ func (dl *delivery) follow(ctx context.Context, st push.Status) bool {
 			dl.write(ctx, append(steps, flotilla.Step{Feedback: f, At: time.Now()}), version)
 			return true
 		}
-		if st.State != push.StateVerifying && st.State != push.StateApplying || time.Now().After(deadline) || ctx.Err() != nil {
+		busy := st.State == push.StateVerifying || st.State == push.StateApplying
+		if !busy || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		sleep(ctx, wait)
@@ -123,8 +124,9 @@ func (dl *delivery) follow(ctx context.Context, st push.Status) bool {
 		if err != nil || now.ID != dl.d.UpdateID {
 			break
 		}
-		if wait = min(2*wait, p.cfg.Poll); now.State != st.State {
-			wait = p.cfg.Poll / 32
+		wait = min(2*wait, p.cfg.Poll)
+		if now.State != st.State {
+			wait = p.cfg.Poll / 32 // moved on: ask again soon
 		}
 		st = now
 	}
