@@ -23,24 +23,33 @@ func (s *Store) DeploymentByUpdateID(ctx context.Context, tenant, deviceID, upda
 	return d, err
 }
 
-// ClaimPushDeployments implements store.Deployments. As for rollouts, the
-// lease condition is repeated in the outer WHERE for PostgreSQL.
+// ClaimPushDeployments implements store.Deployments. The candidates come
+// from two partial indexes (migration 019): unclaimed, in id order, and
+// held under a lease that ran out. As for rollouts, the lease condition is
+// repeated in the outer WHERE for PostgreSQL.
 func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, until time.Time, limit int, exclude []int64, newID func() string) ([]flotilla.Deployment, error) {
-	cond := `delivery = 'push' AND state IN ('pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')
-		AND (push_owner IS NULL OR push_until < ?)`
-	args := []any{owner, ts(until), ts(now)}
+	open := `delivery = 'push' AND state IN ('pending', 'downloading', 'downloaded', 'installing', 'cancel_requested')`
 	notIn := ""
 	if len(exclude) > 0 {
 		notIn = ` AND id NOT IN (` + placeholders(len(exclude)) + `)`
-		args = append(args, int64Args(exclude)...)
 	}
+	excl := int64Args(exclude)
+	args := []any{owner, ts(until)}
+	args = append(append(args, excl...), limit)
+	args = append(append(append(args, ts(now)), excl...), limit)
 	args = append(args, limit, ts(now))
+	query := `UPDATE deployments SET push_owner = ?, push_until = ?
+		WHERE id IN (
+			SELECT id FROM (SELECT id FROM deployments WHERE ` + open + ` AND push_owner IS NULL` + notIn + ` ORDER BY id LIMIT ?) AS unclaimed
+			UNION
+			SELECT id FROM (SELECT id FROM deployments WHERE ` + open + ` AND push_owner IS NOT NULL AND push_until < ?` + notIn + ` ORDER BY id LIMIT ?) AS lapsed
+			ORDER BY id LIMIT ?)
+		AND (push_owner IS NULL OR push_until < ?)
+		RETURNING ` + deploymentCols
 	var out []flotilla.Deployment
 	err := s.inTx(ctx, "claim push", func(tx *Tx) error {
 		out = nil
-		rows, err := tx.QueryContext(ctx, s.q(`UPDATE deployments SET push_owner = ?, push_until = ?
-			WHERE id IN (SELECT id FROM deployments WHERE `+cond+notIn+` ORDER BY id LIMIT ?) AND (push_owner IS NULL OR push_until < ?)
-			RETURNING `+deploymentCols), args...)
+		rows, err := tx.QueryContext(ctx, s.q(query), args...)
 		if err != nil {
 			return s.wrap("claim push", err)
 		}
