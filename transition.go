@@ -91,22 +91,19 @@ func ApplySteps(d Deployment, steps []Step) (Change, error) {
 	if len(steps) == 0 {
 		return Change{}, Errorf(EInvalid, "no feedback to apply")
 	}
+	// Only the last step can end the deployment: one that ended takes no
+	// more feedback (EGone), so the last change says whether it installed.
 	var ch Change
 	var earlier []DeploymentEvent
 	for i, st := range steps {
-		next, err := ApplyFeedback(d, st.Feedback, false, st.At)
-		if err != nil {
-			return Change{}, err
-		}
 		if i > 0 {
 			earlier = append(earlier, *ch.Event)
 		}
-		installed, version := ch.Installed || next.Installed, next.DeviceVersion
-		if version == "" {
-			version = ch.DeviceVersion
+		var err error
+		if ch, err = ApplyFeedback(d, st.Feedback, false, st.At); err != nil {
+			return Change{}, err
 		}
-		ch, d = next, next.Deployment
-		ch.Installed, ch.DeviceVersion = installed, version
+		d = ch.Deployment
 	}
 	ch.Earlier = earlier
 	return ch, nil

@@ -46,6 +46,15 @@ func EvenWaves(total, n int) ([]WaveDef, error) {
 	return waves, nil
 }
 
+// Waves are the waves a rollout records for defs, in order.
+func Waves(defs []WaveDef) []flotilla.Wave {
+	waves := make([]flotilla.Wave, len(defs))
+	for i, d := range defs {
+		waves[i] = flotilla.Wave{Index: i, Name: d.Name, Size: d.Size}
+	}
+	return waves
+}
+
 // Split assigns members to waves: n even waves (the later ones take the
 // remainder, so a canary stays small), or explicit groups taken in order
 // from the devices not yet assigned — by selector, count or percentage of

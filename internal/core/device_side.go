@@ -152,7 +152,7 @@ func ParseDeviceAuthorization(h string) (scheme, secret string) {
 // accepts.
 func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cert CertIdentity) (DeviceIdentity, error) {
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "the client certificate is not accepted for device %q", deviceID)
-	t, err := c.Store.GetTenant(ctx, tenant)
+	t, err := c.cachedTenant(ctx, tenant)
 	if flotilla.IsCode(err, flotilla.ENotFound) {
 		return DeviceIdentity{}, unauthorized
 	}
@@ -162,7 +162,7 @@ func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cer
 	if !cert.Direct && !(t.Settings.HeaderAuth && t.Settings.AuthorityAccepts(cert.Issuers)) {
 		return DeviceIdentity{}, unauthorized
 	}
-	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
+	if _, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
 		return DeviceIdentity{}, unauthorized
 	} else if err != nil {
 		return DeviceIdentity{}, err

@@ -57,24 +57,8 @@ func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flo
 
 // Report applies a device's report to its deployment.
 func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployment, error) {
-	if err := flotilla.ValidateFeedback(r.Feedback); err != nil {
-		return flotilla.Deployment{}, err
-	}
-	if err := c.checkFeedbackSize(r.Feedback); err != nil {
-		return flotilla.Deployment{}, err
-	}
-	return c.change(ctx, ref, r.NodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
-		ch, err := flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
-		if err != nil {
-			return ch, err
-		}
-		if err := c.checkStatusEntries(d, ch); err != nil {
-			return flotilla.Change{}, err
-		}
-		if ch.Installed && r.Version != "" {
-			ch.DeviceVersion = r.Version
-		}
-		return ch, nil
+	return c.report(ctx, ref, r.NodeIP, r.Version, []flotilla.Feedback{r.Feedback}, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		return flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
 	})
 }
 
@@ -82,16 +66,29 @@ func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployme
 // report — several steps, the last possibly final — as one change: one
 // write, a history entry per step, one announcement of where it ended.
 func (c *Core) ReportSteps(ctx context.Context, ref Ref, steps []flotilla.Step, version, nodeIP string) (flotilla.Deployment, error) {
-	for _, st := range steps {
-		if err := flotilla.ValidateFeedback(st.Feedback); err != nil {
+	fs := make([]flotilla.Feedback, len(steps))
+	for i, st := range steps {
+		fs[i] = st.Feedback
+	}
+	return c.report(ctx, ref, nodeIP, version, fs, func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
+		return flotilla.ApplySteps(d, steps)
+	})
+}
+
+// report checks a device's feedbacks, applies them with apply as one
+// change within the status-entry quota, and records the version the device
+// says it runs after an install.
+func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, fs []flotilla.Feedback, apply func(flotilla.Deployment, time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
+	for _, f := range fs {
+		if err := flotilla.ValidateFeedback(f); err != nil {
 			return flotilla.Deployment{}, err
 		}
-		if err := c.checkFeedbackSize(st.Feedback); err != nil {
+		if err := c.checkFeedbackSize(f); err != nil {
 			return flotilla.Deployment{}, err
 		}
 	}
-	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
-		ch, err := flotilla.ApplySteps(d, steps)
+	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		ch, err := apply(d, now)
 		if err != nil {
 			return ch, err
 		}

@@ -225,11 +225,7 @@ func (c *Core) splitRollout(ctx context.Context, r flotilla.Rollout) error {
 	if err != nil {
 		return err
 	}
-	waves := make([]flotilla.Wave, len(defs))
-	for i, d := range defs {
-		waves[i] = flotilla.Wave{Index: i, Name: d.Name, Size: d.Size}
-	}
-	return c.Store.MaterializeRollout(ctx, r.ID, ids, assign, waves, c.Now())
+	return c.Store.MaterializeRollout(ctx, r.ID, ids, assign, rollout.Waves(defs), c.Now())
 }
 
 // StartRollout starts a ready rollout (a draft takes its snapshot first).

@@ -50,8 +50,12 @@ func (dl *delivery) progress(ctx context.Context, n int64) {
 
 // accepted reports that the node took the update and is receiving it.
 func (dl *delivery) accepted(ctx context.Context, received int64) error {
-	return dl.report(ctx, flotilla.Feedback{Execution: flotilla.ExecDownload, Cnt: int(received), Of: int(dl.a.Size),
-		Details: []string{"node accepted the update"}}, false, "")
+	return dl.report(ctx, dl.acceptance(received), false, "")
+}
+
+// acceptance is the feedback for a node that took the update.
+func (dl *delivery) acceptance(received int64) flotilla.Feedback {
+	return flotilla.Feedback{Execution: flotilla.ExecDownload, Cnt: int(received), Of: int(dl.a.Size), Details: []string{"node accepted the update"}}
 }
 
 // stepsTo returns the steps between a deployment's state from and where a
@@ -65,7 +69,7 @@ func (dl *delivery) stepsTo(nodeState string, from flotilla.DeploymentState) ([]
 	now, size := time.Now(), int(dl.a.Size)
 	var out []flotilla.Step
 	if from == flotilla.StatePending {
-		out = append(out, flotilla.Step{At: now, Feedback: flotilla.Feedback{Execution: flotilla.ExecDownload, Of: size, Details: []string{"node accepted the update"}}})
+		out = append(out, flotilla.Step{At: now, Feedback: dl.acceptance(0)})
 		from = flotilla.StateDownloading
 	}
 	if from == flotilla.StateDownloading {

@@ -391,8 +391,8 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 	if err != nil {
 		return d, s.wrap("update deployment", err)
 	}
-	for i, ev := range events {
-		if ev.State == "" && i == len(events)-1 {
+	for _, ev := range events {
+		if ev.State == "" {
 			ev.State = n.State
 		}
 		if err := s.insertEvent(ctx, tx, id, ev); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -34,10 +35,10 @@ func (s *Store) ClaimPushDeployments(ctx context.Context, owner string, now, unt
 		notIn = ` AND id NOT IN (` + placeholders(len(exclude)) + `)`
 	}
 	excl := int64Args(exclude)
-	args := []any{owner, ts(until)}
-	args = append(append(args, excl...), limit)
-	args = append(append(append(args, ts(now)), excl...), limit)
-	args = append(args, limit, ts(now))
+	args := slices.Concat([]any{owner, ts(until)},
+		excl, []any{limit}, // unclaimed
+		[]any{ts(now)}, excl, []any{limit}, // lapsed
+		[]any{limit, ts(now)})
 	query := `UPDATE deployments SET push_owner = ?, push_until = ?
 		WHERE id IN (
 			SELECT id FROM (SELECT id FROM deployments WHERE ` + open + ` AND push_owner IS NULL` + notIn + ` ORDER BY id LIMIT ?) AS unclaimed

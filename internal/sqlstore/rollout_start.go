@@ -175,9 +175,7 @@ func (s *Store) MaterializeEvenRollout(ctx context.Context, id string, n int, no
 			return err
 		}
 		from := "" // below every id
-		waves := make([]flotilla.Wave, len(defs))
 		for w, d := range defs {
-			waves[w] = flotilla.Wave{Index: w, Name: d.Name, Size: d.Size}
 			var res sql.Result
 			if w == len(defs)-1 {
 				res, err = tx.ExecContext(ctx, s.q(`INSERT INTO rollout_devices (rollout_id, device_id, wave) SELECT ?, id, ? `+members+` AND id >= ?`), args([]any{id, w}, from)...)
@@ -204,7 +202,7 @@ func (s *Store) MaterializeEvenRollout(ctx context.Context, id string, n int, no
 				return errFleetChanged
 			}
 		}
-		return s.recordWaves(ctx, tx, id, total, waves, now)
+		return s.recordWaves(ctx, tx, id, total, rollout.Waves(defs), now)
 	})
 	if errors.Is(err, errFleetChanged) {
 		return false, nil
