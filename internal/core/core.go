@@ -34,6 +34,10 @@ type Config struct {
 	OfflineAfter time.Duration
 	// Quotas bound what tenants, devices and deployments may store.
 	Quotas Quotas
+	// HoldFeedback is how long a device's intermediate feedback may wait
+	// in memory to be written with its next report (held.go); 0 writes
+	// every report at once. A server runs RunHeldFlusher with it.
+	HoldFeedback time.Duration
 	// Secrets seals the credentials the server reads back (device and
 	// node tokens). Default: a random key that lives as long as the
 	// process, for tests; a server passes the key it keeps.
@@ -79,6 +83,7 @@ type Core struct {
 	channels   channelCache
 	quota      quotaState
 	tenants    tenantCache
+	held       heldFeedback
 }
 
 // Hooks are how the rest of a running server reacts to what the core

@@ -85,6 +85,7 @@ func (c *Core) ListDeviceDeployments(ctx context.Context, p Principal, tenant, d
 	if _, err := c.Store.GetDevice(ctx, tenant, deviceID); err != nil {
 		return nil, err
 	}
+	c.writeHeldOf(ctx, tenant, deviceID)
 	return c.Store.ListDeviceDeployments(ctx, tenant, deviceID, limit)
 }
 
@@ -97,6 +98,7 @@ func (c *Core) GetDeviceDeployment(ctx context.Context, p Principal, tenant, dev
 	if err := p.Require(flotilla.ScopeDevicesRead); err != nil {
 		return flotilla.Deployment{}, err
 	}
+	c.writeHeldOf(ctx, tenant, deviceID)
 	d, err := c.Store.GetDeployment(ctx, tenant, id)
 	if err != nil || d.DeviceID != deviceID {
 		return flotilla.Deployment{}, flotilla.Errorf(flotilla.ENotFound, "deployment %d of device %q not found", id, deviceID)

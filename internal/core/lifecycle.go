@@ -42,24 +42,57 @@ func RefOf(d flotilla.Deployment) Ref { return Ref{Tenant: d.Tenant, DeviceID: d
 // change applies a transition to one deployment in one transaction and
 // announces the result; a change that kept the state is announced as
 // progress, which the event hub batches.
+// Steps held for the deployment (held.go) are written first, in the same
+// change.
 func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flotilla.Deployment, now time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
+	held := c.takeHeld(ref)
 	var before flotilla.DeploymentState
 	d, err := c.Store.UpdateDeployment(ctx, ref.Tenant, ref.DeviceID, ref.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
 		before = d.State
-		return fn(d, c.Now())
+		var earlier []flotilla.DeploymentEvent
+		if len(held) > 0 {
+			// Refused only by a deployment that ended meanwhile: the held
+			// steps go, as late feedback would.
+			if hc, err := flotilla.ApplySteps(d, held); err == nil {
+				earlier = append(hc.Earlier, *hc.Event)
+				d = hc.Deployment
+				d.DeviceEvents += len(held)
+			}
+		}
+		ch, err := fn(d, c.Now())
+		if err == nil && len(earlier) > 0 {
+			ch.Earlier = append(earlier, ch.Earlier...)
+		}
+		return ch, err
 	})
 	if err != nil {
+		if len(held) > 0 && !flotilla.IsCode(err, flotilla.EGone) {
+			c.writeHeld(ctx, ref, held) // answered already: keep them though this change was refused
+		}
 		return d, err
 	}
 	c.announce(d, nodeIP, d.State == before)
 	return d, nil
 }
 
-// Report applies a device's report to its deployment.
+// Report applies a device's report to its deployment. An intermediate
+// step may be held and written with the next (held.go).
 func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployment, error) {
-	return c.report(ctx, ref, r.NodeIP, r.Version, []flotilla.Feedback{r.Feedback}, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+	if !r.Cancel && c.Config.HoldFeedback > 0 {
+		if err := c.checkFeedback(r.Feedback); err != nil {
+			return flotilla.Deployment{}, err
+		}
+		if d, ok := c.hold(ref, r.Feedback, c.Now()); ok {
+			return d, nil
+		}
+	}
+	d, err := c.report(ctx, ref, r.NodeIP, r.Version, []flotilla.Feedback{r.Feedback}, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
 		return flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
 	})
+	if err == nil {
+		c.synced(d)
+	}
+	return d, err
 }
 
 // ReportSteps applies what a transport saw a device do since its last
@@ -80,10 +113,7 @@ func (c *Core) ReportSteps(ctx context.Context, ref Ref, steps []flotilla.Step, 
 // says it runs after an install.
 func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, fs []flotilla.Feedback, apply func(flotilla.Deployment, time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	for _, f := range fs {
-		if err := flotilla.ValidateFeedback(f); err != nil {
-			return flotilla.Deployment{}, err
-		}
-		if err := c.checkFeedbackSize(f); err != nil {
+		if err := c.checkFeedback(f); err != nil {
 			return flotilla.Deployment{}, err
 		}
 	}
@@ -100,6 +130,13 @@ func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, fs [
 		}
 		return ch, nil
 	})
+}
+
+func (c *Core) checkFeedback(f flotilla.Feedback) error {
+	if err := flotilla.ValidateFeedback(f); err != nil {
+		return err
+	}
+	return c.checkFeedbackSize(f)
 }
 
 // ReportProgress records how far a device got, without a state change or a

@@ -249,6 +249,13 @@ func (s *Store) UpdateDeployment(_ context.Context, tenant, deviceID string, id 
 		}
 		n.History = append(n.History, ev)
 	}
+	// As the SQL stores: the count is the store's, whatever the change says.
+	n.DeviceEvents = d.DeviceEvents
+	for _, ev := range n.History[len(d.History):] {
+		if ev.Source == flotilla.SourceDevice {
+			n.DeviceEvents++
+		}
+	}
 	if ch.Installed {
 		dev := s.devices[key(tenant, n.DeviceID)]
 		dev.Version = ch.DeviceVersion

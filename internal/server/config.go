@@ -42,6 +42,10 @@ type Config struct {
 	PollInterval time.Duration
 	// OfflineAfter is when an unseen device counts as offline.
 	OfflineAfter time.Duration
+	// FeedbackHold is how long a device's intermediate feedback may wait
+	// to be written with its next report (default 1s; negative: write
+	// every report at once). See core.Config.HoldFeedback.
+	FeedbackHold time.Duration
 	// TLSCert and TLSKey serve HTTPS (PEM files, re-read when they change
 	// or on SIGHUP). ClientCA lets devices authenticate to DDI with a
 	// client certificate whose common name is their id.
@@ -109,6 +113,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.FeedbackHold == 0 {
+		c.FeedbackHold = time.Second
 	}
 	if c.DDIRate == 0 {
 		c.DDIRate = 30

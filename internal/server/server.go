@@ -129,7 +129,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	hub := events.NewHub(events.HubConfig{})
 	c := core.New(st, blobs, hub, log, core.Config{
 		MaxArtifactSize: cfg.MaxArtifactSize, PollInterval: cfg.PollInterval, OfflineAfter: cfg.OfflineAfter, Secrets: box,
-		Quotas: cfg.Quotas,
+		HoldFeedback: max(cfg.FeedbackHold, 0),
+		Quotas:       cfg.Quotas,
 	})
 	if err := c.CheckSecrets(ctx); err != nil {
 		st.Close()
@@ -375,8 +376,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs.RegisterOnShutdown(func() { s.Hub.CloseAll() })
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.Core.RunSeenFlusher(bg, 2*time.Second) }()
+	go func() { defer wg.Done(); s.Core.RunHeldFlusher(bg) }()
 	go func() { defer wg.Done(); s.resignTimestamps(bg) }()
 	if s.link != nil {
 		ready := make(chan struct{})
