@@ -27,11 +27,10 @@ func TestHeldFeedbackAcrossStopsAndKills(t *testing.T) {
 		tokens[id] = api.CreateDevice(id, nil)
 		actions[id] = api.Assign(id, "fw", "2.0.0", nil).ID
 	}
-	feedback := func(base, id string, execution, finished string) {
+	ddi := func(method, url, token string, body []byte) {
 		t.Helper()
-		body, _ := json.Marshal(map[string]any{"status": map[string]any{"execution": execution, "result": map[string]string{"finished": finished}}})
-		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/default/controller/v1/%s/deploymentBase/%d/feedback", base, id, actions[id]), bytes.NewReader(body))
-		req.Header.Set("Authorization", "TargetToken "+tokens[id])
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "TargetToken "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -39,8 +38,18 @@ func TestHeldFeedbackAcrossStopsAndKills(t *testing.T) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			t.Fatalf("%s: feedback %s = %d", id, execution, resp.StatusCode)
+			t.Fatalf("%s %s = %d", method, url, resp.StatusCode)
 		}
+	}
+	feedback := func(base, id string, execution, finished string) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]any{"status": map[string]any{"execution": execution, "result": map[string]string{"finished": finished}}})
+		ddi("POST", fmt.Sprintf("%s/default/controller/v1/%s/deploymentBase/%d/feedback", base, id, actions[id]), tokens[id], body)
+	}
+	// Each device fetches its action first, as DDI clients do: nothing is
+	// held for a deployment its device has not fetched.
+	for id := range tokens {
+		ddi("GET", fmt.Sprintf("%s/default/controller/v1/%s/deploymentBase/%d", srv.URL, id, actions[id]), tokens[id], nil)
 	}
 	states := func(id string) (string, string) {
 		d := api.Deployment(id, actions[id])
@@ -60,7 +69,7 @@ func TestHeldFeedbackAcrossStopsAndKills(t *testing.T) {
 	srv.cmd.Wait()
 	srv = startServerProc(t, dir, "--feedback-hold", "1h")
 	api.Base = srv.URL
-	if st, h := states("stopped"); st != "installing" || h != "[pending downloading downloaded installing]" {
+	if st, h := states("stopped"); st != "installing" || h != "[pending pending downloading downloaded installing]" {
 		t.Fatalf("after a graceful stop: %s, history %s", st, h)
 	}
 
@@ -81,12 +90,12 @@ func TestHeldFeedbackAcrossStopsAndKills(t *testing.T) {
 	api.Base = srv.URL
 	want := map[string][2]string{
 		// The final report carried the held steps with it.
-		"done": {"succeeded", "[pending downloading downloaded installing succeeded]"},
+		"done": {"succeeded", "[pending pending downloading downloaded installing succeeded]"},
 		// Read, so written.
-		"read": {"downloaded", "[pending downloading downloaded]"},
-		// Held when the server died: the entries are lost, the state the
-		// device last moved it to through a write is kept.
-		"killed": {"downloading", "[pending downloading]"},
+		"read": {"downloaded", "[pending pending downloading downloaded]"},
+		// Held when the server died: those entries are lost; what was
+		// written (the fetch; the first report to this server) is kept.
+		"killed": {"downloading", "[pending pending downloading]"},
 	}
 	for id, w := range want {
 		if st, h := states(id); st != w[0] || h != w[1] {
@@ -95,7 +104,7 @@ func TestHeldFeedbackAcrossStopsAndKills(t *testing.T) {
 	}
 	feedback(srv.URL, "killed", "proceeding", "none")
 	feedback(srv.URL, "killed", "closed", "success")
-	if st, h := states("killed"); st != "succeeded" || h != "[pending downloading downloading succeeded]" {
+	if st, h := states("killed"); st != "succeeded" || h != "[pending pending downloading downloading succeeded]" {
 		t.Fatalf("the device carried on: %s, history %s", st, h)
 	}
 }

@@ -33,6 +33,7 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 		if err != nil {
 			return d, a, err
 		}
+		c.synced(d)
 	}
 	return d, a, nil
 }

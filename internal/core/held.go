@@ -17,15 +17,18 @@ import (
 // What may be held is narrow, so that holding is indistinguishable from
 // the feedback arriving a moment later: a step is held only while the
 // deployment was written by this process less than Config.HoldFeedback
-// ago and is past pending (a server-side cancel asks the device either
-// way), the step does not end the deployment and leaves no cancel pending,
-// and the status-entry quota has room. Final feedback is always written
+// ago and its device has fetched it (a server-side cancel then asks the
+// device either way), the step does not end the deployment and leaves no
+// cancel pending, and the status-entry quota has room. Final feedback is always written
 // before the device is answered, with the held steps before it. A crash
 // loses at most the held steps of the last HoldFeedback — history entries,
 // never an outcome or a gate decision.
 type heldFeedback struct {
 	mu sync.Mutex
 	m  map[[2]string]*heldEntry // by tenant and device
+	// bytes is about what the held steps' details take, bounded by
+	// maxHeldBytes: devices choose their details' size.
+	bytes int
 }
 
 type heldEntry struct {
@@ -41,7 +44,17 @@ type heldEntry struct {
 const (
 	maxHeldSteps   = 16
 	maxHeldDevices = 100_000
+	maxHeldBytes   = 32 << 20
 )
+
+// stepSize is about what a held step of f takes in memory.
+func stepSize(f flotilla.Feedback) int {
+	n := 128
+	for _, d := range f.Details {
+		n += len(d) + 16
+	}
+	return n
+}
 
 // hold keeps f for the deployment ref if it may be held, and returns the
 // deployment as f leaves it.
@@ -50,7 +63,7 @@ func (c *Core) hold(ref Ref, f flotilla.Feedback, now time.Time) (flotilla.Deplo
 	defer c.held.mu.Unlock()
 	e := c.held.m[[2]string{ref.Tenant, ref.DeviceID}]
 	if e == nil || e.id != ref.ID || time.Since(e.synced) >= c.Config.HoldFeedback || len(e.steps) >= maxHeldSteps ||
-		e.d.DeviceEvents >= c.Config.Quotas.StatusEntries {
+		e.d.DeviceEvents >= c.Config.Quotas.StatusEntries || c.held.bytes+stepSize(f) > maxHeldBytes {
 		return flotilla.Deployment{}, false
 	}
 	ch, err := flotilla.ApplyFeedback(e.d, f, false, now)
@@ -58,18 +71,23 @@ func (c *Core) hold(ref Ref, f flotilla.Feedback, now time.Time) (flotilla.Deplo
 		return flotilla.Deployment{}, false
 	}
 	e.steps = append(e.steps, flotilla.Step{Feedback: f, At: now})
+	c.held.bytes += stepSize(f)
 	e.d = ch.Deployment
 	e.d.DeviceEvents++
 	return e.d, true
 }
 
 // holdable reports whether feedback that leaves a deployment at d could
-// be held: it is a pull deployment a device works on, with no cancel
-// pending.
+// be held: it is a pull deployment its device fetched (its retrieval is
+// written at once: a server-side cancel must know the device has it) and
+// works on, with no cancel pending.
 func holdable(d flotilla.Deployment) bool {
+	if d.Delivery == flotilla.DeliveryPush || d.RetrievedAt == nil {
+		return false
+	}
 	switch d.State {
-	case flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateInstalling:
-		return d.Delivery != flotilla.DeliveryPush
+	case flotilla.StatePending, flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateInstalling:
+		return true
 	}
 	return false
 }
@@ -84,7 +102,7 @@ func (c *Core) synced(d flotilla.Deployment) {
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
 	if !holdable(d) {
-		if e := c.held.m[key]; e != nil && e.id == d.ID {
+		if e := c.held.m[key]; e != nil && e.id == d.ID && len(e.steps) == 0 {
 			delete(c.held.m, key)
 		}
 		return
@@ -108,6 +126,9 @@ func (c *Core) takeHeld(ref Ref) []flotilla.Step {
 		return nil
 	}
 	delete(c.held.m, key)
+	for _, st := range e.steps {
+		c.held.bytes -= stepSize(st.Feedback)
+	}
 	return e.steps
 }
 

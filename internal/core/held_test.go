@@ -92,8 +92,8 @@ func TestHeldFeedbackEndsWhereWritingAtOnceEnds(t *testing.T) {
 			if len(held.History) != len(atOnce.History) || held.DeviceEvents != atOnce.DeviceEvents {
 				t.Fatalf("history %d entries / %d device events, at once %d / %d", len(held.History), held.DeviceEvents, len(atOnce.History), atOnce.DeviceEvents)
 			}
-			if name == "success" && fmt.Sprint(heldOnce) != "[false true true false]" {
-				t.Fatalf("downloaded and proceeding should wait for closed: held %v", heldOnce)
+			if name == "success" && fmt.Sprint(heldOnce) != "[true true true false]" {
+				t.Fatalf("download, downloaded and proceeding of a fetched deployment should wait for closed: held %v", heldOnce)
 			}
 		})
 	}
@@ -108,21 +108,24 @@ func TestHeldFeedbackIsAnnouncedOnceWritten(t *testing.T) {
 	c.Config.HoldFeedback = time.Hour
 	d, _ := c.AssignDeployment(ctx, admin(), core.AssignRequest{Tenant: "acme", DeviceID: "pull-1", ArtifactName: "fw", ArtifactVersion: "2.0.0"})
 	id := core.DeviceIdentity{Tenant: "acme", DeviceID: "pull-1"}
+	if _, _, err := c.DeploymentBase(ctx, id, d.ID); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range []flotilla.Feedback{fb("download", ""), fb("downloaded", ""), fb("proceeding", "")} {
 		if _, err := c.DeploymentFeedback(ctx, id, d.ID, f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := fmt.Sprint(rec.deploymentStates("pull-1")); got != "[pending downloading]" {
+	if got := fmt.Sprint(rec.deploymentStates("pull-1")); got != "[pending]" {
 		t.Fatalf("announced before the flush: %s", got)
 	}
 	c.FlushHeld(ctx, false)
-	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StateDownloading {
+	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StatePending {
 		t.Fatalf("flushed before its time: %s", got.State)
 	}
 	c.FlushHeld(ctx, true)
 	got, _ := st.GetDeployment(ctx, "acme", d.ID)
-	if got.State != flotilla.StateInstalling || fmt.Sprint(rec.deploymentStates("pull-1")) != "[pending downloading installing]" {
+	if got.State != flotilla.StateInstalling || fmt.Sprint(rec.deploymentStates("pull-1")) != "[pending installing]" {
 		t.Fatalf("after the flush: %s, announced %v", got.State, rec.deploymentStates("pull-1"))
 	}
 
