@@ -112,6 +112,16 @@ func runDMF(ctx context.Context, o opts) ([]result, error) {
 	}
 	time.Sleep(time.Second) // the outbox drains
 
+	// DDI devices fetch their action first, as DMF devices were sent
+	// theirs: both report on deployments their devices have.
+	var fetches [][]byte
+	for i := range n {
+		fetches = append(fetches, getRequest(f.Addr, fmt.Sprintf("/default/controller/v1/%s/deploymentBase/%d", deviceID(i), actions[i]),
+			"Authorization", "TargetToken "+deviceToken(i)))
+	}
+	if r := loadOnce(f.Addr, 16, fetches, 200); r.Errors > 0 {
+		return nil, fmt.Errorf("DDI deploymentBase: %d errors, first %s", r.Errors, r.FirstError)
+	}
 	// DDI: m feedback requests per device.
 	var reqs [][]byte
 	for step := range m {
