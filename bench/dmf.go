@@ -67,6 +67,10 @@ func runDMF(ctx context.Context, o opts) ([]result, error) {
 	f, err := startFlotilla(o.tmp+"/dmf", func(c *server.Config) {
 		c.DMF = []dmf.Config{{URL: broker, Exchange: exchange, Queue: queue}}
 		c.DDIRate = -1
+		// Every report written at once on both sides: the row compares the
+		// two protocols' paths to the same write, not how many steps a
+		// hold window happens to catch (core's held feedback).
+		c.FeedbackHold = -1
 	})
 	if err != nil {
 		return nil, err

@@ -91,9 +91,16 @@ func NewHub(cfg HubConfig) *Hub {
 // Publish delivers e to matching subscribers. An unbatched event replaces
 // a batched one of the same key still waiting, so a late progress update
 // never follows the state change that ended it.
+//
+// A keyed event older than the last one another replica sent with its key
+// is dropped: a step written here just before another replica wrote the
+// final state must not follow that state to the watchers.
 func (h *Hub) Publish(e Event) {
 	h.batchMu.Lock()
 	defer h.batchMu.Unlock()
+	if h.olderThanInjected(e) {
+		return
+	}
 	if e.Batch && e.Key != "" {
 		h.batch[e.Key] = e
 		if !h.batchOn {
@@ -140,8 +147,22 @@ func (h *Hub) flushBatch() {
 	batch := h.batch
 	h.batch, h.batchOn = map[string]Event{}, false
 	for _, e := range batch {
-		h.publish(e, true)
+		if !h.olderThanInjected(e) {
+			h.publish(e, true)
+		}
 	}
+}
+
+// olderThanInjected reports whether e is older than the last event with
+// its key that another replica sent.
+func (h *Hub) olderThanInjected(e Event) bool {
+	if e.Key == "" || e.Time.IsZero() {
+		return false
+	}
+	h.injMu.Lock()
+	defer h.injMu.Unlock()
+	last, ok := h.injected[e.Key]
+	return ok && e.Time.Before(last)
 }
 
 func (h *Hub) publish(e Event, local bool) {

@@ -144,3 +144,41 @@ func TestInjectDropsStaleAndDuplicateStates(t *testing.T) {
 		t.Fatalf("got %v", states(t, got))
 	}
 }
+
+// TestLocalStepOlderThanAnInjectedStateIsDropped: a step this replica
+// wrote (held feedback flushed, progress batched) just before another
+// replica wrote the device's final state must not reach watchers after
+// that state.
+func TestLocalStepOlderThanAnInjectedStateIsDropped(t *testing.T) {
+	h := events.NewHub(events.HubConfig{BatchInterval: 20 * time.Millisecond})
+	s, _ := h.Subscribe(events.Filter{}, 0)
+	defer s.Close()
+	at := func(e events.Event, sec int, batch bool) events.Event {
+		e.Time, e.Batch = time.Date(2026, 6, 1, 12, 0, sec, 0, time.UTC), batch
+		return e
+	}
+	h.Publish(at(ev("a", "installing"), 2, true)) // batched here, waiting
+	h.Inject(at(ev("a", "succeeded"), 3, false))  // the final, from another replica
+	h.Publish(at(ev("a", "downloaded"), 1, false))
+	h.Publish(at(ev("b", "downloading"), 1, false))
+	h.Publish(at(ev("a", "pending"), 4, false)) // a new deployment, later
+	time.Sleep(60 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var all []string
+	for len(all) < 3 {
+		got, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("got %v, then %v", all, err)
+		}
+		all = append(all, states(t, got)...)
+	}
+	if strings.Join(all, " ") != "a=succeeded b=downloading a=pending" {
+		t.Fatalf("got %v", all)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if got, err := s.Next(ctx2); err == nil {
+		t.Fatalf("then %v", states(t, got))
+	}
+}
