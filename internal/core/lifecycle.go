@@ -41,9 +41,8 @@ func RefOf(d flotilla.Deployment) Ref { return Ref{Tenant: d.Tenant, DeviceID: d
 
 // change applies a transition to one deployment in one transaction and
 // announces the result; a change that kept the state is announced as
-// progress, which the event hub batches.
-// Steps held for the deployment (held.go) are written first, in the same
-// change.
+// progress, which the event hub batches. Steps held for the deployment
+// (held.go) are written first, in the same change.
 func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flotilla.Deployment, now time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	held := c.takeHeld(ref)
 	var before flotilla.DeploymentState
