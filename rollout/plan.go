@@ -26,7 +26,9 @@ type Deployment struct {
 type Snapshot struct {
 	Rollout flotilla.Rollout `json:"rollout"`
 	Waves   []flotilla.Wave  `json:"waves"`
-	// Open are the latest attempts that are scheduled or in flight.
+	// Open are the latest attempts that are scheduled or in flight. A
+	// store may leave the in-flight ones out when NeedsInFlight says the
+	// plan does not look at them.
 	Open []Deployment `json:"open"`
 	// Retryable are latest attempts that failed or timed out and have
 	// retries left under the policy.
@@ -38,6 +40,16 @@ type Snapshot struct {
 	// Failed are the latest attempts that failed, timed out, were rejected
 	// or skipped: what an operator's retry re-runs. Loaded only for it.
 	Failed []Deployment `json:"failed,omitempty"`
+}
+
+// NeedsInFlight reports whether Compute looks at r's in-flight
+// deployments (pending … installing): to time them out (device_timeout),
+// to count them against max_in_flight, or to cancel them when the
+// maintenance schedule lapses. Otherwise the waves' counts say all it
+// needs, and a running wave's snapshot need not read its devices again
+// after every change (a 33k-device wave, several times a second).
+func NeedsInFlight(r flotilla.Rollout) bool {
+	return r.Policy.DeviceTimeout > 0 || r.Policy.MaxInFlight > 0 || r.Window != nil
 }
 
 // ActionKind names what an action does.

@@ -191,3 +191,34 @@ func TestPlanIgnoresInactiveRollouts(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanLooksAtInFlightOnlyWhenNeedsInFlightSaysSo: a store may leave
+// in-flight deployments out of Open unless NeedsInFlight; every scenario
+// must then plan the same without them, and some scenario that needs them
+// must plan differently, or NeedsInFlight would claim too much.
+func TestPlanLooksAtInFlightOnlyWhenNeedsInFlightSaysSo(t *testing.T) {
+	differs := 0
+	for name, s := range scenarios() {
+		trimmed := s
+		trimmed.Open = nil
+		for _, d := range s.Open {
+			if d.State == flotilla.StateScheduled {
+				trimmed.Open = append(trimmed.Open, d)
+			}
+		}
+		full, _ := json.Marshal(rollout.Compute(s, now))
+		without, _ := json.Marshal(rollout.Compute(trimmed, now))
+		if rollout.NeedsInFlight(s.Rollout) {
+			if string(full) != string(without) {
+				differs++
+			}
+			continue
+		}
+		if string(full) != string(without) {
+			t.Errorf("%s: the plan depends on in-flight deployments, but NeedsInFlight is false\n with: %s\n without: %s", name, full, without)
+		}
+	}
+	if differs == 0 {
+		t.Error("no scenario that NeedsInFlight plans differently without its in-flight deployments")
+	}
+}

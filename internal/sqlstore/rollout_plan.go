@@ -85,7 +85,17 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, f
 		}
 		snap.Successes += w.Counts[flotilla.StateSucceeded]
 	}
-	snap.Open, err = s.planDeployments(ctx, `d.state IN `+activeStates+` OR (d.state = 'scheduled' AND d.wave <= ?)`, `d.wave, d.device_id`, id, maxWave)
+	// One index seek per wave (deployments_rollout_state) rather than a
+	// scan of every wave up to maxWave.
+	waveArgs := make([]any, maxWave+1)
+	for i := range waveArgs {
+		waveArgs[i] = i
+	}
+	open := `d.state = 'scheduled' AND d.wave IN (` + placeholders(len(waveArgs)) + `)`
+	if rollout.NeedsInFlight(r) {
+		open = `d.state IN ` + activeStates + ` OR (` + open + `)`
+	}
+	snap.Open, err = s.planDeployments(ctx, open, `d.wave, d.device_id`, append([]any{id}, waveArgs...)...)
 	if err != nil {
 		return snap, err
 	}
