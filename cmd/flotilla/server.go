@@ -49,9 +49,6 @@ a rolling upgrade.`,
 			if err := server.ApplyMemoryLimit(memoryLimit, e); err != nil {
 				return err
 			}
-			if cfg.FeedbackHold == 0 {
-				cfg.FeedbackHold = -1 // the flag's 0 means off; the config's, the default
-			}
 			if demoDevices > 0 {
 				return demo.Run(ctx, demo.Config{Server: cfg, Devices: demoDevices}, stdout, log)
 			}
@@ -80,7 +77,7 @@ a rolling upgrade.`,
 	f.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", e.Int64("FLOTILLA_MAX_ARTIFACT_SIZE", 4<<30), "largest accepted artifact in bytes (FLOTILLA_MAX_ARTIFACT_SIZE)")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", e.Duration("FLOTILLA_POLL_INTERVAL", 0), "DDI polling interval told to devices (default 5m) (FLOTILLA_POLL_INTERVAL)")
 	f.DurationVar(&cfg.OfflineAfter, "offline-after", e.Duration("FLOTILLA_OFFLINE_AFTER", 0), "a device unseen this long is offline (default 2*poll-interval+1m) (FLOTILLA_OFFLINE_AFTER)")
-	f.DurationVar(&cfg.FeedbackHold, "feedback-hold", e.Duration("FLOTILLA_FEEDBACK_HOLD", time.Second), "how long a device's intermediate feedback (download, downloaded, proceeding) may wait in memory to be written with its next report; a crash loses at most that much history, never an outcome; 0 writes every report at once (FLOTILLA_FEEDBACK_HOLD)")
+	f.DurationVar(&cfg.FeedbackHold, "feedback-hold", e.Duration("FLOTILLA_FEEDBACK_HOLD", 0), "how long a device's intermediate feedback (download, downloaded, proceeding) may wait in memory to be written with its next report; a crash loses at most that much history, never an outcome (default 1s with SQLite, off with PostgreSQL; negative: off) (FLOTILLA_FEEDBACK_HOLD)")
 	f.IntVar(&cfg.PushWorkers, "push-workers", int(e.Int64("FLOTILLA_PUSH_WORKERS", 16)), "push nodes updated at once (FLOTILLA_PUSH_WORKERS)")
 	f.BoolVar(&cfg.SporeOpen, "spore-open", e.Str("FLOTILLA_SPORE_OPEN", "") == "true", "serve the SPORE-compatible /api/cluster, /api/rollout and /api/registry endpoints without a token, as the default tenant (FLOTILLA_SPORE_OPEN)")
 	f.DurationVar(&cfg.SchedulerLease, "scheduler-lease", e.Duration("FLOTILLA_SCHEDULER_LEASE", 15*time.Second), "how long a replica's claim on a rollout lasts without renewal: the failover time (FLOTILLA_SCHEDULER_LEASE)")

@@ -43,8 +43,10 @@ type Config struct {
 	// OfflineAfter is when an unseen device counts as offline.
 	OfflineAfter time.Duration
 	// FeedbackHold is how long a device's intermediate feedback may wait
-	// to be written with its next report (default 1s; negative: write
-	// every report at once). See core.Config.HoldFeedback.
+	// to be written with its next report (core.Config.HoldFeedback).
+	// Default (0): 1s with SQLite, whose single writer it relieves; off
+	// with PostgreSQL, whose replicas behind a balancer would each hold a
+	// device's steps apart. Negative: off.
 	FeedbackHold time.Duration
 	// TLSCert and TLSKey serve HTTPS (PEM files, re-read when they change
 	// or on SIGHUP). ClientCA lets devices authenticate to DDI with a
@@ -116,6 +118,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FeedbackHold == 0 {
 		c.FeedbackHold = time.Second
+		if kind, _, _ := ParseDatabaseURL(c.DatabaseURL); kind == DBPostgres {
+			c.FeedbackHold = -1
+		}
 	}
 	if c.DDIRate == 0 {
 		c.DDIRate = 30
