@@ -197,8 +197,13 @@ type rolloutView struct {
 	} `json:"waves"`
 }
 
-// waitRollout polls a rollout until cond holds.
+// waitRollout polls a rollout until cond holds, every 25 ms.
 func (f *flot) waitRollout(id string, timeout time.Duration, cond func(rolloutView) bool) (rolloutView, error) {
+	return f.waitRolloutEvery(id, timeout, 25*time.Millisecond, cond)
+}
+
+// waitRolloutEvery polls a rollout every interval until cond holds.
+func (f *flot) waitRolloutEvery(id string, timeout, interval time.Duration, cond func(rolloutView) bool) (rolloutView, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		var ro rolloutView
@@ -211,9 +216,7 @@ func (f *flot) waitRollout(id string, timeout time.Duration, cond func(rolloutVi
 		if time.Now().After(deadline) {
 			return ro, fmt.Errorf("rollout %s still %s after %s: %v", id, ro.Status, timeout, ro.Counts)
 		}
-		// Fine-grained, so that the figure is the rollout's time, not the
-		// sleep's: a status read costs about a millisecond.
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
