@@ -26,16 +26,28 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 		return d, a, err
 	}
 	if d.RetrievedAt == nil {
-		// Not a state change: recorded, not announced.
-		d, err = c.Store.UpdateDeployment(ctx, id.Tenant, id.DeviceID, actionID, func(d flotilla.Deployment) (flotilla.Change, error) {
-			return flotilla.Retrieve(d, c.Now()), nil
-		})
-		if err != nil {
+		if d, err = c.retrieve(ctx, RefOf(d), ""); err != nil {
 			return d, a, err
 		}
-		c.synced(d)
 	}
 	return d, a, nil
+}
+
+// retrieve records that a device has its deployment (a DDI fetch, a DMF
+// send; detail, if set, says how). Not a state change: written at once,
+// not announced. The write starts the deployment's hold window (held.go).
+func (c *Core) retrieve(ctx context.Context, ref Ref, detail string) (flotilla.Deployment, error) {
+	d, err := c.Store.UpdateDeployment(ctx, ref.Tenant, ref.DeviceID, ref.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
+		ch := flotilla.Retrieve(d, c.Now())
+		if ch.Event != nil && detail != "" {
+			ch.Event.Details = []string{detail}
+		}
+		return ch, nil
+	})
+	if err == nil {
+		c.synced(d)
+	}
+	return d, err
 }
 
 // InstalledBase returns the device's installed (succeeded) deployment.

@@ -76,15 +76,6 @@ func (c *Core) RemoveDMFDevice(ctx context.Context, tenant, id string) error {
 // MarkRetrieved records that a DMF device was sent its action, the
 // equivalent of a DDI device fetching its deploymentBase.
 func (c *Core) MarkRetrieved(ctx context.Context, tenant, deviceID string, id int64) error {
-	d, err := c.Store.UpdateDeployment(ctx, tenant, deviceID, id, func(d flotilla.Deployment) (flotilla.Change, error) {
-		ch := flotilla.Retrieve(d, c.Now())
-		if ch.Event != nil {
-			ch.Event.Details = []string{"sent to the device over DMF"}
-		}
-		return ch, nil
-	})
-	if err == nil {
-		c.synced(d)
-	}
+	_, err := c.retrieve(ctx, Ref{Tenant: tenant, DeviceID: deviceID, ID: id}, "sent to the device over DMF")
 	return err
 }

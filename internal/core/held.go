@@ -116,8 +116,12 @@ func (c *Core) synced(d flotilla.Deployment) {
 	c.held.m[key] = &heldEntry{id: d.ID, d: d, synced: time.Now()}
 }
 
-// takeHeld removes and returns the steps held for ref.
+// takeHeld removes and returns the steps held for ref. Every deployment
+// change asks; with holding off it costs nothing.
 func (c *Core) takeHeld(ref Ref) []flotilla.Step {
+	if c.Config.HoldFeedback <= 0 {
+		return nil
+	}
 	key := [2]string{ref.Tenant, ref.DeviceID}
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
@@ -137,12 +141,9 @@ func (c *Core) takeHeld(ref Ref) []flotilla.Step {
 func (c *Core) writeHeldOf(ctx context.Context, tenant, deviceID string) {
 	c.held.mu.Lock()
 	e := c.held.m[[2]string{tenant, deviceID}]
-	var ref Ref
-	if e != nil && len(e.steps) > 0 {
-		ref = Ref{Tenant: tenant, DeviceID: deviceID, ID: e.id}
-	}
 	c.held.mu.Unlock()
-	if ref.ID != 0 {
+	if e != nil { // e.id never changes; its steps are taken under the lock
+		ref := Ref{Tenant: tenant, DeviceID: deviceID, ID: e.id}
 		c.writeHeld(ctx, ref, c.takeHeld(ref))
 	}
 }

@@ -77,15 +77,15 @@ func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flo
 // Report applies a device's report to its deployment. An intermediate
 // step may be held and written with the next (held.go).
 func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployment, error) {
+	if err := c.checkFeedback(r.Feedback); err != nil {
+		return flotilla.Deployment{}, err
+	}
 	if !r.Cancel && c.Config.HoldFeedback > 0 {
-		if err := c.checkFeedback(r.Feedback); err != nil {
-			return flotilla.Deployment{}, err
-		}
 		if d, ok := c.hold(ref, r.Feedback, c.Now()); ok {
 			return d, nil
 		}
 	}
-	d, err := c.report(ctx, ref, r.NodeIP, r.Version, []flotilla.Feedback{r.Feedback}, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+	d, err := c.report(ctx, ref, r.NodeIP, r.Version, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
 		return flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
 	})
 	if err == nil {
@@ -98,24 +98,20 @@ func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployme
 // report — several steps, the last possibly final — as one change: one
 // write, a history entry per step, one announcement of where it ended.
 func (c *Core) ReportSteps(ctx context.Context, ref Ref, steps []flotilla.Step, version, nodeIP string) (flotilla.Deployment, error) {
-	fs := make([]flotilla.Feedback, len(steps))
-	for i, st := range steps {
-		fs[i] = st.Feedback
+	for _, st := range steps {
+		if err := c.checkFeedback(st.Feedback); err != nil {
+			return flotilla.Deployment{}, err
+		}
 	}
-	return c.report(ctx, ref, nodeIP, version, fs, func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
+	return c.report(ctx, ref, nodeIP, version, func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
 		return flotilla.ApplySteps(d, steps)
 	})
 }
 
-// report checks a device's feedbacks, applies them with apply as one
-// change within the status-entry quota, and records the version the device
-// says it runs after an install.
-func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, fs []flotilla.Feedback, apply func(flotilla.Deployment, time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
-	for _, f := range fs {
-		if err := c.checkFeedback(f); err != nil {
-			return flotilla.Deployment{}, err
-		}
-	}
+// report applies a device's checked feedback with apply as one change
+// within the status-entry quota, and records the version the device says
+// it runs after an install.
+func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, apply func(flotilla.Deployment, time.Time) (flotilla.Change, error)) (flotilla.Deployment, error) {
 	return c.change(ctx, ref, nodeIP, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
 		ch, err := apply(d, now)
 		if err != nil {
@@ -131,6 +127,8 @@ func (c *Core) report(ctx context.Context, ref Ref, nodeIP, version string, fs [
 	})
 }
 
+// checkFeedback refuses a feedback a device may not send: unknown
+// values, or more or longer messages than the quotas allow.
 func (c *Core) checkFeedback(f flotilla.Feedback) error {
 	if err := flotilla.ValidateFeedback(f); err != nil {
 		return err

@@ -39,15 +39,7 @@ func testRolloutEvenSnapshot(t *testing.T, s store.Store) {
 	for _, sel := range []string{"app=kiosk", "region=eu", "app in (kiosk, pos)", "app=none"} {
 		for _, n := range []int{1, 4, 30} {
 			num++
-			r := flotilla.Rollout{ID: fmt.Sprintf("r-even-%d", num), Tenant: "acme", Name: fmt.Sprintf("even-%d", num), ArtifactID: a.ID,
-				ArtifactName: a.Name, ArtifactVersion: a.Version, Selector: sel, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPull,
-				WaveCount: n, Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0}
-			must(t, s.CreateRollout(ctx, &r))
-			done, err := s.MaterializeEvenRollout(ctx, r.ID, n, t0)
-			must(t, err)
-			if !done {
-				t.Fatalf("%q in %d waves: not taken in the database", sel, n)
-			}
+			r := evenRollout(t, s, fmt.Sprintf("r-even-%d", num), sel, n, a, flotilla.Policy{})
 			members, err := s.RolloutMembers(ctx, "acme", sel)
 			must(t, err)
 			assign, defs, err := rollout.Split(members, n, nil)
@@ -80,4 +72,20 @@ func testRolloutEvenSnapshot(t *testing.T, s store.Store) {
 			wantCode(t, err, flotilla.EConflict)
 		}
 	}
+}
+
+// evenRollout creates a rollout of acme's devices matching sel in waves
+// even waves and takes its snapshot in the database.
+func evenRollout(t *testing.T, s store.Store, id, sel string, waves int, a *flotilla.Artifact, p flotilla.Policy) flotilla.Rollout {
+	t.Helper()
+	r := flotilla.Rollout{ID: id, Tenant: "acme", Name: id, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+		Selector: sel, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPull, WaveCount: waves, Policy: p,
+		Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0}
+	must(t, s.CreateRollout(context.Background(), &r))
+	done, err := s.MaterializeEvenRollout(context.Background(), r.ID, waves, t0)
+	must(t, err)
+	if !done {
+		t.Fatalf("%q in %d waves: not taken in the database", sel, waves)
+	}
+	return r
 }

@@ -31,16 +31,8 @@ func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 		id     string
 		policy flotilla.Policy
 	}{{"r-plain", flotilla.Policy{}}, {"r-timeout", flotilla.Policy{DeviceTimeout: flotilla.Duration(time.Hour)}}} {
-		r := flotilla.Rollout{ID: tc.id, Tenant: "acme", Name: tc.id, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
-			Selector: "app=kiosk", Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPull, WaveCount: 3, Policy: tc.policy,
-			Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0}
-		must(t, s.CreateRollout(ctx, &r))
-		done, err := s.MaterializeEvenRollout(ctx, r.ID, 3, t0)
-		must(t, err)
-		if !done {
-			t.Fatal("not materialized in the database")
-		}
-		_, err = s.StartRollout(ctx, "acme", r.ID, t0)
+		r := evenRollout(t, s, tc.id, "app=kiosk", 3, a, tc.policy)
+		_, err := s.StartRollout(ctx, "acme", r.ID, t0)
 		must(t, err)
 		_, err = s.ClaimRollouts(ctx, "me", t0, t0.Add(time.Minute), 10)
 		must(t, err)
