@@ -21,6 +21,7 @@ func main() {
 	cmd.SilenceUsage = true
 	cmd.Version = buildinfo.Version()
 	cli.Strict(cmd)
+	cli.CheckEnv(cmd, os.Getenv)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "flotilla-agent:", err)
 		os.Exit(cli.ExitCode(err))

@@ -148,3 +148,24 @@ func TestServerRefusesABadMemoryLimit(t *testing.T) {
 		t.Fatalf("server --memory-limit lots: %v", err)
 	}
 }
+
+// TestMalformedEnvironmentIsRefused: a FLOTILLA_* variable that backs a
+// flag but does not parse as its type stops the command with a message
+// naming it, instead of silently meaning the default.
+func TestMalformedEnvironmentIsRefused(t *testing.T) {
+	// A server that starts anyway is stopped, and the test fails.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, kv := range [][2]string{{"FLOTILLA_FEEDBACK_HOLD", "abc"}, {"FLOTILLA_DDI_RATE", "fast"}, {"FLOTILLA_PRESIGN_DOWNLOADS", "yes"}} {
+		err := run(ctx, []string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, testEnv(kv[0]+"="+kv[1]), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), kv[0]) || cli.ExitCode(err) != 2 {
+			t.Fatalf("%s=%s: %v", kv[0], kv[1], err)
+		}
+	}
+	// Given on the command line, the flag wins and the variable is not read.
+	err := run(context.Background(), []string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--feedback-hold", "2s", "--memory-limit", "lots"},
+		testEnv("FLOTILLA_FEEDBACK_HOLD=abc"), io.Discard, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "FLOTILLA_FEEDBACK_HOLD") {
+		t.Fatalf("with --feedback-hold given: %v", err)
+	}
+}

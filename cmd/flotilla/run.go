@@ -30,5 +30,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.AddCommand(&cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 		Run: func(*cobra.Command, []string) { fmt.Fprintln(stdout, buildinfo.String()) }})
 	cli.Strict(root)
+	cli.CheckEnv(root, e)
 	return root.ExecuteContext(ctx)
 }

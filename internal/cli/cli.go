@@ -40,6 +40,40 @@ func (e Env) Duration(name string, def time.Duration) time.Duration {
 	return def
 }
 
+// CheckEnv makes cmd and its subcommands refuse to run on a FLOTILLA_*
+// variable that backs a flag of theirs but does not parse as that flag's
+// number, duration or boolean. Flag defaults are read from the
+// environment before any error can be returned (Duration and Int64 fall
+// back to the default); this says what is wrong instead.
+func CheckEnv(cmd *cobra.Command, e Env) {
+	cmd.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		var bad error
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			v := e(EnvName(f.Name))
+			if bad != nil || f.Changed || v == "" {
+				return
+			}
+			var err error
+			switch f.Value.Type() {
+			case "duration":
+				_, err = time.ParseDuration(v)
+			case "int", "int64":
+				_, err = strconv.ParseInt(v, 10, 64)
+			case "float64":
+				_, err = strconv.ParseFloat(v, 64)
+			case "bool":
+				if v != "true" && v != "false" {
+					err = errors.New("use true or false")
+				}
+			}
+			if err != nil {
+				bad = Usagef("%s=%q (--%s): %v", EnvName(f.Name), v, f.Name, err)
+			}
+		})
+		return bad
+	}
+}
+
 // Int64 returns the variable parsed as an integer, or def.
 func (e Env) Int64(name string, def int64) int64 {
 	if v := e(name); v != "" {
