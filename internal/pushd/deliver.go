@@ -330,7 +330,9 @@ func (dl *delivery) send(ctx context.Context, offset int64) (push.Status, error)
 	if _, err := obj.Seek(offset, io.SeekStart); err != nil {
 		return push.Status{}, err
 	}
-	pr := &progress{r: obj, n: offset, every: time.Second, fn: func(n int64) { dl.progress(ctx, n) }}
+	// The first progress is written a second into the stream, not at its
+	// first read: a payload sent within a second costs no write for it.
+	pr := &progress{r: obj, n: offset, last: time.Now(), every: time.Second, fn: func(n int64) { dl.progress(ctx, n) }}
 	return dl.node.SendPayload(ctx, dl.d.UpdateID, pr, offset, dl.a.Size)
 }
 

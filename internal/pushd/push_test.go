@@ -347,3 +347,36 @@ func TestFreshDeliveryWaitsForABusyNode(t *testing.T) {
 		t.Fatalf("node accepted %v, runs %s", got, n.Status().Version)
 	}
 }
+
+// A transfer that outlasts the socket buffers is recorded as it goes: the
+// pool writes the bytes sent every second from a second in (a payload sent
+// within the first second costs no progress write).
+func TestLongTransferRecordsProgress(t *testing.T) {
+	s := servertest.Start(t)
+	const size = 24 << 20
+	s.API.Upload("node-fw", "2.0.0", firmware(size), "")
+	n := startNode(t, 2<<20) // 12 seconds of transfer
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "n1", "address": n.srv.URL}, nil)
+	s.API.Must(202, "POST", "/api/v1/devices/n1/updates", map[string]any{"id": "0b1c2d4e-0000-4000-8000-000000000002",
+		"artifact": map[string]string{"name": "node-fw", "version": "2.0.0"}}, nil)
+	var seen []int
+	servertest.Eventually(t, 30*time.Second, func() error {
+		var list struct {
+			Items []struct {
+				State    string
+				Progress struct{ Cnt, Of int }
+			}
+		}
+		s.API.Must(200, "GET", "/api/v1/devices/n1/deployments", nil, &list)
+		if len(list.Items) != 1 || list.Items[0].State != "downloading" || list.Items[0].Progress.Of != size {
+			return fmt.Errorf("deployments %+v", list.Items)
+		}
+		if c := list.Items[0].Progress.Cnt; c > 0 && (len(seen) == 0 || c > seen[len(seen)-1]) {
+			seen = append(seen, c)
+		}
+		if len(seen) < 2 {
+			return fmt.Errorf("progress seen so far: %v", seen)
+		}
+		return nil
+	})
+}
