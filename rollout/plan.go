@@ -90,6 +90,17 @@ type Plan struct {
 	Next time.Time `json:"next,omitzero"`
 }
 
+// StartsWave reports whether the plan starts a wave: the one plan that
+// releases devices of a wave that had not started.
+func (p Plan) StartsWave() bool {
+	for _, a := range p.Actions {
+		if a.Kind == ActStartWave {
+			return true
+		}
+	}
+	return false
+}
+
 // planner holds the working copy a plan is computed on.
 type planner struct {
 	s     Snapshot

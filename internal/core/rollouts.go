@@ -296,7 +296,7 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 	var touched []store.Touched
 	for attempt := 0; ; attempt++ {
 		now := c.Now()
-		snap, err := c.Store.RolloutSnapshot(ctx, id, now, op == rollout.OpRetry)
+		snap, err := c.Store.RolloutSnapshot(ctx, id, now, store.SnapshotReads{Failed: op == rollout.OpRetry, NextWave: true})
 		if err == nil && snap.Rollout.Tenant != tenant {
 			err = flotilla.Errorf(flotilla.ENotFound, "rollout %q not found", id)
 		}

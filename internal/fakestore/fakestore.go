@@ -38,6 +38,8 @@ type Store struct {
 	Conflicts int
 	// Released lists rollouts whose lease was given up.
 	Released []string
+	// SnapshotReads records what each RolloutSnapshot asked for.
+	SnapshotReads []store.SnapshotReads
 }
 
 // Applied is one ApplyRolloutPlan call.
@@ -337,14 +339,32 @@ func (s *Store) ReleaseRollout(_ context.Context, id, _ string) error {
 }
 
 // RolloutSnapshot implements store.Rollouts.
-func (s *Store) RolloutSnapshot(_ context.Context, id string, _ time.Time, _ bool) (rollout.Snapshot, error) {
+func (s *Store) RolloutSnapshot(_ context.Context, id string, _ time.Time, read store.SnapshotReads) (rollout.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.SnapshotReads = append(s.SnapshotReads, read)
 	snap, ok := s.Snapshots[id]
 	if !ok {
 		return rollout.Snapshot{}, flotilla.Errorf(flotilla.ENotFound, "rollout %q not found", id)
 	}
-	return *snap, nil
+	out := *snap
+	if !read.NextWave {
+		// As the SQL stores: no scheduled devices of waves that have not
+		// started.
+		started := -1
+		for _, w := range out.Waves {
+			if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
+				started = w.Index
+			}
+		}
+		out.Open = nil
+		for _, d := range snap.Open {
+			if d.State != flotilla.StateScheduled || d.Wave <= started {
+				out.Open = append(out.Open, d)
+			}
+		}
+	}
+	return out, nil
 }
 
 // GetRollout implements store.Rollouts.

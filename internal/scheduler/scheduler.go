@@ -44,7 +44,7 @@ type Config struct {
 type Store interface {
 	ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
 	ReleaseRollout(ctx context.Context, id, owner string) error
-	RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error)
+	RolloutSnapshot(ctx context.Context, id string, now time.Time, read store.SnapshotReads) (rollout.Snapshot, error)
 	ApplyRolloutPlan(ctx context.Context, id, owner string, version int64, actions []rollout.Action, now time.Time) ([]store.Touched, error)
 	WriteNextWave(ctx context.Context, id string, now time.Time) (bool, error)
 	GetRollout(ctx context.Context, tenant, id string) (flotilla.Rollout, []flotilla.Wave, error)
@@ -192,7 +192,7 @@ func (s *Scheduler) cycleFor(ctx context.Context, only map[string]bool) {
 func (s *Scheduler) Process(ctx context.Context, id string) error {
 	for round := 0; round < 10; round++ {
 		now := s.core.Now()
-		snap, err := s.st.RolloutSnapshot(ctx, id, now, false)
+		snap, err := s.st.RolloutSnapshot(ctx, id, now, store.SnapshotReads{})
 		if err != nil {
 			return err
 		}
@@ -210,6 +210,13 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 			return s.st.ReleaseRollout(ctx, id, s.cfg.Owner)
 		}
 		plan := rollout.Compute(snap, now)
+		if plan.StartsWave() {
+			// Plan again with the devices of the wave it starts.
+			if snap, err = s.st.RolloutSnapshot(ctx, id, now, store.SnapshotReads{NextWave: true}); err != nil {
+				return err
+			}
+			r, plan = snap.Rollout, rollout.Compute(snap, now)
+		}
 		due := now.Add(heartbeat * s.cfg.Tick)
 		if !plan.Next.IsZero() {
 			s.wakeAt(id, plan.Next.Sub(now))

@@ -62,6 +62,11 @@ func TestProcessAppliesThePlanUnderTheLease(t *testing.T) {
 	if got := a.Actions[1].IDs; fmt.Sprint(got) != "[1 2]" {
 		t.Fatalf("released %v, want wave 1's devices", got)
 	}
+	// The devices of a wave that has not started are read only for the
+	// plan that starts it.
+	if got := fmt.Sprintf("%+v", st.SnapshotReads); got != "[{Failed:false NextWave:false} {Failed:false NextWave:true} {Failed:false NextWave:false}]" {
+		t.Fatalf("snapshots read %s: want one without the next wave, one with it for the plan that starts it, and one without for the next look", got)
+	}
 }
 
 func TestProcessPlansAgainAfterAConflict(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -65,7 +66,7 @@ func (s *Store) ReleaseRollout(ctx context.Context, id, owner string) error {
 }
 
 // RolloutSnapshot implements store.Rollouts.
-func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error) {
+func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, read store.SnapshotReads) (rollout.Snapshot, error) {
 	defer s.observe("rollout snapshot", time.Now())
 	var snap rollout.Snapshot
 	r, err := s.getRollout(ctx, s.rd, "", id)
@@ -77,13 +78,17 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, f
 		return snap, err
 	}
 	snap.Rollout, snap.Waves = r, waves
-	// Scheduled devices matter for running waves and the next one to start.
-	maxWave := 0
+	// Scheduled devices matter for the waves that started and, when asked
+	// for, the next one to start.
+	maxWave := -1
 	for _, w := range waves {
 		if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
-			maxWave = w.Index + 1
+			maxWave = w.Index
 		}
 		snap.Successes += w.Counts[flotilla.StateSucceeded]
+	}
+	if read.NextWave {
+		maxWave++
 	}
 	// One index seek per wave (deployments_rollout_state) rather than a
 	// scan of every wave up to maxWave.
@@ -91,15 +96,20 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, f
 	for i := range waveArgs {
 		waveArgs[i] = i
 	}
-	open := `d.state = 'scheduled' AND d.wave IN (` + placeholders(len(waveArgs)) + `)`
+	var open []string
+	if len(waveArgs) > 0 {
+		open = append(open, `d.state = 'scheduled' AND d.wave IN (`+placeholders(len(waveArgs))+`)`)
+	}
 	if rollout.NeedsInFlight(r) {
-		open = `d.state IN ` + activeStates + ` OR (` + open + `)`
+		open = append(open, `d.state IN `+activeStates)
 	}
-	snap.Open, err = s.planDeployments(ctx, open, `d.wave, d.device_id`, append([]any{id}, waveArgs...)...)
-	if err != nil {
-		return snap, err
+	if len(open) > 0 {
+		snap.Open, err = s.planDeployments(ctx, `(`+strings.Join(open, `) OR (`)+`)`, `d.wave, d.device_id`, append([]any{id}, waveArgs...)...)
+		if err != nil {
+			return snap, err
+		}
 	}
-	if failed {
+	if read.Failed {
 		snap.Failed, err = s.planDeployments(ctx, `d.state IN ('failed', 'timed_out', 'rejected', 'skipped')`, `d.id`, id)
 		if err != nil {
 			return snap, err

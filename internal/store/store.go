@@ -329,10 +329,11 @@ type Rollouts interface {
 	ClaimRollouts(ctx context.Context, owner string, now, until time.Time, limit int) ([]string, error)
 	// ReleaseRollout gives up owner's lease.
 	ReleaseRollout(ctx context.Context, id, owner string) error
-	// RolloutSnapshot loads what the planner needs; with failed it also
-	// loads the latest attempts that failed, timed out, were rejected or
-	// skipped (Snapshot.Failed), which an operator's retry needs.
-	RolloutSnapshot(ctx context.Context, id string, now time.Time, failed bool) (rollout.Snapshot, error)
+	// RolloutSnapshot loads what the planner needs: the rollout, its waves
+	// with their counts, and the open deployments of the waves that
+	// started (in flight only when rollout.NeedsInFlight); read says what
+	// else.
+	RolloutSnapshot(ctx context.Context, id string, now time.Time, read SnapshotReads) (rollout.Snapshot, error)
 	// ApplyRolloutPlan applies actions — a plan of the scheduler's or an
 	// operator's (rollout.Operate) — in one transaction, if the rollout is
 	// at version and, for the scheduler (owner not ""), owner still holds
@@ -488,4 +489,18 @@ type Store interface {
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// SnapshotReads is what a rollout snapshot reads beyond what every plan
+// needs.
+type SnapshotReads struct {
+	// Failed: the latest attempts that failed, timed out, were rejected or
+	// skipped (Snapshot.Failed), which an operator's retry needs.
+	Failed bool
+	// NextWave: the scheduled devices of the first wave that has not
+	// started, which a plan that starts it releases. The scheduler asks
+	// for them only when a plan without them starts that wave: while a
+	// wave runs, the next one's devices (a third of a fleet) would be read
+	// after every change for nothing.
+	NextWave bool
 }

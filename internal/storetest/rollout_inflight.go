@@ -17,8 +17,8 @@ func init() {
 
 // testRolloutSnapshotInFlight: a running rollout's snapshot holds its
 // in-flight deployments only when the plan looks at them
-// (rollout.NeedsInFlight), and the scheduled ones of the waves that may
-// release either way.
+// (rollout.NeedsInFlight), the scheduled ones of the waves that started
+// either way, and those of the next wave only when asked for.
 func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	seedTenant(t, s, "acme")
@@ -37,7 +37,14 @@ func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 		_, err = s.ClaimRollouts(ctx, "me", t0, t0.Add(time.Minute), 10)
 		must(t, err)
 		now := t0.Add(time.Second)
-		snap, err := s.RolloutSnapshot(ctx, r.ID, now, false)
+		// No wave started: the first plan, without the next wave's
+		// devices, says it starts one; the scheduler reads them then.
+		snap, err := s.RolloutSnapshot(ctx, r.ID, now, store.SnapshotReads{})
+		must(t, err)
+		if len(snap.Open) != 0 || !rollout.Compute(snap, now).StartsWave() {
+			t.Fatalf("%s: before any wave started the snapshot holds %d devices", tc.id, len(snap.Open))
+		}
+		snap, err = s.RolloutSnapshot(ctx, r.ID, now, store.SnapshotReads{NextWave: true})
 		must(t, err)
 		plan := rollout.Compute(snap, now)
 		touched, err := s.ApplyRolloutPlan(ctx, r.ID, "me", snap.Rollout.Version, plan.Actions, now)
@@ -45,22 +52,27 @@ func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 		if len(touched) != 4 {
 			t.Fatalf("%s: released %d devices, want wave 1's 4", tc.id, len(touched))
 		}
-		snap, err = s.RolloutSnapshot(ctx, r.ID, now, false)
-		must(t, err)
-		inFlight, scheduled := 0, map[int]int{}
-		for _, d := range snap.Open {
-			if d.State == flotilla.StateScheduled {
-				scheduled[d.Wave]++
-			} else {
-				inFlight++
+		for _, next := range []bool{false, true} {
+			snap, err = s.RolloutSnapshot(ctx, r.ID, now, store.SnapshotReads{NextWave: next})
+			must(t, err)
+			inFlight, scheduled := 0, map[int]int{}
+			for _, d := range snap.Open {
+				if d.State == flotilla.StateScheduled {
+					scheduled[d.Wave]++
+				} else {
+					inFlight++
+				}
 			}
-		}
-		want := 0
-		if rollout.NeedsInFlight(snap.Rollout) {
-			want = 4
-		}
-		if inFlight != want || scheduled[0] != 0 || scheduled[1] != 4 || scheduled[2] != 0 {
-			t.Fatalf("%s: snapshot holds %d in flight (want %d), scheduled by wave %v (want wave 2's 4)", tc.id, inFlight, want, scheduled)
+			want, wantNext := 0, 0
+			if rollout.NeedsInFlight(snap.Rollout) {
+				want = 4
+			}
+			if next {
+				wantNext = 4
+			}
+			if inFlight != want || scheduled[0] != 0 || scheduled[1] != wantNext || scheduled[2] != 0 {
+				t.Fatalf("%s (next wave %v): snapshot holds %d in flight (want %d), scheduled by wave %v (want %d of wave 2)", tc.id, next, inFlight, want, scheduled, wantNext)
+			}
 		}
 		if c := snap.Waves[0].Counts[flotilla.StatePending]; c != 4 {
 			t.Fatalf("%s: wave 1 counts %d pending", tc.id, c)

@@ -124,7 +124,7 @@ func testRolloutWavesWrittenLater(t *testing.T, s store.Store) {
 	}
 
 	// Starting a wave writes it if the scheduler did not get to it.
-	snap, err := s.RolloutSnapshot(ctx, r2.ID, t0.Add(5*time.Minute), false)
+	snap, err := s.RolloutSnapshot(ctx, r2.ID, t0.Add(5*time.Minute), store.SnapshotReads{NextWave: true})
 	must(t, err)
 	w1 := 1
 	_, err = s.ApplyRolloutPlan(ctx, r2.ID, "", snap.Rollout.Version, []rollout.Action{{Kind: rollout.ActStartWave, Wave: &w1}}, t0.Add(5*time.Minute))

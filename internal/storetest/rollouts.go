@@ -111,7 +111,7 @@ func testRollouts(t *testing.T, s store.Store) {
 		t.Fatalf("claimed %v", claimed)
 	}
 	now := t0.Add(2 * time.Minute)
-	snap, err := s.RolloutSnapshot(ctx, r.ID, now, false)
+	snap, err := s.RolloutSnapshot(ctx, r.ID, now, store.SnapshotReads{NextWave: true})
 	must(t, err)
 	if snap.Rollout.Status != flotilla.RolloutRunning || len(snap.Open) != 10 || snap.Waves[0].Counts[flotilla.StateScheduled] != 10 { // only the next wave is loaded
 		t.Fatalf("snapshot: status %s, %d open, counts %v", snap.Rollout.Status, len(snap.Open), snap.Waves[0].Counts)
@@ -208,7 +208,7 @@ func testRollouts(t *testing.T, s store.Store) {
 func operate(t *testing.T, s store.Store, id string, op rollout.Op, now time.Time) (flotilla.Rollout, []store.Touched, error) {
 	t.Helper()
 	ctx := context.Background()
-	snap, err := s.RolloutSnapshot(ctx, id, now, op == rollout.OpRetry)
+	snap, err := s.RolloutSnapshot(ctx, id, now, store.SnapshotReads{Failed: op == rollout.OpRetry, NextWave: true})
 	if err != nil {
 		return flotilla.Rollout{}, nil, err
 	}
