@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,11 +63,31 @@ func (d countingDevice) Apply(context.Context, *updater.Update, *updater.Payload
 	return nil
 }
 
-// watch collects the final deployment state per device from a WebSocket.
+// watch collects the final deployment state per device from a WebSocket,
+// and every state it heard per device, for the message of a failure.
 type watch struct {
 	mu    sync.Mutex
+	start time.Time
 	final map[string]string
+	heard map[string][]string
 	err   error
+}
+
+// missing says, for a failure's message, how many devices were never heard
+// of and, for up to n whose last heard state is not state, the states
+// heard in order and when (since the watch started) — which tells a late
+// stale event from a missing final.
+func (w *watch) missing(state string, devices, n int) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for id, s := range w.final {
+		if s != state && len(out) < n {
+			out = append(out, id+": "+strings.Join(w.heard[id], " "))
+		}
+	}
+	sort.Strings(out)
+	return fmt.Sprintf("stream error: %v; never heard of: %d; last heard otherwise: %s", w.err, devices-len(w.final), strings.Join(out, "; "))
 }
 
 func (w *watch) count(state string) int {
@@ -82,7 +103,7 @@ func (w *watch) count(state string) int {
 }
 
 func watchEvents(ctx context.Context, t *testing.T, base, rollout string) *watch {
-	w := &watch{final: map[string]string{}}
+	w := &watch{start: time.Now(), final: map[string]string{}, heard: map[string][]string{}}
 	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/api/v1/events?rollout="+rollout+"&type=deployment&token="+adminSecret, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +126,7 @@ func watchEvents(ctx context.Context, t *testing.T, base, rollout string) *watch
 			if m.Type == "deployment" {
 				w.mu.Lock()
 				w.final[m.DeviceID] = m.State
+				w.heard[m.DeviceID] = append(w.heard[m.DeviceID], fmt.Sprintf("%s@%dms", m.State, time.Since(w.start).Milliseconds()))
 				w.mu.Unlock()
 			}
 		}
@@ -236,9 +258,7 @@ func TestThreeReplicasSurviveAKill(t *testing.T) {
 		}
 		servertest.Eventually(t, 10*time.Second, func() error {
 			if n := w.count("succeeded"); n != devices {
-				w.mu.Lock()
-				defer w.mu.Unlock()
-				return fmt.Errorf("replica-%d's watcher saw %d of %d devices succeed (stream error: %v)", i, n, devices, w.err)
+				return fmt.Errorf("replica-%d's watcher saw %d of %d devices succeed (%s)", i, n, devices, w.missing("succeeded", devices, 10))
 			}
 			return nil
 		})
