@@ -52,6 +52,23 @@ func NeedsInFlight(r flotilla.Rollout) bool {
 	return r.Policy.DeviceTimeout > 0 || r.Policy.MaxInFlight > 0 || r.Window != nil
 }
 
+// ScheduledThrough is the last wave whose scheduled devices a snapshot
+// holds: every wave that started and, with next, the first that has not
+// (-1: none). Compute releases only those; the next wave's are needed
+// only by the plan that starts it (Plan.StartsWave).
+func ScheduledThrough(waves []flotilla.Wave, next bool) int {
+	last := -1
+	for _, w := range waves {
+		if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
+			last = w.Index
+		}
+	}
+	if next {
+		last++
+	}
+	return last
+}
+
 // ActionKind names what an action does.
 type ActionKind string
 

@@ -222,3 +222,31 @@ func TestPlanLooksAtInFlightOnlyWhenNeedsInFlightSaysSo(t *testing.T) {
 		t.Error("no scenario that NeedsInFlight plans differently without its in-flight deployments")
 	}
 }
+
+func TestScheduledThrough(t *testing.T) {
+	waves := func(st ...flotilla.WaveStatus) []flotilla.Wave {
+		var out []flotilla.Wave
+		for i, s := range st {
+			out = append(out, flotilla.Wave{Index: i, Status: s})
+		}
+		return out
+	}
+	S, R, OK, F, A := flotilla.WaveScheduled, flotilla.WaveRunning, flotilla.WaveSucceeded, flotilla.WaveFailed, flotilla.WaveAborted
+	for _, tc := range []struct {
+		waves         []flotilla.Wave
+		without, with int
+	}{
+		{waves(S, S, S), -1, 0},
+		{waves(R, S, S), 0, 1},
+		{waves(OK, F, S), 1, 2},
+		{waves(OK, R, R), 2, 3},
+		{waves(OK, A, A), 0, 1},
+	} {
+		if got := rollout.ScheduledThrough(tc.waves, false); got != tc.without {
+			t.Errorf("%v without the next wave: %d, want %d", tc.waves, got, tc.without)
+		}
+		if got := rollout.ScheduledThrough(tc.waves, true); got != tc.with {
+			t.Errorf("%v with the next wave: %d, want %d", tc.waves, got, tc.with)
+		}
+	}
+}

@@ -351,15 +351,10 @@ func (s *Store) RolloutSnapshot(_ context.Context, id string, _ time.Time, read 
 	if !read.NextWave {
 		// As the SQL stores: no scheduled devices of waves that have not
 		// started.
-		started := -1
-		for _, w := range out.Waves {
-			if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
-				started = w.Index
-			}
-		}
+		through := rollout.ScheduledThrough(out.Waves, false)
 		out.Open = nil
 		for _, d := range snap.Open {
-			if d.State != flotilla.StateScheduled || d.Wave <= started {
+			if d.State != flotilla.StateScheduled || d.Wave <= through {
 				out.Open = append(out.Open, d)
 			}
 		}

@@ -78,18 +78,10 @@ func (s *Store) RolloutSnapshot(ctx context.Context, id string, now time.Time, r
 		return snap, err
 	}
 	snap.Rollout, snap.Waves = r, waves
-	// Scheduled devices matter for the waves that started and, when asked
-	// for, the next one to start.
-	maxWave := -1
 	for _, w := range waves {
-		if w.Status == flotilla.WaveRunning || w.Status == flotilla.WaveSucceeded || w.Status == flotilla.WaveFailed {
-			maxWave = w.Index
-		}
 		snap.Successes += w.Counts[flotilla.StateSucceeded]
 	}
-	if read.NextWave {
-		maxWave++
-	}
+	maxWave := rollout.ScheduledThrough(waves, read.NextWave)
 	// One index seek per wave (deployments_rollout_state) rather than a
 	// scan of every wave up to maxWave.
 	waveArgs := make([]any, maxWave+1)
