@@ -140,10 +140,14 @@ func (c *Core) takeHeld(ref Ref) []flotilla.Step {
 // read of them sees every step its device was answered for.
 func (c *Core) writeHeldOf(ctx context.Context, tenant, deviceID string) {
 	c.held.mu.Lock()
-	e := c.held.m[[2]string{tenant, deviceID}]
+	var ref Ref
+	// An entry without steps is a device's hold window, which a read
+	// leaves open.
+	if e := c.held.m[[2]string{tenant, deviceID}]; e != nil && len(e.steps) > 0 {
+		ref = Ref{Tenant: tenant, DeviceID: deviceID, ID: e.id}
+	}
 	c.held.mu.Unlock()
-	if e != nil { // e.id never changes; its steps are taken under the lock
-		ref := Ref{Tenant: tenant, DeviceID: deviceID, ID: e.id}
+	if ref.ID != 0 {
 		c.writeHeld(ctx, ref, c.takeHeld(ref))
 	}
 }
