@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -26,6 +28,26 @@ type seenBatch struct {
 // far below the threshold, far above the polling rate of a fleet under load.
 func (c *Core) seenResolution() time.Duration {
 	return min(max(c.Config.OfflineAfter/4, time.Second), time.Minute)
+}
+
+// seenDue is how long after its last write a device's last_seen_at is
+// rewritten: between three quarters of the resolution and all of it, drawn
+// anew from the device and the time of each write. A fleet that came online
+// at once (a fresh install, the end of an outage) would otherwise have all
+// its rows fall due in the same flush every resolution, for ever.
+func seenDue(resolution time.Duration, k [2]string, last time.Time) time.Duration {
+	quarter := uint64(resolution / 4)
+	if quarter == 0 {
+		return resolution
+	}
+	h := fnv.New64a()
+	h.Write([]byte(k[0]))
+	h.Write([]byte{0})
+	h.Write([]byte(k[1]))
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(last.UnixNano()))
+	h.Write(b[:])
+	return resolution - time.Duration(h.Sum64()%quarter)
 }
 
 // MarkSeen records that a device talked to the server now.
@@ -57,7 +79,7 @@ func (c *Core) FlushSeen(ctx context.Context) error {
 	}
 	for k, at := range batch {
 		last, ok := c.seen.recent[k]
-		if ok && at.Sub(last) < c.seenResolution() && !last.Before(offlineBefore) {
+		if ok && at.Sub(last) < seenDue(c.seenResolution(), k, last) && !last.Before(offlineBefore) {
 			continue // written moments ago; a fast-polling fleet would otherwise rewrite every row every flush
 		}
 		list = append(list, store.DeviceSeen{Tenant: k[0], ID: k[1], At: at, Check: !ok || last.Before(offlineBefore)})
