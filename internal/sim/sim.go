@@ -1,8 +1,8 @@
 // Package sim simulates a fleet against a real Flotilla server, for load
 // tests and demos. Virtual devices speak real DDI over HTTP — one goroutine
-// each on a shared transport, jittered polls, real downloads checked against
-// their sha256 — and report what a real device would, including the failures
-// the configuration injects. With Push, the fleet is push nodes instead.
+// and one keep-alive connection each, jittered polls, real downloads checked
+// against their sha256 — and report what a real device would, including the
+// failures the configuration injects. With Push, the fleet is push nodes instead.
 //
 // Every device keeps its own record of what it reported, so a test can hold
 // the server's counts against the fleet's own tally.
@@ -135,10 +135,6 @@ type Tally struct {
 	Versions map[string]int `json:"versions"`
 }
 
-// devicesPerTransport is how many simulated devices share one HTTP
-// Transport (and its idle connection pool).
-const devicesPerTransport = 256
-
 // Fleet is a running simulation.
 type Fleet struct {
 	cfg     Config
@@ -161,7 +157,7 @@ type fate struct {
 
 type device struct {
 	f          *Fleet
-	http       *http.Client
+	http       doer
 	id         string
 	labels     map[string]string
 	fate       fate
@@ -219,20 +215,8 @@ func New(cfg Config) (*Fleet, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	f := &Fleet{cfg: cfg, http: cfg.HTTPClient, log: cfg.Log}
-	// Devices share connections in groups: one Transport per
-	// devicesPerTransport devices. A single Transport holding 10k idle
-	// connections to one host spends most of its time in tryPutIdleConn,
-	// which scans that host's idle list on every request.
-	var clients []*http.Client
-	if f.http != nil {
-		clients = []*http.Client{f.http}
-	} else {
-		for n := cfg.Devices; n > 0; n -= devicesPerTransport {
-			per := min(n, devicesPerTransport) + 16
-			clients = append(clients, &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
-				MaxIdleConns: per, MaxIdleConnsPerHost: per, IdleConnTimeout: 2 * time.Minute}})
-		}
-		f.http = clients[0]
+	if f.http == nil {
+		f.http = &http.Client{Timeout: 5 * time.Minute}
 	}
 	deal := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	// Exact proportions. Offline, failing and unhealthy devices are
@@ -263,7 +247,17 @@ func New(cfg Config) (*Fleet, error) {
 	slow, reject := pick(cfg.SlowDownloadRate), pick(cfg.RejectCancelRate)
 	width := len(strconv.Itoa(cfg.Devices - 1))
 	for i := 0; i < cfg.Devices; i++ {
-		d := &device{f: f, http: clients[i/devicesPerTransport%len(clients)], id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,
+		// Each device talks to the server over a connection of its own,
+		// unless the caller brought its own HTTP client.
+		var client doer = f.http
+		if cfg.HTTPClient == nil && !cfg.Push && cfg.DMF == "" {
+			c, err := newConnClient(cfg.Server, f.http)
+			if err != nil {
+				return nil, err
+			}
+			client = c
+		}
+		d := &device{f: f, http: client, id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,
 			rng:  rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1)),
 			fate: fate{offline: offline[i], fail: fail[i], slow: slow[i], unhealthy: unhealthy[i], rejectCancel: reject[i]},
 			done: map[string]bool{}, downloaded: map[string]bool{}}

@@ -53,6 +53,7 @@ func TestConfigErrors(t *testing.T) {
 		"push no token": {Server: "http://x", Devices: 1, Push: true},
 		"rate > 1":      {Server: "http://x", GatewayToken: "g", Devices: 1, FailRate: 1.5},
 		"rates > fleet": {Server: "http://x", GatewayToken: "g", Devices: 10, FailRate: 0.6, OfflineRate: 0.5},
+		"not http":      {Server: "ftp://x", GatewayToken: "g", Devices: 1},
 	} {
 		if _, err := sim.New(c); err == nil {
 			t.Errorf("%s: accepted", name)

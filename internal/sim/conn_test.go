@@ -1,0 +1,187 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// connServer counts the connections it accepted and the requests it read.
+type connServer struct {
+	*httptest.Server
+	conns, requests atomic.Int64
+	mu              sync.Mutex
+	bodies          []string
+}
+
+func newConnServer(t *testing.T, h http.HandlerFunc) *connServer {
+	s := &connServer{}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(b))
+		s.mu.Unlock()
+		h(w, r)
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func get(t *testing.T, c doer, ctx context.Context, url string, body string) (int, string, error) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// TestConnClientKeepsOneConnection: a device's requests go over one
+// connection, answers of every framing read to their end.
+func TestConnClientKeepsOneConnection(t *testing.T) {
+	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/chunked":
+			w.Write([]byte("part one,"))
+			w.(http.Flusher).Flush()
+			w.Write([]byte("part two"))
+		case "/big":
+			w.Write(bytes.Repeat([]byte("x"), 1<<20))
+		case "/none":
+			w.WriteHeader(http.StatusNotModified)
+		default:
+			w.Write([]byte("ok " + r.URL.Path))
+		}
+	})
+	c, err := newConnClient(s.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct{ path, body, want string }{
+		{"/a", "", "ok /a"}, {"/chunked", "", "part one,part two"}, {"/none", "", ""},
+		{"/b", `{"x":1}`, "ok /b"}, {"/big", "", strings.Repeat("x", 1<<20)}, {"/c", "", "ok /c"},
+	} {
+		_, got, err := get(t, c, context.Background(), s.URL+tc.path, tc.body)
+		if err != nil || got != tc.want {
+			t.Fatalf("request %d (%s): %.40q, %v; want %.40q", i, tc.path, got, err, tc.want)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Fatalf("%d connections for one device's requests, want 1", n)
+	}
+	if s.bodies[3] != `{"x":1}` {
+		t.Fatalf("server read body %q", s.bodies[3])
+	}
+}
+
+// TestConnClientRetriesClosedIdleConnection: the server closing an idle
+// connection costs the device nothing — the request is sent once, on a new
+// connection — while a connection the server closes after its answer
+// (Connection: close) is not reused.
+func TestConnClientRetriesClosedIdleConnection(t *testing.T) {
+	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/last" {
+			w.Header().Set("Connection", "close")
+		}
+		w.Write([]byte("ok"))
+	})
+	c, err := newConnClient(s.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(t, c, context.Background(), s.URL+"/a", "first"); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseClientConnections() // as the server's idle timeout would
+	time.Sleep(50 * time.Millisecond)
+	if code, _, err := get(t, c, context.Background(), s.URL+"/b", "second"); err != nil || code != 200 {
+		t.Fatalf("request after the server closed the idle connection: %d, %v", code, err)
+	}
+	if _, _, err := get(t, c, context.Background(), s.URL+"/last", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(t, c, context.Background(), s.URL+"/d", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.bodies, ","); got != "first,second,," {
+		t.Fatalf("server read bodies %q: each request once, in order", got)
+	}
+	if n := s.conns.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3 (first, after the idle close, after Connection: close)", n)
+	}
+}
+
+// TestConnClientStopsWithContext: a device told to stop does not wait out
+// an answer that does not come.
+func TestConnClientStopsWithContext(t *testing.T) {
+	release := make(chan struct{})
+	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			<-release
+		}
+		w.Write([]byte("ok"))
+	})
+	defer close(release)
+	c, err := newConnClient(s.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, _, err := get(t, c, ctx, s.URL+"/hang", ""); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a canceled request succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a canceled request still waits for its answer")
+	}
+	if code, _, err := get(t, c, context.Background(), s.URL+"/after", ""); err != nil || code != 200 {
+		t.Fatalf("next request: %d, %v", code, err)
+	}
+}
+
+// TestConnClientSendsOtherHostsElsewhere: a download link to another host
+// (a CDN, a presigned S3 URL) does not go over the server's connection.
+func TestConnClientSendsOtherHostsElsewhere(t *testing.T) {
+	server := newConnServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("server")) })
+	cdn := newConnServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("cdn")) })
+	c, err := newConnClient(server.URL, cdn.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := get(t, c, context.Background(), cdn.URL+"/file", ""); err != nil || got != "cdn" {
+		t.Fatalf("other host: %q, %v", got, err)
+	}
+	if server.requests.Load() != 0 {
+		t.Fatal("a request for another host reached the server")
+	}
+}
