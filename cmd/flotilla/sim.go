@@ -27,7 +27,7 @@ func simCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "sim",
 		Short: "Simulate a fleet of devices against a server",
 		Long: `Run N virtual devices against a Flotilla server, for load tests and demos. Each device
-speaks real DDI over HTTP (one goroutine and one keep-alive connection each, jittered polls),
+speaks real DDI over HTTP (one goroutine each, shared connections, jittered polls),
 registers itself with the gateway token, downloads artifacts and checks their sha256,
 and reports what a real device would, including the failures you inject. With --push the
 fleet is push nodes instead, registered through the management API; with --dmf it is

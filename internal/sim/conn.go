@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 )
 
@@ -17,22 +18,30 @@ type doer interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// connClient sends one device's requests to the server over a keep-alive
-// connection of its own, written and read in the device's goroutine. That
-// is what a device does — one request at a time — and it costs the
-// simulator half as much per request as net/http's Transport, whose two
-// goroutines per connection and the hand-offs between them per request
-// made a 10k-device fleet on the server's machine as costly as the server.
-// Requests to any other host go to other.
+// connClient sends the requests of a group of devices to the server, each
+// over a keep-alive connection taken from the group's idle ones (or dialed)
+// and written and read in the device's goroutine, then given back. A device
+// sends one request at a time, so a group never holds more connections than
+// devices, and in practice as many as it has requests in flight. That costs
+// the simulator about half as much per request as net/http's Transport,
+// whose two goroutines per connection and the hand-offs between them per
+// request made a 10k-device fleet on the server's machine as costly as the
+// server. Requests to any other host go to other.
 type connClient struct {
 	scheme, host, addr string // the server's
 	tls                *tls.Config
 	other              doer
 	timeout            time.Duration
 
-	conn net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
+	mu   sync.Mutex
+	idle []*conn // the most recently used last
+}
+
+// conn is one connection to the server.
+type conn struct {
+	net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
 }
 
 func newConnClient(server string, other doer) (*connClient, error) {
@@ -55,14 +64,21 @@ func newConnClient(server string, other doer) (*connClient, error) {
 	return c, nil
 }
 
-// Do sends req. The response's body must be read or closed before the
-// next request, as the device's requests follow one another.
+// Do sends req. The response's body must be closed: that gives the
+// connection back.
 func (c *connClient) Do(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != c.scheme || req.URL.Host != c.host {
 		return c.other.Do(req)
 	}
-	reused := c.conn != nil
-	resp, unanswered, err := c.roundTrip(req)
+	cn := c.takeIdle()
+	reused := cn != nil
+	if !reused {
+		var err error
+		if cn, err = c.dial(req.Context()); err != nil {
+			return nil, err
+		}
+	}
+	resp, unanswered, err := c.roundTrip(cn, req)
 	if err != nil && reused && unanswered && req.Context().Err() == nil && (req.Body == nil || req.GetBody != nil) {
 		// The server closed the idle connection before it read the
 		// request: retry once on a new one, as net/http does.
@@ -71,76 +87,83 @@ func (c *connClient) Do(req *http.Request) (*http.Response, error) {
 				return nil, err
 			}
 		}
-		resp, _, err = c.roundTrip(req)
+		if cn, err = c.dial(req.Context()); err != nil {
+			return nil, err
+		}
+		resp, _, err = c.roundTrip(cn, req)
 	}
 	return resp, err
 }
 
-// roundTrip sends req on the connection, dialing one if there is none;
-// unanswered says the connection ended before the first byte of an answer.
-func (c *connClient) roundTrip(req *http.Request) (resp *http.Response, unanswered bool, err error) {
-	ctx := req.Context()
-	if c.conn == nil {
-		if err := c.dial(ctx); err != nil {
-			return nil, false, err
-		}
+func (c *connClient) takeIdle() *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.idle)
+	if n == 0 {
+		return nil
 	}
-	conn := c.conn
-	conn.SetDeadline(time.Now().Add(c.timeout))
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	cn := c.idle[n-1]
+	c.idle[n-1] = nil
+	c.idle = c.idle[:n-1]
+	return cn
+}
+
+func (c *connClient) putIdle(cn *conn) {
+	c.mu.Lock()
+	c.idle = append(c.idle, cn)
+	c.mu.Unlock()
+}
+
+// roundTrip sends req on cn; unanswered says the connection ended before
+// the first byte of an answer.
+func (c *connClient) roundTrip(cn *conn, req *http.Request) (resp *http.Response, unanswered bool, err error) {
+	cn.SetDeadline(time.Now().Add(c.timeout))
+	stop := context.AfterFunc(req.Context(), func() { cn.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error, unanswered bool) (*http.Response, bool, error) {
 		stop()
-		c.drop()
+		cn.Close()
 		return nil, unanswered, err
 	}
-	if err := req.Write(c.bw); err != nil {
+	if err := req.Write(cn.bw); err != nil {
 		return fail(err, true)
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err := cn.bw.Flush(); err != nil {
 		return fail(err, true)
 	}
-	if _, err := c.br.Peek(1); err != nil {
+	if _, err := cn.br.Peek(1); err != nil {
 		return fail(err, true)
 	}
-	resp, err = http.ReadResponse(c.br, req)
+	resp, err = http.ReadResponse(cn.br, req)
 	if err != nil {
 		return fail(err, false)
 	}
-	resp.Body = &connBody{ReadCloser: resp.Body, c: c, conn: conn, stop: stop, close: resp.Close}
+	resp.Body = &connBody{ReadCloser: resp.Body, c: c, cn: cn, stop: stop, close: resp.Close}
 	return resp, false, nil
 }
 
-func (c *connClient) dial(ctx context.Context) error {
+func (c *connClient) dial(ctx context.Context) (*conn, error) {
 	d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	nc, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.tls != nil {
-		tc := tls.Client(conn, c.tls)
+		tc := tls.Client(nc, c.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
-			return err
+			nc.Close()
+			return nil, err
 		}
-		conn = tc
+		nc = tc
 	}
-	c.conn, c.br, c.bw = conn, bufio.NewReader(conn), bufio.NewWriterSize(conn, 2048)
-	return nil
+	return &conn{Conn: nc, br: bufio.NewReader(nc), bw: bufio.NewWriterSize(nc, 2048)}, nil
 }
 
-func (c *connClient) drop() {
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn = nil
-	}
-}
-
-// connBody keeps the connection for the next request once the body was
-// read to its end, and closes it otherwise.
+// connBody gives the connection back once the body was read to its end,
+// and closes it otherwise.
 type connBody struct {
 	io.ReadCloser
 	c     *connClient
-	conn  net.Conn
+	cn    *conn
 	stop  func() bool
 	close bool // the server said Connection: close
 	done  bool
@@ -151,11 +174,11 @@ func (b *connBody) Close() error {
 		return nil
 	}
 	b.done = true
-	err := b.ReadCloser.Close() // reads what is left, so the next response starts at the right byte
+	err := b.ReadCloser.Close() // reads what is left, so the next answer starts at its first byte
 	if !b.stop() || err != nil || b.close {
-		if b.c.conn == b.conn {
-			b.c.drop()
-		}
+		b.cn.Close()
+		return err
 	}
-	return err
+	b.c.putIdle(b.cn)
+	return nil
 }

@@ -99,6 +99,52 @@ func TestConnClientKeepsOneConnection(t *testing.T) {
 	}
 }
 
+// TestConnClientSharesConnections: devices of a group take turns on the
+// group's idle connections and open more only for requests in flight at
+// the same time.
+func TestConnClientSharesConnections(t *testing.T) {
+	release := make(chan struct{})
+	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/wait" {
+			<-release
+		}
+		w.Write([]byte("ok"))
+	})
+	c, err := newConnClient(s.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 { // five devices one after the other
+		if _, _, err := get(t, c, context.Background(), s.URL+"/a", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.conns.Load(); n != 1 {
+		t.Fatalf("%d connections for requests one after the other, want 1", n)
+	}
+	var wg sync.WaitGroup
+	for range 3 { // three devices at once
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := get(t, c, context.Background(), s.URL+"/wait", ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for s.requests.Load() < 8 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if n := s.conns.Load(); n != 3 {
+		t.Fatalf("%d connections for three requests at once, want 3", n)
+	}
+	if len(c.idle) != 3 {
+		t.Fatalf("%d idle connections after the requests, want 3", len(c.idle))
+	}
+}
+
 // TestConnClientRetriesClosedIdleConnection: the server closing an idle
 // connection costs the device nothing — the request is sent once, on a new
 // connection — while a connection the server closes after its answer

@@ -1,8 +1,9 @@
 // Package sim simulates a fleet against a real Flotilla server, for load
 // tests and demos. Virtual devices speak real DDI over HTTP — one goroutine
-// and one keep-alive connection each, jittered polls, real downloads checked
-// against their sha256 — and report what a real device would, including the
-// failures the configuration injects. With Push, the fleet is push nodes instead.
+// each, keep-alive connections shared in groups, jittered polls, real
+// downloads checked against their sha256 — and report what a real device
+// would, including the failures the configuration injects. With Push, the
+// fleet is push nodes instead.
 //
 // Every device keeps its own record of what it reported, so a test can hold
 // the server's counts against the fleet's own tally.
@@ -145,6 +146,13 @@ type Fleet struct {
 	started time.Time
 }
 
+// devicesPerGroup is how many simulated devices share one set of
+// connections: enough for connections to be reused across devices (a
+// fleet of 100k polling every 30 s keeps a few hundred open, where a
+// connection per device would take 100k file descriptors), few enough that
+// the group's lock is not contended.
+const devicesPerGroup = 256
+
 type counters struct {
 	registered, polls, pollErrors, downloads, bytes, hashMismatch atomic.Int64
 	succeeded, failed, unhealthy, canceled, rejected, inFlight    atomic.Int64
@@ -246,11 +254,11 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	slow, reject := pick(cfg.SlowDownloadRate), pick(cfg.RejectCancelRate)
 	width := len(strconv.Itoa(cfg.Devices - 1))
+	var client doer = f.http
 	for i := 0; i < cfg.Devices; i++ {
-		// Each device talks to the server over a connection of its own,
-		// unless the caller brought its own HTTP client.
-		var client doer = f.http
-		if cfg.HTTPClient == nil && !cfg.Push && cfg.DMF == "" {
+		// Devices share connections to the server in groups (see
+		// connClient), unless the caller brought its own HTTP client.
+		if cfg.HTTPClient == nil && !cfg.Push && cfg.DMF == "" && i%devicesPerGroup == 0 {
 			c, err := newConnClient(cfg.Server, f.http)
 			if err != nil {
 				return nil, err
