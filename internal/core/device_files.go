@@ -7,11 +7,11 @@ import (
 	"github.com/flotilla-ota/flotilla"
 )
 
-// DeploymentBase returns a deployment the device should run, with its
-// artifact, and records that the device fetched it. Canceled or finished
-// deployments are ENotFound, as in hawkBit.
+// DeploymentBase returns a deployment the device should run, without its
+// history, with its artifact, and records that the device fetched it.
+// Canceled or finished deployments are ENotFound, as in hawkBit.
 func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, flotilla.Artifact, error) {
-	d, err := c.deviceDeployment(ctx, id, actionID)
+	d, err := c.ownDeployment(ctx, id, actionID, c.Store.GetDeploymentBrief)
 	if err != nil {
 		return d, flotilla.Artifact{}, err
 	}

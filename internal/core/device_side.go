@@ -323,9 +323,15 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 	return v, nil
 }
 
-// deviceDeployment loads a deployment of this device or ENotFound.
+// deviceDeployment loads a deployment of this device, with its history, or
+// ENotFound.
 func (c *Core) deviceDeployment(ctx context.Context, id DeviceIdentity, actionID int64) (flotilla.Deployment, error) {
-	d, err := c.Store.GetDeployment(ctx, id.Tenant, actionID)
+	return c.ownDeployment(ctx, id, actionID, c.Store.GetDeployment)
+}
+
+func (c *Core) ownDeployment(ctx context.Context, id DeviceIdentity, actionID int64,
+	get func(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)) (flotilla.Deployment, error) {
+	d, err := get(ctx, id.Tenant, actionID)
 	if err != nil || d.DeviceID != id.DeviceID {
 		return flotilla.Deployment{}, flotilla.Errorf(flotilla.ENotFound, "action %d not found for device %q", actionID, id.DeviceID)
 	}

@@ -128,6 +128,22 @@ func TestPollShapesAndETag(t *testing.T) {
 	if !bytes.Contains(body, []byte(fmt.Sprintf(`"size":%d`, art.Size))) {
 		t.Fatalf("size is not a JSON integer: %s", body)
 	}
+	// Fetched again, the action's history is there when asked for: the
+	// fetch reads the deployment without it otherwise.
+	resp, body = d.req("GET", strings.TrimPrefix(forcedHref, d.base)+"&actionHistory=-1", nil)
+	var again struct {
+		ActionHistory *struct{ Messages []string } `json:"actionHistory"`
+	}
+	json.Unmarshal(body, &again)
+	if resp.StatusCode != 200 || again.ActionHistory == nil || len(again.ActionHistory.Messages) == 0 ||
+		!strings.Contains(strings.Join(again.ActionHistory.Messages, "\n"), "pending") {
+		t.Fatalf("deploymentBase fetched again with actionHistory=-1 = %d %s", resp.StatusCode, body)
+	}
+	resp, body = d.req("GET", strings.TrimPrefix(forcedHref, d.base), nil)
+	again.ActionHistory = nil
+	if json.Unmarshal(body, &again); resp.StatusCode != 200 || again.ActionHistory != nil {
+		t.Fatalf("deploymentBase without actionHistory = %d %s", resp.StatusCode, body)
+	}
 	if _, ok := depl["maintenanceWindow"]; ok {
 		t.Fatal("maintenanceWindow present without a window")
 	}

@@ -216,6 +216,13 @@ func (s *Store) GetDeployment(_ context.Context, tenant string, id int64) (floti
 	return cp, nil
 }
 
+// GetDeploymentBrief implements store.Deployments.
+func (s *Store) GetDeploymentBrief(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error) {
+	d, err := s.GetDeployment(ctx, tenant, id)
+	d.History = nil
+	return d, err
+}
+
 // DeploymentByUpdateID implements store.Deployments.
 func (s *Store) DeploymentByUpdateID(_ context.Context, tenant, deviceID, updateID string) (flotilla.Deployment, error) {
 	s.mu.Lock()

@@ -214,16 +214,22 @@ func (s *Store) supersede(ctx context.Context, tx *Tx, tenant, deviceID string, 
 // GetDeployment implements store.Deployments.
 func (s *Store) GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error) {
 	defer s.observe("get deployment", time.Now())
-	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ?`), tenant, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return d, notFound("deployment %d not found", id)
-	}
+	d, err := s.GetDeploymentBrief(ctx, tenant, id)
 	if err != nil {
-		return d, s.wrap("get deployment", err)
+		return d, err
 	}
 	hist, err := s.history(ctx, s.rd, []int64{d.ID})
 	d.History = withScheduled(d, hist[d.ID])
 	return d, err
+}
+
+// GetDeploymentBrief implements store.Deployments.
+func (s *Store) GetDeploymentBrief(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error) {
+	d, err := scanDeployment(s.rd.QueryRowContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND id = ?`), tenant, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, notFound("deployment %d not found", id)
+	}
+	return d, s.wrap("get deployment", err)
 }
 
 // withScheduled puts the "scheduled" entry at the head of a rollout

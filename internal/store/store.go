@@ -221,6 +221,9 @@ type Deployments interface {
 	CreateDeployment(ctx context.Context, d *flotilla.Deployment, ev flotilla.DeploymentEvent) ([]Superseded, error)
 	// GetDeployment returns a deployment of the tenant with its history.
 	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
+	// GetDeploymentBrief is GetDeployment without the history, which a
+	// device's fetch of its deployment does not need unless it asks.
+	GetDeploymentBrief(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
 	// ListDeviceDeployments returns a device's deployments newest first,
 	// each with its history.
 	ListDeviceDeployments(ctx context.Context, tenant, deviceID string, limit int) ([]flotilla.Deployment, error)

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -49,6 +50,13 @@ func testDeployments(t *testing.T, s store.Store) {
 		t.Fatalf("GetDeployment = %+v", got)
 	}
 	_, err = s.GetDeployment(ctx, "beta", d1.ID)
+	wantCode(t, err, flotilla.ENotFound)
+	brief, err := s.GetDeploymentBrief(ctx, "acme", d1.ID)
+	must(t, err)
+	if got.History = nil; brief.History != nil || !reflect.DeepEqual(brief, got) {
+		t.Fatalf("GetDeploymentBrief = %+v, want GetDeployment's %+v without history", brief, got)
+	}
+	_, err = s.GetDeploymentBrief(ctx, "beta", d1.ID)
 	wantCode(t, err, flotilla.ENotFound)
 
 	// d1 was never fetched: a new assignment cancels it on the server.
