@@ -380,3 +380,53 @@ func TestLongTransferRecordsProgress(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStartAnsweredAfterTheDeliveryEnded: the update is recorded before
+// the node is asked to start it, so a worker may claim it and deliver it to
+// its end before the node's answer to the start arrives. The caller still
+// gets its 202 with the update as it stands, not a 410 for a deployment
+// that "takes no more feedback".
+func TestStartAnsweredAfterTheDeliveryEnded(t *testing.T) {
+	s := servertest.Start(t)
+	s.API.Upload("node-fw", "2.0.0", firmware(4<<10), "")
+	n := startNode(t, 0)
+	ended := func() bool {
+		var list struct{ Items []struct{ State string } }
+		s.API.Must(200, "GET", "/api/v1/devices/n1/deployments", nil, &list)
+		return len(list.Items) == 1 && list.Items[0].State == "succeeded"
+	}
+	var once sync.Once
+	n.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := false
+		if r.Method == "POST" && r.URL.Path == push.PathUpdate {
+			once.Do(func() { held = true })
+		}
+		if !held {
+			n.Node.ServeHTTP(w, r)
+			return
+		}
+		// The node takes the update; its answer is held until a worker
+		// has delivered the update to its end.
+		rec := httptest.NewRecorder()
+		n.Node.ServeHTTP(rec, r)
+		deadline := time.Now().Add(20 * time.Second)
+		for !ended() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	})
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "n1", "address": n.srv.URL}, nil)
+	var got struct{ State string }
+	s.API.Must(202, "POST", "/api/v1/devices/n1/updates", map[string]any{"id": "0b1c2d4e-0000-4000-8000-000000000003",
+		"artifact": map[string]string{"name": "node-fw", "version": "2.0.0"}}, &got)
+	if !ended() {
+		t.Fatal("no worker delivered the update while the node's answer to the start was held; the test shows nothing")
+	}
+	if got.State != "succeeded" {
+		t.Fatalf("the start answered with state %q, want the update as it stands (succeeded)", got.State)
+	}
+}
