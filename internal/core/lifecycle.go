@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -88,6 +89,35 @@ func (c *Core) Report(ctx context.Context, ref Ref, r Report) (flotilla.Deployme
 	d, err := c.report(ctx, ref, r.NodeIP, r.Version, func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
 		return flotilla.ApplyFeedback(d, r.Feedback, r.Cancel, now)
 	})
+	if err == nil {
+		c.synced(d)
+	}
+	return d, err
+}
+
+// errMovedOn stops a first step's write for a deployment already past it.
+var errMovedOn = errors.New("deployment moved on")
+
+// ReportFirstStep applies f only to a deployment still pending, and returns
+// any other as it stands, unwritten. A push update's first step is reported
+// by whoever learns first that the node took it: the start that asked, or a
+// worker that claimed the update as soon as it was recorded and may already
+// have taken it further, even to its end.
+func (c *Core) ReportFirstStep(ctx context.Context, ref Ref, f flotilla.Feedback, nodeIP string) (flotilla.Deployment, error) {
+	if err := c.checkFeedback(f); err != nil {
+		return flotilla.Deployment{}, err
+	}
+	var current flotilla.Deployment
+	d, err := c.report(ctx, ref, nodeIP, "", func(d flotilla.Deployment, now time.Time) (flotilla.Change, error) {
+		if d.State != flotilla.StatePending {
+			current = d
+			return flotilla.Change{}, errMovedOn
+		}
+		return flotilla.ApplyFeedback(d, f, false, now)
+	})
+	if errors.Is(err, errMovedOn) {
+		return current, nil
+	}
 	if err == nil {
 		c.synced(d)
 	}

@@ -101,11 +101,6 @@ func (p *Pool) StartUpdate(ctx context.Context, pr core.Principal, tenant, devic
 		return flotilla.Deployment{}, push.Status{}, apiErr
 	}
 	err = dl.accepted(ctx, 0)
-	if flotilla.IsCode(err, flotilla.EGone) {
-		// A worker claimed the update as soon as it was recorded and took it
-		// to its end before the node's answer came: it stands as it ended.
-		dl.d, err = p.st.GetDeployment(ctx, tenant, d.ID)
-	}
 	p.Wake()
 	return dl.d, st, err
 }

@@ -48,9 +48,14 @@ func (dl *delivery) progress(ctx context.Context, n int64) {
 	}
 }
 
-// accepted reports that the node took the update and is receiving it.
+// accepted reports that the node took the update and is receiving it,
+// unless the deployment is past that already (see core.ReportFirstStep).
 func (dl *delivery) accepted(ctx context.Context, received int64) error {
-	return dl.report(ctx, dl.acceptance(received), false, "")
+	d, err := dl.p.core.ReportFirstStep(context.WithoutCancel(ctx), core.RefOf(dl.d), dl.acceptance(received), dl.ip)
+	if err == nil {
+		dl.d = d
+	}
+	return err
 }
 
 // acceptance is the feedback for a node that took the update.

@@ -430,3 +430,66 @@ func TestStartAnsweredAfterTheDeliveryEnded(t *testing.T) {
 		t.Fatalf("the start answered with state %q, want the update as it stands (succeeded)", got.State)
 	}
 }
+
+// TestLateAcceptanceDoesNotStepBack: when the node's answer to the start
+// comes after a worker took the update as far as installing, the start's
+// acceptance is not written over it (it would move it back to downloading).
+func TestLateAcceptanceDoesNotStepBack(t *testing.T) {
+	s := servertest.Start(t)
+	s.API.Upload("node-fw", "2.0.0", firmware(4<<10), "")
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	node, err := push.NewNode(push.NodeConfig{StateDir: t.TempDir(), Version: "1.0.0", Logger: slog.New(slog.DiscardHandler),
+		Installer: push.InstallerFunc(func(ctx context.Context, _ push.Artifact, _ string) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		var list struct{ Items []struct{ State string } }
+		s.API.Must(200, "GET", "/api/v1/devices/n1/deployments", nil, &list)
+		if len(list.Items) != 1 {
+			return ""
+		}
+		return list.Items[0].State
+	}
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := false
+		if r.Method == "POST" && r.URL.Path == push.PathUpdate {
+			once.Do(func() { held = true })
+		}
+		if !held {
+			node.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		node.ServeHTTP(rec, r)
+		for deadline := time.Now().Add(20 * time.Second); state() != "installing" && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "n1", "address": srv.URL}, nil)
+	var got struct{ State string }
+	s.API.Must(202, "POST", "/api/v1/devices/n1/updates", map[string]any{"id": "0b1c2d4e-0000-4000-8000-000000000004",
+		"artifact": map[string]string{"name": "node-fw", "version": "2.0.0"}}, &got)
+	if got.State != "installing" || state() != "installing" {
+		t.Fatalf("after the late answer to the start: answered %q, stored %q; want both installing", got.State, state())
+	}
+	releaseOnce.Do(func() { close(release) })
+	servertest.Eventually(t, 30*time.Second, func() error {
+		if st := state(); st != "succeeded" {
+			return fmt.Errorf("deployment %s", st)
+		}
+		return nil
+	})
+}
