@@ -77,9 +77,10 @@ func (c *Core) FlushSeen(ctx context.Context) error {
 	if c.seen.recent == nil || len(c.seen.recent) > 2_000_000 {
 		c.seen.recent = map[[2]string]time.Time{}
 	}
+	res := c.seenResolution()
 	for k, at := range batch {
 		last, ok := c.seen.recent[k]
-		if ok && at.Sub(last) < seenDue(c.seenResolution(), k, last) && !last.Before(offlineBefore) {
+		if ok && at.Sub(last) < seenDue(res, k, last) && !last.Before(offlineBefore) {
 			continue // written moments ago; a fast-polling fleet would otherwise rewrite every row every flush
 		}
 		list = append(list, store.DeviceSeen{Tenant: k[0], ID: k[1], At: at, Check: !ok || last.Before(offlineBefore)})

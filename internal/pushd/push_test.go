@@ -381,6 +381,54 @@ func TestLongTransferRecordsProgress(t *testing.T) {
 	})
 }
 
+// holdStart passes requests to node, except that the first start's answer
+// (the node takes the update) is held until until() says so, for at most 20
+// seconds. Status questions wait until that start reached the node, so the
+// held start is the API caller's: a worker that claimed the update finds
+// the node has it, and does not start it itself.
+func holdStart(node http.Handler, until func() bool) http.Handler {
+	var once sync.Once
+	started := make(chan struct{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held := false
+		if r.Method == "POST" && r.URL.Path == push.PathUpdate {
+			once.Do(func() { held = true })
+		}
+		if r.Method == "GET" && r.URL.Path == push.PathStatus {
+			select {
+			case <-started:
+			case <-time.After(20 * time.Second):
+			}
+		}
+		if !held {
+			node.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		node.ServeHTTP(rec, r)
+		close(started)
+		for deadline := time.Now().Add(20 * time.Second); !until() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes())
+	})
+}
+
+// deploymentState is the state of the device's one deployment ("" if it
+// has none or several).
+func deploymentState(s *servertest.Server, device string) string {
+	var list struct{ Items []struct{ State string } }
+	s.API.Must(200, "GET", "/api/v1/devices/"+device+"/deployments", nil, &list)
+	if len(list.Items) != 1 {
+		return ""
+	}
+	return list.Items[0].State
+}
+
 // TestStartAnsweredAfterTheDeliveryEnded: the update is recorded before
 // the node is asked to start it, so a worker may claim it and deliver it to
 // its end before the node's answer to the start arrives. The caller still
@@ -390,35 +438,10 @@ func TestStartAnsweredAfterTheDeliveryEnded(t *testing.T) {
 	s := servertest.Start(t)
 	s.API.Upload("node-fw", "2.0.0", firmware(4<<10), "")
 	n := startNode(t, 0)
-	ended := func() bool {
-		var list struct{ Items []struct{ State string } }
-		s.API.Must(200, "GET", "/api/v1/devices/n1/deployments", nil, &list)
-		return len(list.Items) == 1 && list.Items[0].State == "succeeded"
-	}
-	var once sync.Once
-	n.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held := false
-		if r.Method == "POST" && r.URL.Path == push.PathUpdate {
-			once.Do(func() { held = true })
-		}
-		if !held {
-			n.Node.ServeHTTP(w, r)
-			return
-		}
-		// The node takes the update; its answer is held until a worker
-		// has delivered the update to its end.
-		rec := httptest.NewRecorder()
-		n.Node.ServeHTTP(rec, r)
-		deadline := time.Now().Add(20 * time.Second)
-		for !ended() && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(rec.Body.Bytes())
-	})
+	ended := func() bool { return deploymentState(s, "n1") == "succeeded" }
+	// The node takes the update; its answer is held until a worker has
+	// delivered the update to its end.
+	n.srv.Config.Handler = holdStart(n.Node, ended)
 	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "n1", "address": n.srv.URL}, nil)
 	var got struct{ State string }
 	s.API.Must(202, "POST", "/api/v1/devices/n1/updates", map[string]any{"id": "0b1c2d4e-0000-4000-8000-000000000003",
@@ -451,32 +474,8 @@ func TestLateAcceptanceDoesNotStepBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state := func() string {
-		var list struct{ Items []struct{ State string } }
-		s.API.Must(200, "GET", "/api/v1/devices/n1/deployments", nil, &list)
-		if len(list.Items) != 1 {
-			return ""
-		}
-		return list.Items[0].State
-	}
-	var once sync.Once
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held := false
-		if r.Method == "POST" && r.URL.Path == push.PathUpdate {
-			once.Do(func() { held = true })
-		}
-		if !held {
-			node.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		node.ServeHTTP(rec, r)
-		for deadline := time.Now().Add(20 * time.Second); state() != "installing" && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(rec.Body.Bytes())
-	}))
+	state := func() string { return deploymentState(s, "n1") }
+	srv := httptest.NewServer(holdStart(node, func() bool { return state() == "installing" }))
 	t.Cleanup(srv.Close)
 	s.API.Must(201, "POST", "/api/v1/devices", map[string]any{"id": "n1", "address": srv.URL}, nil)
 	var got struct{ State string }

@@ -32,11 +32,14 @@ type connClient struct {
 	scheme, host, addr string // the server's
 	tls                *tls.Config
 	other              doer
-	timeout            time.Duration
 
 	mu   sync.Mutex
 	idle []*conn // the most recently used last
 }
+
+// requestTimeout bounds one request and its answer, as the http.Client
+// used for other hosts does.
+const requestTimeout = 5 * time.Minute
 
 // conn is one connection to the server.
 type conn struct {
@@ -54,7 +57,7 @@ func newConnClient(server string, other doer) (*connClient, error) {
 	if port == "" {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
-	c := &connClient{scheme: u.Scheme, host: u.Host, addr: net.JoinHostPort(u.Hostname(), port), other: other, timeout: 5 * time.Minute}
+	c := &connClient{scheme: u.Scheme, host: u.Host, addr: net.JoinHostPort(u.Hostname(), port), other: other}
 	switch u.Scheme {
 	case "http":
 	case "https":
@@ -118,7 +121,7 @@ func (c *connClient) putIdle(cn *conn) {
 // roundTrip sends req on cn; unanswered says the connection ended before
 // the first byte of an answer.
 func (c *connClient) roundTrip(cn *conn, req *http.Request) (resp *http.Response, unanswered bool, err error) {
-	cn.SetDeadline(time.Now().Add(c.timeout))
+	cn.SetDeadline(time.Now().Add(requestTimeout))
 	stop := context.AfterFunc(req.Context(), func() { cn.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error, unanswered bool) (*http.Response, bool, error) {
 		stop()

@@ -42,6 +42,17 @@ func newConnServer(t *testing.T, h http.HandlerFunc) *connServer {
 	return s
 }
 
+// newHoldingServer answers "ok", except on path, whose answers wait until
+// release is closed.
+func newHoldingServer(t *testing.T, path string, release chan struct{}) *connServer {
+	return newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			<-release
+		}
+		w.Write([]byte("ok"))
+	})
+}
+
 func get(t *testing.T, c doer, ctx context.Context, url string, body string) (int, string, error) {
 	t.Helper()
 	var r io.Reader
@@ -104,12 +115,7 @@ func TestConnClientKeepsOneConnection(t *testing.T) {
 // the same time.
 func TestConnClientSharesConnections(t *testing.T) {
 	release := make(chan struct{})
-	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/wait" {
-			<-release
-		}
-		w.Write([]byte("ok"))
-	})
+	s := newHoldingServer(t, "/wait", release)
 	c, err := newConnClient(s.URL, http.DefaultClient)
 	if err != nil {
 		t.Fatal(err)
@@ -186,12 +192,7 @@ func TestConnClientRetriesClosedIdleConnection(t *testing.T) {
 // an answer that does not come.
 func TestConnClientStopsWithContext(t *testing.T) {
 	release := make(chan struct{})
-	s := newConnServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/hang" {
-			<-release
-		}
-		w.Write([]byte("ok"))
-	})
+	s := newHoldingServer(t, "/hang", release)
 	defer close(release)
 	c, err := newConnClient(s.URL, http.DefaultClient)
 	if err != nil {

@@ -224,7 +224,7 @@ func New(cfg Config) (*Fleet, error) {
 	}
 	f := &Fleet{cfg: cfg, http: cfg.HTTPClient, log: cfg.Log}
 	if f.http == nil {
-		f.http = &http.Client{Timeout: 5 * time.Minute}
+		f.http = &http.Client{Timeout: requestTimeout}
 	}
 	deal := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
 	// Exact proportions. Offline, failing and unhealthy devices are
