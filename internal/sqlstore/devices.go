@@ -332,24 +332,38 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offli
 	return online, err
 }
 
-// DevicesLastSeenBetween implements store.Devices.
+// DevicesLastSeenBetween implements store.Devices. It reads tenant by
+// tenant through devices_tenant_seen (migration 020), whose key is
+// COALESCE(last_seen_at, 0): a device never seen is not gone.
 func (s *Store) DevicesLastSeenBetween(ctx context.Context, from, to time.Time) ([]store.DeviceSeen, error) {
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT tenant, id, last_seen_at FROM devices WHERE last_seen_at >= ? AND last_seen_at < ?`), ts(from), ts(to))
+	tenants, err := s.ListTenants(ctx)
 	if err != nil {
-		return nil, s.wrap("devices last seen", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []store.DeviceSeen
-	for rows.Next() {
-		var d store.DeviceSeen
-		var at int64
-		if err := rows.Scan(&d.Tenant, &d.ID, &at); err != nil {
+	for _, t := range tenants {
+		tenant := t.Name
+		rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, last_seen_at FROM devices
+			WHERE tenant = ? AND COALESCE(last_seen_at, 0) >= ? AND COALESCE(last_seen_at, 0) < ? AND last_seen_at IS NOT NULL`), tenant, ts(from), ts(to))
+		if err != nil {
 			return nil, s.wrap("devices last seen", err)
 		}
-		d.At = fromTS(at)
-		out = append(out, d)
+		for rows.Next() {
+			d := store.DeviceSeen{Tenant: tenant}
+			var at int64
+			if err := rows.Scan(&d.ID, &at); err != nil {
+				rows.Close()
+				return nil, s.wrap("devices last seen", err)
+			}
+			d.At = fromTS(at)
+			out = append(out, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, s.wrap("devices last seen", err)
+		}
 	}
-	return out, s.wrap("devices last seen", rows.Err())
+	return out, nil
 }
 
 // FleetSummary implements store.Devices.
