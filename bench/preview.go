@@ -70,6 +70,7 @@ func runPreview(ctx context.Context, o opts) ([]result, error) {
 	}
 	var worst time.Duration
 	var worstName string
+	stopProfile := o.profileWindow()
 	for _, c := range cases {
 		t, err := measure(c.selector, c.want)
 		if err != nil {
@@ -80,6 +81,7 @@ func runPreview(ctx context.Context, o opts) ([]result, error) {
 			worst, worstName = t, fmt.Sprintf("%d%% of the fleet", c.want*100/n)
 		}
 	}
+	stopProfile()
 	if t, err := measure("fleet=bench", n); err != nil {
 		return nil, err
 	} else {

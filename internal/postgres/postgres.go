@@ -33,6 +33,7 @@ const migrationLockID = 0x466c6f74
 
 // Dialect describes PostgreSQL to sqlstore.
 var Dialect = sqlstore.Dialect{
+	JoinIDs:     "string_agg(id, chr(10))",
 	Name:        "postgres",
 	Numbered:    true,
 	ArrayParams: true,

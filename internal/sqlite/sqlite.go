@@ -35,6 +35,7 @@ func Migrations() fs.FS {
 
 // Dialect describes SQLite to sqlstore.
 var Dialect = sqlstore.Dialect{
+	JoinIDs:         "group_concat(id, char(10))",
 	Name:            "sqlite",
 	MaxParams:       32000,
 	CacheStatements: true,

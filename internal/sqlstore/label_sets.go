@@ -10,15 +10,12 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/label"
-	"github.com/flotilla-ota/flotilla/rollout"
-	"golang.org/x/sync/errgroup"
 )
 
 // maxLabelSets bounds the sets read to decide a selector: beyond it (labels
@@ -177,43 +174,4 @@ func (s *Store) countInSets(ctx context.Context, tenant string, sets []labelSet)
 		total += n
 	}
 	return total, nil
-}
-
-// membersInSets returns the tenant's devices whose label set is one of
-// sets, with their labels, in id order. Each set's ids are read from
-// devices_tenant_label_set alone, the sets split among a few readers.
-func (s *Store) membersInSets(ctx context.Context, tenant string, sets []labelSet) ([]rollout.Member, error) {
-	query := s.q(`SELECT id FROM devices WHERE tenant = ? AND label_set = ?`)
-	workers := min(runtime.GOMAXPROCS(0), 4, len(sets))
-	parts := make([][]rollout.Member, workers)
-	g, ctx := errgroup.WithContext(ctx)
-	for w := range workers {
-		g.Go(func() error {
-			for i := w; i < len(sets); i += workers {
-				rows, err := s.rd.QueryContext(ctx, query, tenant, sets[i].id)
-				if err != nil {
-					return s.wrap("devices in label sets", err)
-				}
-				for rows.Next() {
-					var id string
-					if err := rows.Scan(&id); err != nil {
-						rows.Close()
-						return s.wrap("devices in label sets", err)
-					}
-					parts[w] = append(parts[w], rollout.Member{ID: id, Labels: sets[i].labels})
-				}
-				rows.Close()
-				if err := rows.Err(); err != nil {
-					return s.wrap("devices in label sets", err)
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	out := slices.Concat(parts...)
-	slices.SortFunc(out, func(a, b rollout.Member) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
 }

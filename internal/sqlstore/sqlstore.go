@@ -49,6 +49,9 @@ type Dialect struct {
 	// ArrayParams: the driver passes Go slices as SQL arrays, so bulk
 	// inserts can be one INSERT ... SELECT FROM unnest(...).
 	ArrayParams bool
+	// JoinIDs is the aggregate that joins a group's device ids into one
+	// value, one per line (group_concat, string_agg).
+	JoinIDs string
 	// LockMigrations serializes migrations across processes; nil if the
 	// database does that itself.
 	LockMigrations func(ctx context.Context, conn *sql.Conn) (unlock func(), err error)

@@ -14,6 +14,7 @@ import (
 
 func init() {
 	extraTests["SelectorsFollowLabelChanges"] = testSelectorsFollowLabelChanges
+	extraTests["MembersInByteOrder"] = testMembersInByteOrder
 }
 
 // testSelectorsFollowLabelChanges: counts and rollout members found through
@@ -82,5 +83,28 @@ func testSelectorsFollowLabelChanges(t *testing.T, s store.Store) {
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("RolloutMembers(%q) = %v, want %v", sel, got, want)
 		}
+	}
+}
+
+// testMembersInByteOrder: rollout members come in byte order of their ids
+// (as Go compares them, whatever the database's collation), ids the core
+// would refuse included: one with a line break must not be split.
+func testMembersInByteOrder(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	ids := []string{"b-2", "Zed", "apple", "line\nbreak", "Mid", "a.1", "B-1", "_x", "10", "9"}
+	for i, id := range ids {
+		must(t, s.CreateDevice(ctx, device("acme", id, map[string]string{"app": "pos", "side": fmt.Sprint(i % 3)})))
+	}
+	must(t, s.CreateDevice(ctx, device("acme", "other", map[string]string{"app": "kiosk"})))
+	members, err := s.RolloutMembers(ctx, "acme", "app=pos")
+	must(t, err)
+	var got []string
+	for _, m := range members {
+		got = append(got, m.ID)
+	}
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(got, want) {
+		t.Errorf("RolloutMembers(app=pos) = %q, want %q", got, want)
 	}
 }
