@@ -121,7 +121,7 @@ type setMatch int
 
 const (
 	scanDevices setMatch = iota // read every device and decide each
-	allDevices                  // every set matches: every device does
+	allDevices                  // every set matches: every device does (the sets are all returned)
 	inSets                      // the devices of the matching sets
 )
 
@@ -153,7 +153,7 @@ func (s *Store) matchSets(ctx context.Context, tenant string, sel label.Selector
 	case n > maxLabelSets:
 		return nil, scanDevices, nil
 	case len(out) == n:
-		return nil, allDevices, nil
+		return out, allDevices, nil
 	}
 	return out, inSets, nil
 }

@@ -25,7 +25,7 @@ func (s *Store) RolloutMembers(ctx context.Context, tenant string, selector stri
 	}
 	if sets, how, err := s.matchSets(ctx, tenant, sel); err != nil {
 		return nil, err
-	} else if how == inSets {
+	} else if how != scanDevices {
 		return s.membersInSets(ctx, tenant, sets)
 	}
 	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id, labels FROM devices WHERE tenant = ? ORDER BY id`), tenant)
