@@ -293,11 +293,7 @@ type DeviceView struct {
 
 // DeviceView reads what a device has to do.
 func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, error) {
-	open, installed, err := c.Store.DeviceActions(ctx, id.Tenant, id.DeviceID)
-	if err != nil {
-		return DeviceView{}, err
-	}
-	attrs, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
+	dp, err := c.Store.DevicePoll(ctx, id.Tenant, id.DeviceID)
 	if err != nil {
 		return DeviceView{}, err
 	}
@@ -305,9 +301,9 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 	if err != nil {
 		return DeviceView{}, err
 	}
-	v := DeviceView{Installed: installed, AttributesRequested: attrs, Settings: t.Settings}
+	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: t.Settings}
 	// Push deliveries are the server's business, not the polling client's.
-	open = slices.DeleteFunc(open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
+	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
 	for i := range open {
 		if open[i].State == flotilla.StateCancelRequested {
 			v.Action = &open[i]

@@ -301,6 +301,13 @@ func (s *Store) DeviceActions(_ context.Context, tenant, deviceID string) ([]flo
 	return open, installed, nil
 }
 
+// DevicePoll implements store.Deployments.
+func (s *Store) DevicePoll(ctx context.Context, tenant, deviceID string) (store.DevicePoll, error) {
+	open, installed, _ := s.DeviceActions(ctx, tenant, deviceID)
+	attrs, _ := s.AttributesRequested(ctx, tenant, deviceID)
+	return store.DevicePoll{Open: open, Installed: installed, AttributesRequested: attrs}, nil
+}
+
 // AttributesRequested implements store.Deployments.
 func (s *Store) AttributesRequested(_ context.Context, tenant, deviceID string) (bool, error) {
 	s.mu.Lock()

@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -315,33 +314,8 @@ func (s *Store) ListDeviceDeployments(ctx context.Context, tenant, deviceID stri
 // DeviceActions implements store.Deployments.
 func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]flotilla.Deployment, *flotilla.Deployment, error) {
 	defer s.observe("device actions", time.Now())
-	// One statement, as every poll that finds no cached answer asks: the
-	// open deployments (deployments_open) and the newest that succeeded.
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state IN `+openStates+`
-		UNION ALL SELECT * FROM (SELECT `+deploymentCols+` FROM deployments WHERE tenant = ? AND device_id = ? AND state = 'succeeded' ORDER BY id DESC LIMIT 1) AS installed`),
-		tenant, deviceID, tenant, deviceID)
-	if err != nil {
-		return nil, nil, s.wrap("device actions", err)
-	}
-	defer rows.Close()
-	var open []flotilla.Deployment
-	var installed *flotilla.Deployment
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, nil, s.wrap("device actions", err)
-		}
-		if d.State == flotilla.StateSucceeded {
-			installed = &d
-		} else {
-			open = append(open, d)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, s.wrap("device actions", err)
-	}
-	slices.SortFunc(open, func(a, b flotilla.Deployment) int { return cmp.Compare(a.ID, b.ID) })
-	return open, installed, nil
+	p, err := s.devicePoll(ctx, tenant, deviceID, "")
+	return p.Open, p.Installed, err
 }
 
 // UpdateDeployment implements store.Deployments. Where the dialect asks for

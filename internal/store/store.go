@@ -230,6 +230,8 @@ type Deployments interface {
 	// DeviceActions returns the device's open deployments (oldest first)
 	// and its last succeeded deployment, if any; no history.
 	DeviceActions(ctx context.Context, tenant, deviceID string) (open []flotilla.Deployment, installed *flotilla.Deployment, err error)
+	// DevicePoll is DeviceActions and AttributesRequested in one read.
+	DevicePoll(ctx context.Context, tenant, deviceID string) (DevicePoll, error)
 	// UpdateDeployment reads the deployment and applies fn's change in one
 	// transaction: the deployment's new fields and, if set, the history
 	// entry. When the change says Installed, the device's version becomes

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -33,6 +34,10 @@ func testDeployments(t *testing.T, s store.Store) {
 	a := artifact("acme", "fw", "2.0.0", "aaa")
 	must(t, s.CreateArtifact(ctx, a))
 	must(t, s.CreateDevice(ctx, device("acme", "k1", nil)))
+	checkPoll(t, s, "k1", nil, 0, true) // no deployment yet: the flag still comes
+	must(t, s.SetAttributesRequested(ctx, "acme", "k1", false))
+	checkPoll(t, s, "k1", nil, 0, false)
+	must(t, s.SetAttributesRequested(ctx, "acme", "k1", true))
 
 	_, err := s.CreateDeployment(ctx, newDeployment("acme", "ghost", a, t0), assigned(t0))
 	wantCode(t, err, flotilla.ENotFound)
@@ -91,9 +96,12 @@ func testDeployments(t *testing.T, s store.Store) {
 		t.Fatalf("DeviceActions = %+v, %v", open, installed)
 	}
 
+	checkPoll(t, s, "k1", []int64{d2.ID, d3.ID}, 0, true)
+
 	// d3 succeeds: a change marked Installed records the device's new
 	// version and asks it for its attributes again.
 	must(t, s.SetAttributesRequested(ctx, "acme", "k1", false))
+	checkPoll(t, s, "k1", []int64{d2.ID, d3.ID}, 0, false)
 	_, err = s.UpdateDeployment(ctx, "acme", "k1", d3.ID, func(d flotilla.Deployment) (flotilla.Change, error) {
 		now := t0.Add(4 * time.Minute)
 		h := true
@@ -113,6 +121,7 @@ func testDeployments(t *testing.T, s store.Store) {
 	if on, _ := s.AttributesRequested(ctx, "acme", "k1"); !on {
 		t.Fatal("attributes not requested after a successful update")
 	}
+	checkPoll(t, s, "k1", []int64{d2.ID}, d3.ID, true)
 	list, err := s.ListDeviceDeployments(ctx, "acme", "k1", 10)
 	must(t, err)
 	if len(list) != 3 || list[0].ID != d3.ID || len(list[2].History) != 2 {
@@ -178,5 +187,24 @@ func testDeploymentUpdateAborts(t *testing.T, s store.Store) {
 	want := []flotilla.DeploymentState{flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateSucceeded}
 	if out.State != flotilla.StateSucceeded || !slices.Equal(states, want) || got.DeviceEvents != 3 || !got.History[2].At.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("after three steps in one change: %s, history %v, %d device events", out.State, states, got.DeviceEvents)
+	}
+}
+
+// checkPoll checks DevicePoll against the device's open deployments (ids,
+// oldest first), its last success (0: none) and its attributes flag.
+func checkPoll(t *testing.T, s store.Store, device string, open []int64, installed int64, attrs bool) {
+	t.Helper()
+	p, err := s.DevicePoll(context.Background(), "acme", device)
+	must(t, err)
+	var ids []int64
+	for _, d := range p.Open {
+		ids = append(ids, d.ID)
+	}
+	var got int64
+	if p.Installed != nil {
+		got = p.Installed.ID
+	}
+	if fmt.Sprint(ids) != fmt.Sprint(open) || got != installed || p.AttributesRequested != attrs {
+		t.Fatalf("DevicePoll(%s) = open %v, installed %d, attributes %v; want %v, %d, %v", device, ids, got, p.AttributesRequested, open, installed, attrs)
 	}
 }
