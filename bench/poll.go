@@ -283,7 +283,12 @@ func runRolloutScale(ctx context.Context, o opts) ([]result, error) {
 			f.Stop()
 			return nil, err
 		}
+		stopProfile := func() {}
+		if r.devices == runs[len(runs)-1].devices { // the largest: what -cpuprofile-window shows
+			stopProfile = o.profileWindow()
+		}
 		took, err := timeRollout(f, "fleet=bench", 5)
+		stopProfile()
 		f.Stop()
 		if err != nil {
 			return nil, err
