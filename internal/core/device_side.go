@@ -451,15 +451,18 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	if v, ok := data["version"]; ok && mode != "remove" {
 		patch.Version = &v
 	}
-	requested, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
-	if err != nil {
-		return err
-	}
-	// The same attributes again (as after every update) cost no write.
+	// The same attributes again (as after every update) cost no write
+	// unless they were asked for; changed ones are written either way.
 	same := maps.Equal(attrs, d.Attributes) && (patch.Labels == nil || maps.Equal(*patch.Labels, d.Labels)) &&
 		(patch.Version == nil || *patch.Version == d.Version)
-	if same && !requested {
-		return nil
+	if same {
+		requested, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
+		if err != nil {
+			return err
+		}
+		if !requested {
+			return nil
+		}
 	}
 	no := false
 	patch.AttributesRequested = &no

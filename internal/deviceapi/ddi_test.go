@@ -380,6 +380,18 @@ func TestConfigData(t *testing.T) {
 	if !after.UpdatedAt.Equal(before.UpdatedAt) {
 		t.Fatalf("unchanged attributes rewrote the device (updated_at %v -> %v)", before.UpdatedAt, after.UpdatedAt)
 	}
+	// Asked for again, the same attributes answer the request.
+	if err := s.Srv.Store.SetAttributesRequested(context.Background(), "default", "dev-1", true); err != nil {
+		t.Fatal(err)
+	}
+	s.Srv.Core.InvalidateDevice("default", "dev-1")
+	if p, _ := d.poll(); p.Links.ConfigData == nil {
+		t.Fatal("configData not requested after the request")
+	}
+	put(`{"mode":"merge","data":{"only":"this"}}`)
+	if p, _ := d.poll(); p.Links.ConfigData != nil {
+		t.Fatal("configData still requested after the same attributes answered the request")
+	}
 	for _, bad := range []string{`{"mode":"append","data":{}}`, `{"data":{"a":{"b":1}}}`, `{"mode":"merge"}`, `{"data":{"label.bad key":"x"}}`} {
 		if c := put(bad); c != 400 {
 			t.Errorf("configData %s = %d, want 400", bad, c)
