@@ -62,20 +62,8 @@ func (s *Store) membersInSets(ctx context.Context, tenant string, sets []labelSe
 
 // idsInSet reads the ids of one label set's devices, a row each.
 func (s *Store) idsInSet(ctx context.Context, tenant string, set int64) ([]string, error) {
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT id FROM devices WHERE tenant = ? AND label_set = ?`), tenant, set)
-	if err != nil {
-		return nil, s.wrap("devices in label sets", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, s.wrap("devices in label sets", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, s.wrap("devices in label sets", rows.Err())
+	ids, err := queryColumn[string](ctx, s.rd, s.q(`SELECT id FROM devices WHERE tenant = ? AND label_set = ?`), tenant, set)
+	return ids, s.wrap("devices in label sets", err)
 }
 
 // mergeRuns merges runs sorted by id into one slice sorted by id, pair by
