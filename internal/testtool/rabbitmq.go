@@ -35,18 +35,20 @@ func RabbitMQ(t testing.TB) string {
 // Broker is a private RabbitMQ node a test may stop and start: a restart
 // of the shared one would disturb the tests running beside it.
 type Broker struct {
-	URL       string
-	t         testing.TB
-	dir       string
-	port, dst int
-	cmd       *exec.Cmd
+	URL  string
+	t    testing.TB
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
 }
 
 const rabbitServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 // StartBroker starts a private RabbitMQ node on free loopback ports, with
 // its data under a temporary directory, and stops it when the test ends.
-// It skips when RabbitMQ is not installed.
+// It skips when RabbitMQ is not installed. When the test fails, the
+// node's log goes into the test's output.
 func StartBroker(t testing.TB) *Broker {
 	t.Helper()
 	if _, err := os.Stat(rabbitServer); err != nil {
@@ -55,56 +57,116 @@ func StartBroker(t testing.TB) *Broker {
 	if _, err := exec.LookPath("erl"); err != nil {
 		Missing(t, "RabbitMQ's Erlang runtime (erl) is not on PATH: apt-get install rabbitmq-server")
 	}
-	b := &Broker{t: t, dir: t.TempDir(), port: freePort(t), dst: freePort(t)}
-	b.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.port)
-	b.Start()
-	t.Cleanup(b.Stop)
+	b := &Broker{t: t, dir: t.TempDir()}
+	t.Cleanup(func() {
+		b.Stop()
+		if t.Failed() {
+			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
+			t.Logf("the private RabbitMQ's log:\n%s", tail(out, 8000))
+		}
+	})
+	// A port another program took between the check and the node's bind
+	// fails the start; a second try on other ports is not a retry of a bug.
+	for try := 1; ; try++ {
+		b.port = listenPort(t)
+		b.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.port)
+		err := b.start()
+		if err == nil {
+			return b
+		}
+		if try == 3 {
+			t.Fatalf("the private RabbitMQ did not start: %v", err)
+		}
+		t.Logf("the private RabbitMQ did not start (%v): trying other ports", err)
+	}
+}
+
+// listenPort returns a loopback port below the kernel's ephemeral range
+// that nothing listens on. The range matters: an outgoing connection of a
+// test running beside this one takes its local port from the ephemeral
+// range, so a port picked there may be gone when the node binds it.
+func listenPort(t testing.TB) int {
+	lo, hi := 20000, 32000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if n, _ := fmt.Sscan(string(b), &first, &last); n == 2 && first > 11000 {
+			lo, hi = 10000, first
+		}
+	}
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
+	return 0
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
 	return b
 }
 
-func freePort(t testing.TB) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// Start starts the node (again, on the same data) and waits until it
-// accepts connections.
+// Start starts the node again, on the same data and AMQP port, and waits
+// until it accepts AMQP connections.
 func (b *Broker) Start() {
 	b.t.Helper()
+	if err := b.start(); err != nil {
+		b.t.Fatalf("restart the private RabbitMQ: %v", err)
+	}
+}
+
+func (b *Broker) start() error {
+	// The distribution port is the node's own business: a fresh one each
+	// start, so a restart does not wait for the last one to be released.
 	name := fmt.Sprintf("flotilla%d@localhost", b.port)
 	cmd := exec.Command(rabbitServer)
 	cmd.Env = append(os.Environ(), "HOME="+b.dir, "RABBITMQ_NODENAME="+name,
-		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", b.port), fmt.Sprintf("RABBITMQ_DIST_PORT=%d", b.dst),
+		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", b.port), fmt.Sprintf("RABBITMQ_DIST_PORT=%d", listenPort(b.t)),
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(b.dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(b.dir, "log"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(b.dir, "plugins"), "RABBITMQ_CONFIG_FILE="+filepath.Join(b.dir, "none"),
 		"RABBITMQ_PID_FILE="+filepath.Join(b.dir, "pid"))
 	log, err := os.OpenFile(filepath.Join(b.dir, "broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		b.t.Fatal(err)
+		return err
 	}
 	defer log.Close()
+	fmt.Fprintf(log, "--- %s: starting %s on AMQP port %d\n", time.Now().Format(time.RFC3339), name, b.port)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("start RabbitMQ: %v", err)
+		return fmt.Errorf("start %s: %w", rabbitServer, err)
 	}
-	b.cmd = cmd
-	deadline := time.Now().Add(90 * time.Second)
+	b.cmd, b.done = cmd, make(chan struct{})
+	go func(done chan struct{}) { cmd.Wait(); close(done) }(b.done)
+	// Ready means an AMQP handshake, not an open port: a port that accepts
+	// may still belong to a node on its way down, or to a dial that met
+	// itself.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", b.port), time.Second); err == nil {
+		if c, err := amqp.Dial(b.URL); err == nil {
 			c.Close()
-			return
+			return nil
+		}
+		select {
+		case <-b.done:
+			b.cmd = nil
+			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
+			return fmt.Errorf("the node exited while starting: %s:\n%s", cmd.ProcessState, tail(out, 4000))
+		case <-time.After(250 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			b.Stop()
 			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
-			b.t.Fatalf("the private RabbitMQ did not start in 90s:\n%s", out)
+			return fmt.Errorf("no AMQP handshake in 120s:\n%s", tail(out, 4000))
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -114,13 +176,11 @@ func (b *Broker) Stop() {
 		return
 	}
 	syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { b.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-b.done:
 	case <-time.After(30 * time.Second):
 		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-b.done
 	}
 	b.cmd = nil
 }
