@@ -68,7 +68,7 @@ func StartBroker(t testing.TB) *Broker {
 	// A port another program took between the check and the node's bind
 	// fails the start; a second try on other ports is not a retry of a bug.
 	for try := 1; ; try++ {
-		b.port = listenPort(t)
+		b.port = ListenPort(t)
 		b.URL = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", b.port)
 		err := b.start()
 		if err == nil {
@@ -79,31 +79,6 @@ func StartBroker(t testing.TB) *Broker {
 		}
 		t.Logf("the private RabbitMQ did not start (%v): trying other ports", err)
 	}
-}
-
-// listenPort returns a loopback port below the kernel's ephemeral range
-// that nothing listens on. The range matters: an outgoing connection of a
-// test running beside this one takes its local port from the ephemeral
-// range, so a port picked there may be gone when the node binds it.
-func listenPort(t testing.TB) int {
-	lo, hi := 20000, 32000
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		var first, last int
-		if n, _ := fmt.Sscan(string(b), &first, &last); n == 2 && first > 11000 {
-			lo, hi = 10000, first
-		}
-	}
-	for range 200 {
-		port := lo + rand.IntN(hi-lo)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return port
-	}
-	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
-	return 0
 }
 
 func tail(b []byte, n int) []byte {
@@ -128,7 +103,7 @@ func (b *Broker) start() error {
 	name := fmt.Sprintf("flotilla%d@localhost", b.port)
 	cmd := exec.Command(rabbitServer)
 	cmd.Env = append(os.Environ(), "HOME="+b.dir, "RABBITMQ_NODENAME="+name,
-		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", b.port), fmt.Sprintf("RABBITMQ_DIST_PORT=%d", listenPort(b.t)),
+		fmt.Sprintf("RABBITMQ_NODE_PORT=%d", b.port), fmt.Sprintf("RABBITMQ_DIST_PORT=%d", ListenPort(b.t)),
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(b.dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(b.dir, "log"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(b.dir, "plugins"), "RABBITMQ_CONFIG_FILE="+filepath.Join(b.dir, "none"),

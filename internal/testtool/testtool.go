@@ -5,6 +5,8 @@ package testtool
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,4 +120,29 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("%s (FLOTILLA_TEST_REQUIRE_ALL=1: nothing may be skipped)", msg)
 	}
 	t.Skip(msg)
+}
+
+// ListenPort returns a loopback port below the kernel's ephemeral range
+// that nothing listens on. The range matters: an outgoing connection of a
+// test running beside this one takes its local port from the ephemeral
+// range, so a port picked there may be gone when the node binds it.
+func ListenPort(t testing.TB) int {
+	lo, hi := 20000, 32000
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if n, _ := fmt.Sscan(string(b), &first, &last); n == 2 && first > 11000 {
+			lo, hi = 10000, first
+		}
+	}
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os/exec"
 	"testing"
@@ -33,21 +34,12 @@ type Server struct {
 	cmd      *exec.Cmd
 }
 
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // Start runs a server until the test ends and makes a bucket in it.
 func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Binary(t)
 	root := t.TempDir()
-	addr := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testtool.ListenPort(t))
 	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", addr, "posix", root)
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
