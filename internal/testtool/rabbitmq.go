@@ -107,7 +107,7 @@ func (b *Broker) start() error {
 		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(b.dir, "mnesia"), "RABBITMQ_LOG_BASE="+filepath.Join(b.dir, "log"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(b.dir, "plugins"), "RABBITMQ_CONFIG_FILE="+filepath.Join(b.dir, "none"),
-		"RABBITMQ_PID_FILE="+filepath.Join(b.dir, "pid"))
+		"RABBITMQ_PID_FILE="+filepath.Join(b.dir, "pid"), "ERL_CRASH_DUMP="+filepath.Join(b.dir, "erl_crash.dump"))
 	log, err := os.OpenFile(filepath.Join(b.dir, "broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
