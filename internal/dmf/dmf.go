@@ -62,7 +62,8 @@ type Config struct {
 	Poll time.Duration
 	// Count, if set, counts messages: direction "in" or "out", the
 	// message's type or topic, and what became of it (processed,
-	// deadlettered, requeued; sent).
+	// deadlettered, requeued; sent). The server counts into its metrics
+	// and then calls a Count its embedder set.
 	Count func(link, direction, kind, outcome string)
 }
 

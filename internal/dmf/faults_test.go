@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,10 +167,21 @@ func TestTwoReplicasShareTheQueue(t *testing.T) {
 	url := testtool.RabbitMQ(t)
 	n := newNames(t, url)
 	blobs := filepath.Join(t.TempDir(), "blobs")
+	// A program embedding replica a counts what its link processes, next
+	// to the server's own metrics.
+	var countedByA atomic.Int64
+	countA := func(_, direction, kind, outcome string) {
+		if direction == "in" && kind == dmf.TopicUpdateActionStatus && outcome == "processed" {
+			countedByA.Add(1)
+		}
+	}
 	replica := func(id string) *servertest.Server {
 		return servertest.Start(t, servertest.WithConfig(func(c *server.Config) {
 			c.DatabaseURL, c.BlobDir, c.ReplicaID = dsn, blobs, id
 			c.DMF = []dmf.Config{config(n, url)}
+			if id == "replica-a" {
+				c.DMF[0].Count = countA
+			}
 			c.SchedulerTick = 100 * time.Millisecond
 		}))
 	}
@@ -215,6 +227,9 @@ func TestTwoReplicasShareTheQueue(t *testing.T) {
 	// One consumer group: the broker dealt the statuses to both.
 	const processed = `flotilla_dmf_messages_total{direction="in",kind="UPDATE_ACTION_STATUS",link="default",outcome="processed"}`
 	na, nb := a.Metric(t, processed), b.Metric(t, processed)
+	if got := countedByA.Load(); float64(got) != na {
+		t.Errorf("the embedding program counted %d statuses on replica a, its metrics %v", got, na)
+	}
 	if na == 0 || nb == 0 || na+nb != 24 {
 		t.Errorf("statuses processed: %v by replica a, %v by b; want 24 shared by both", na, nb)
 		for _, r := range []*servertest.Server{a, b} {

@@ -61,7 +61,15 @@ func (s *Server) newDMF() {
 	for _, c := range s.Config.DMF {
 		c.Owner = s.Sched.Owner()
 		c.PublicURL = strings.TrimSuffix(s.Config.PublicURL, "/")
-		c.Count = s.metrics.countDMF
+		count := s.metrics.countDMF
+		if theirs := c.Count; theirs != nil {
+			// A program embedding the server (the bench) counts too.
+			count = func(link, direction, kind, outcome string) {
+				s.metrics.countDMF(link, direction, kind, outcome)
+				theirs(link, direction, kind, outcome)
+			}
+		}
+		c.Count = count
 		s.DMF = append(s.DMF, dmf.New(s.Core, s.Store, c, s.Log))
 	}
 }
