@@ -219,7 +219,8 @@ type RolloutRequest struct {
 	AllowEmpty bool `json:"allow_empty"`
 }
 
-// Wave is one wave of a rollout with counts by device state.
+// Wave is one wave of a rollout with counts by device state. The counts
+// of a rollout of 10,000 devices or more may be up to a second old.
 type Wave struct {
 	Index      int                 `json:"index"`
 	Name       string              `json:"name"`

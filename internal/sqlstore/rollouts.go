@@ -74,12 +74,26 @@ func (s *Store) getRollout(ctx context.Context, q querier, tenant, id string) (f
 // waves loads a rollout's waves with counts by the state of each device's
 // latest attempt.
 func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flotilla.Wave, error) {
+	waves, counted, err := s.waveRows(ctx, q, r)
+	if err != nil || !counted {
+		return waves, err
+	}
+	if err := s.countWaves(ctx, q, r.ID, waves); err != nil {
+		return nil, err
+	}
+	unwrittenCounts(waves)
+	return waves, nil
+}
+
+// waveRows reads a rollout's waves. A rollout that has not started has
+// its counts (every device scheduled) and counted is false; otherwise
+// the counts are for countWaves to read.
+func (s *Store) waveRows(ctx context.Context, q querier, r flotilla.Rollout) (waves []flotilla.Wave, counted bool, err error) {
 	rows, err := q.QueryContext(ctx, s.q(`SELECT idx, name, size, status, started_at, success_at, finished_at, error_ack, reason, written
 		FROM rollout_waves WHERE rollout_id = ? ORDER BY idx`), r.ID)
 	if err != nil {
-		return nil, s.wrap("load waves", err)
+		return nil, false, s.wrap("load waves", err)
 	}
-	var waves []flotilla.Wave
 	for rows.Next() {
 		w := flotilla.Wave{RolloutID: r.ID, Counts: map[flotilla.DeploymentState]int{}}
 		var status string
@@ -87,7 +101,7 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 		var written bool
 		if err := rows.Scan(&w.Index, &w.Name, &w.Size, &status, &started, &success, &finished, &w.ErrorAck, &w.Reason, &written); err != nil {
 			rows.Close()
-			return nil, s.wrap("load waves", err)
+			return nil, false, s.wrap("load waves", err)
 		}
 		w.Status = flotilla.WaveStatus(status)
 		w.StartedAt, w.SuccessAt, w.FinishedAt = fromNullTS(started), fromNullTS(success), fromNullTS(finished)
@@ -96,24 +110,30 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("load waves", err)
+		return nil, false, s.wrap("load waves", err)
 	}
 	if r.Status == flotilla.RolloutReady || r.Status == flotilla.RolloutCreating || r.Status == flotilla.RolloutDraft || r.StartedAt == nil {
 		for i := range waves {
 			waves[i].Counts[flotilla.StateScheduled] = waves[i].Size
 		}
-		return waves, nil
+		return waves, false, nil
 	}
-	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, state, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 GROUP BY wave, state`), r.ID)
+	return waves, true, nil
+}
+
+// countWaves reads the counts of a started rollout's waves: by state,
+// waiting and unhealthy.
+func (s *Store) countWaves(ctx context.Context, q querier, id string, waves []flotilla.Wave) error {
+	rows, err := q.QueryContext(ctx, s.q(`SELECT wave, state, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 GROUP BY wave, state`), id)
 	if err != nil {
-		return nil, s.wrap("count waves", err)
+		return s.wrap("count waves", err)
 	}
 	for rows.Next() {
 		var wave, n int
 		var state string
 		if err := rows.Scan(&wave, &state, &n); err != nil {
 			rows.Close()
-			return nil, s.wrap("count waves", err)
+			return s.wrap("count waves", err)
 		}
 		if wave >= 0 && wave < len(waves) {
 			waves[wave].Counts[flotilla.DeploymentState(state)] = n
@@ -121,11 +141,49 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, s.wrap("count waves", err)
+		return s.wrap("count waves", err)
 	}
-	// An unwritten wave's members are scheduled, or canceled with their
-	// aborted wave, as their deployments would have been (the same rule as
-	// ListRolloutDevices').
+	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'pending'
+		AND retrieved_at IS NULL GROUP BY wave`), id)
+	if err != nil {
+		return s.wrap("count waves", err)
+	}
+	for rows.Next() {
+		var wave, n int
+		if err := rows.Scan(&wave, &n); err != nil {
+			rows.Close()
+			return s.wrap("count waves", err)
+		}
+		if wave >= 0 && wave < len(waves) {
+			waves[wave].Waiting = n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s.wrap("count waves", err)
+	}
+	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'succeeded'
+		AND (healthy IS NULL OR healthy = 0) GROUP BY wave`), id)
+	if err != nil {
+		return s.wrap("count waves", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var wave, n int
+		if err := rows.Scan(&wave, &n); err != nil {
+			return s.wrap("count waves", err)
+		}
+		if wave >= 0 && wave < len(waves) {
+			waves[wave].Unhealthy = n
+		}
+	}
+	return s.wrap("count waves", rows.Err())
+}
+
+// unwrittenCounts sets the counts of unwritten waves: their members are
+// scheduled, or canceled with their aborted wave, as their deployments
+// would have been (the same rule as ListRolloutDevices').
+func unwrittenCounts(waves []flotilla.Wave) {
 	for i, w := range waves {
 		if w.Unwritten {
 			st := flotilla.StateScheduled
@@ -135,41 +193,6 @@ func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flo
 			waves[i].Counts = map[flotilla.DeploymentState]int{st: w.Size}
 		}
 	}
-	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'pending'
-		AND retrieved_at IS NULL GROUP BY wave`), r.ID)
-	if err != nil {
-		return nil, s.wrap("count waves", err)
-	}
-	for rows.Next() {
-		var wave, n int
-		if err := rows.Scan(&wave, &n); err != nil {
-			rows.Close()
-			return nil, s.wrap("count waves", err)
-		}
-		if wave >= 0 && wave < len(waves) {
-			waves[wave].Waiting = n
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, s.wrap("count waves", err)
-	}
-	rows, err = q.QueryContext(ctx, s.q(`SELECT wave, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 AND state = 'succeeded'
-		AND (healthy IS NULL OR healthy = 0) GROUP BY wave`), r.ID)
-	if err != nil {
-		return nil, s.wrap("count waves", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var wave, n int
-		if err := rows.Scan(&wave, &n); err != nil {
-			return nil, s.wrap("count waves", err)
-		}
-		if wave >= 0 && wave < len(waves) {
-			waves[wave].Unhealthy = n
-		}
-	}
-	return waves, s.wrap("count waves", rows.Err())
 }
 
 // GetRollout implements store.Rollouts.
@@ -179,7 +202,7 @@ func (s *Store) GetRollout(ctx context.Context, tenant, id string) (flotilla.Rol
 	if err != nil {
 		return r, nil, err
 	}
-	waves, err := s.waves(ctx, s.rd, r)
+	waves, err := s.displayWaves(ctx, r)
 	return r, waves, err
 }
 

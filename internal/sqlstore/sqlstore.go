@@ -70,6 +70,13 @@ type Store struct {
 	closers []func() error
 	full    atomic.Bool
 	sets    labelSetCache
+	counts  countsCache
+	// CountsMaxAge is how old the counts of a large rollout may be when
+	// GetRollout returns them (DefaultCountsMaxAge when zero, always
+	// fresh when negative); CountsCacheFrom is how many devices make a
+	// rollout large (DefaultCountsCacheFrom when zero).
+	CountsMaxAge    time.Duration
+	CountsCacheFrom int
 	// WriteWholeUpTo is how many devices a rollout may have and still have
 	// every deployment written when it starts (DefaultWriteWholeUpTo when
 	// zero); larger rollouts write their waves one by one.
