@@ -68,8 +68,16 @@ func (c *Core) InstalledBase(ctx context.Context, id DeviceIdentity, actionID in
 }
 
 // DeviceFile returns a file of a software module, for a device that was
-// assigned a release including the module.
+// assigned a release including the module. With a file name, the module
+// comes without its files; without one, with them all.
 func (c *Core) DeviceFile(ctx context.Context, id DeviceIdentity, moduleID int64, filename string) (flotilla.Module, flotilla.File, error) {
+	if filename != "" {
+		// A download reads once; only a refusal reads again, to say why.
+		m, f, err := c.Store.AssignedModuleFile(ctx, id.Tenant, id.DeviceID, moduleID, filename)
+		if !flotilla.IsCode(err, flotilla.ENotFound) {
+			return m, f, err
+		}
+	}
 	m, err := c.Store.GetModule(ctx, id.Tenant, moduleID)
 	if err != nil {
 		return m, flotilla.File{}, flotilla.Errorf(flotilla.ENotFound, "software module %d not found", moduleID)

@@ -284,6 +284,26 @@ func (s *Store) ModuleAssigned(ctx context.Context, tenant, deviceID string, mod
 	return n > 0, s.wrap("module assigned", err)
 }
 
+// AssignedModuleFile implements store.Modules.
+func (s *Store) AssignedModuleFile(ctx context.Context, tenant, deviceID string, moduleID int64, filename string) (flotilla.Module, flotilla.File, error) {
+	defer s.observe("assigned module file", time.Now())
+	var m flotilla.Module
+	var f flotilla.File
+	var mCreated, fCreated int64
+	err := s.rd.QueryRowContext(ctx, s.q(`SELECT m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at,
+		f.id, f.module_id, f.filename, f.size, f.sha256, f.sha1, f.md5, f.created_at
+		FROM modules m JOIN module_files f ON f.module_id = m.id
+		WHERE m.tenant = ? AND m.id = ? AND f.filename = ? AND EXISTS (SELECT 1 FROM release_modules r
+			JOIN deployments d ON d.artifact_id = r.artifact_id WHERE r.module_id = m.id AND d.tenant = ? AND d.device_id = ?)`),
+		tenant, moduleID, filename, tenant, deviceID).Scan(&m.ID, &m.Tenant, &m.Name, &m.Version, &m.Type, &m.Vendor, &m.Description, &mCreated,
+		&f.ID, &f.ModuleID, &f.Filename, &f.Size, &f.SHA256, &f.SHA1, &f.MD5, &fCreated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, f, notFound("software module %d has no artifact %q assigned to device %q", moduleID, filename, deviceID)
+	}
+	m.CreatedAt, f.CreatedAt = fromTS(mCreated), fromTS(fCreated)
+	return m, f, s.wrap("assigned module file", err)
+}
+
 // blobReferenced reports whether an artifact or a module file uses the blob.
 func (s *Store) blobReferenced(ctx context.Context, q querier, sha256 string) (bool, error) {
 	var n int

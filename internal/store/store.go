@@ -113,6 +113,10 @@ type Modules interface {
 	// ModuleAssigned reports whether the device ever had a deployment of a
 	// release that includes the module.
 	ModuleAssigned(ctx context.Context, tenant, deviceID string, moduleID int64) (bool, error)
+	// AssignedModuleFile is a download's one read: the module (without
+	// its files) and its file of that name, if the device ever had a
+	// deployment of a release that includes the module; ENotFound if not.
+	AssignedModuleFile(ctx context.Context, tenant, deviceID string, moduleID int64, filename string) (flotilla.Module, flotilla.File, error)
 }
 
 // DeviceQuery selects devices a page at a time, in Sort order (id by

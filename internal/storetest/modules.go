@@ -97,6 +97,26 @@ func testModules(t *testing.T, s store.Store) {
 	if ok, _ := s.ModuleAssigned(ctx, "acme", "kiosk-1", mods[0].ID+1000); ok {
 		t.Fatal("an unknown module is assigned")
 	}
+	am, af, err := s.AssignedModuleFile(ctx, "acme", "kiosk-1", osMod.ID, "rootfs.sig")
+	must(t, err)
+	if am.ID != osMod.ID || am.Name != "rootfs" || am.Version != "2.0" || am.Tenant != "acme" || af.Filename != "rootfs.sig" || af.SHA256 != "r2" ||
+		af.ModuleID != osMod.ID || af.Size != 7 || af.MD5 != "m5" || !af.CreatedAt.Equal(t0) || !am.CreatedAt.Equal(t0) {
+		t.Fatalf("AssignedModuleFile = %+v, %+v", am, af)
+	}
+	must(t, s.CreateDevice(ctx, device("acme", "kiosk-2", nil)))
+	for _, c := range []struct {
+		tenant, device string
+		module         int64
+		file           string
+	}{
+		{"acme", "kiosk-1", osMod.ID, "rootfs.img.old"}, // no such file
+		{"acme", "kiosk-2", osMod.ID, "rootfs.sig"},     // never assigned
+		{"beta", "kiosk-1", osMod.ID, "rootfs.sig"},     // another tenant
+		{"acme", "kiosk-1", mods[0].ID + 1000, "rootfs.sig"},
+	} {
+		_, _, err := s.AssignedModuleFile(ctx, c.tenant, c.device, c.module, c.file)
+		wantCode(t, err, flotilla.ENotFound)
+	}
 	if ref, _ := s.BlobReferenced(ctx, "r1"); !ref {
 		t.Fatal("a module file's blob is not referenced")
 	}
