@@ -254,8 +254,38 @@ func (s *Store) CreateRelease(ctx context.Context, a *flotilla.Artifact, moduleI
 // ReleaseModules implements store.Modules.
 func (s *Store) ReleaseModules(ctx context.Context, tenant string, artifactID int64) ([]flotilla.Module, error) {
 	defer s.observe("release modules", time.Now())
-	return s.queryModules(ctx, "release modules", `SELECT m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at
-		FROM release_modules r JOIN modules m ON m.id = r.module_id WHERE r.artifact_id = ? AND m.tenant = ? ORDER BY r.position`, artifactID, tenant)
+	// One statement, modules joined with their files: a device's every
+	// fetch of its deployment reads this.
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT r.position, m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at,
+		f.id, f.module_id, f.filename, f.size, f.sha256, f.sha1, f.md5, f.created_at
+		FROM release_modules r JOIN modules m ON m.id = r.module_id LEFT JOIN module_files f ON f.module_id = m.id
+		WHERE r.artifact_id = ? AND m.tenant = ? ORDER BY r.position, f.id`), artifactID, tenant)
+	if err != nil {
+		return nil, s.wrap("release modules", err)
+	}
+	defer rows.Close()
+	var out []flotilla.Module
+	last := int64(-1) // the position of out's last module
+	for rows.Next() {
+		var m flotilla.Module
+		var pos, mCreated int64
+		var fid, fmod, size, fCreated sql.NullInt64
+		var name, sha256, sha1, md5 sql.NullString
+		if err := rows.Scan(&pos, &m.ID, &m.Tenant, &m.Name, &m.Version, &m.Type, &m.Vendor, &m.Description, &mCreated,
+			&fid, &fmod, &name, &size, &sha256, &sha1, &md5, &fCreated); err != nil {
+			return nil, s.wrap("release modules", err)
+		}
+		if len(out) == 0 || pos != last {
+			m.CreatedAt = fromTS(mCreated)
+			out, last = append(out, m), pos
+		}
+		if fid.Valid {
+			mod := &out[len(out)-1]
+			mod.Files = append(mod.Files, flotilla.File{ID: fid.Int64, ModuleID: fmod.Int64, Filename: name.String, Size: size.Int64,
+				SHA256: sha256.String, SHA1: sha1.String, MD5: md5.String, CreatedAt: fromTS(fCreated.Int64)})
+		}
+	}
+	return out, s.wrap("release modules", rows.Err())
 }
 
 // ModuleReleases implements store.Modules.
