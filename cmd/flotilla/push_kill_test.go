@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 	"github.com/flotilla-ota/flotilla/push"
 )
 
@@ -162,9 +162,8 @@ func TestAgentAsPushNode(t *testing.T) {
 	dir := t.TempDir()
 	target := dir + "/app.bin"
 	os.WriteFile(target, []byte("healthy old build\n"), 0o755)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	// The node binds this port later, and again after its restart.
+	addr := fmt.Sprintf("127.0.0.1:%d", testtool.ListenPort(t))
 	// Registering the node with its address gives the token the server
 	// will send it, shown once; the node is started with it.
 	var reg struct {

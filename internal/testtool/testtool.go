@@ -1,6 +1,8 @@
 // Package testtool finds the third-party programs tests run for real —
 // versitygw, helm — and builds them from the Go module proxy when they are
-// not installed, so a fresh machine needs nothing installed by hand.
+// not installed, so a fresh machine needs nothing installed by hand. It
+// also starts private RabbitMQ nodes and picks ports for processes a test
+// starts later.
 package testtool
 
 import (
@@ -125,7 +127,7 @@ func Missing(t testing.TB, format string, args ...any) {
 // ListenPort returns a loopback port below the kernel's ephemeral range
 // that nothing listens on. The range matters: an outgoing connection of a
 // test running beside this one takes its local port from the ephemeral
-// range, so a port picked there may be gone when the node binds it.
+// range, so a port picked there may be gone when a process binds it.
 func ListenPort(t testing.TB) int {
 	lo, hi := 20000, 32000
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
