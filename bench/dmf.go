@@ -152,7 +152,8 @@ func runDMF(ctx context.Context, o opts) ([]result, error) {
 		return nil, fmt.Errorf("DDI feedback: %d errors, first %s", ddi.Errors, ddi.FirstError)
 	}
 	// DMF: the same over the broker.
-	want.Store(processed.Load() + int64(n*m))
+	before := processed.Load()
+	want.Store(before + int64(n*m))
 	stop = o.profileWindow()
 	start := time.Now()
 	for step := range m {
@@ -171,7 +172,7 @@ func runDMF(ctx context.Context, o opts) ([]result, error) {
 	case <-reached:
 	case <-time.After(5 * time.Minute):
 		stop()
-		return nil, fmt.Errorf("DMF: %d of %d statuses processed after 5 minutes", processed.Load()-(want.Load()-int64(n*m)), n*m)
+		return nil, fmt.Errorf("DMF: %d of %d statuses processed after 5 minutes", processed.Load()-before, n*m)
 	}
 	elapsed := time.Since(start)
 	stop()

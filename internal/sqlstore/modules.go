@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -26,6 +27,38 @@ func scanFile(sc interface{ Scan(...any) error }) (flotilla.File, error) {
 	err := sc.Scan(&f.ID, &f.ModuleID, &f.Filename, &f.Size, &f.SHA256, &f.SHA1, &f.MD5, &created)
 	f.CreatedAt = fromTS(created)
 	return f, err
+}
+
+// moduleFileCols are a module's columns then one of its files', from
+// modules m joined with module_files f.
+var moduleFileCols = qualified("m.", moduleCols) + ", " + qualified("f.", fileCols)
+
+func qualified(table, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = table + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// scanModuleFile scans moduleFileCols after extra; the file is nil where
+// an outer join found none.
+func scanModuleFile(sc interface{ Scan(...any) error }, extra ...any) (flotilla.Module, *flotilla.File, error) {
+	var m flotilla.Module
+	var mCreated int64
+	var fid, fmod, size, fCreated sql.NullInt64
+	var name, sha256, sha1, md5 sql.NullString
+	dest := append(extra, &m.ID, &m.Tenant, &m.Name, &m.Version, &m.Type, &m.Vendor, &m.Description, &mCreated,
+		&fid, &fmod, &name, &size, &sha256, &sha1, &md5, &fCreated)
+	if err := sc.Scan(dest...); err != nil {
+		return m, nil, err
+	}
+	m.CreatedAt = fromTS(mCreated)
+	if !fid.Valid {
+		return m, nil, nil
+	}
+	return m, &flotilla.File{ID: fid.Int64, ModuleID: fmod.Int64, Filename: name.String, Size: size.Int64,
+		SHA256: sha256.String, SHA1: sha1.String, MD5: md5.String, CreatedAt: fromTS(fCreated.Int64)}, nil
 }
 
 // insertModule adds a module row in tx.
@@ -256,8 +289,7 @@ func (s *Store) ReleaseModules(ctx context.Context, tenant string, artifactID in
 	defer s.observe("release modules", time.Now())
 	// One statement, modules joined with their files: a device's every
 	// fetch of its deployment reads this.
-	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT r.position, m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at,
-		f.id, f.module_id, f.filename, f.size, f.sha256, f.sha1, f.md5, f.created_at
+	rows, err := s.rd.QueryContext(ctx, s.q(`SELECT r.position, `+moduleFileCols+`
 		FROM release_modules r JOIN modules m ON m.id = r.module_id LEFT JOIN module_files f ON f.module_id = m.id
 		WHERE r.artifact_id = ? AND m.tenant = ? ORDER BY r.position, f.id`), artifactID, tenant)
 	if err != nil {
@@ -267,22 +299,17 @@ func (s *Store) ReleaseModules(ctx context.Context, tenant string, artifactID in
 	var out []flotilla.Module
 	last := int64(-1) // the position of out's last module
 	for rows.Next() {
-		var m flotilla.Module
-		var pos, mCreated int64
-		var fid, fmod, size, fCreated sql.NullInt64
-		var name, sha256, sha1, md5 sql.NullString
-		if err := rows.Scan(&pos, &m.ID, &m.Tenant, &m.Name, &m.Version, &m.Type, &m.Vendor, &m.Description, &mCreated,
-			&fid, &fmod, &name, &size, &sha256, &sha1, &md5, &fCreated); err != nil {
+		var pos int64
+		m, f, err := scanModuleFile(rows, &pos)
+		if err != nil {
 			return nil, s.wrap("release modules", err)
 		}
 		if len(out) == 0 || pos != last {
-			m.CreatedAt = fromTS(mCreated)
 			out, last = append(out, m), pos
 		}
-		if fid.Valid {
+		if f != nil {
 			mod := &out[len(out)-1]
-			mod.Files = append(mod.Files, flotilla.File{ID: fid.Int64, ModuleID: fmod.Int64, Filename: name.String, Size: size.Int64,
-				SHA256: sha256.String, SHA1: sha1.String, MD5: md5.String, CreatedAt: fromTS(fCreated.Int64)})
+			mod.Files = append(mod.Files, *f)
 		}
 	}
 	return out, s.wrap("release modules", rows.Err())
@@ -317,21 +344,18 @@ func (s *Store) ModuleAssigned(ctx context.Context, tenant, deviceID string, mod
 // AssignedModuleFile implements store.Modules.
 func (s *Store) AssignedModuleFile(ctx context.Context, tenant, deviceID string, moduleID int64, filename string) (flotilla.Module, flotilla.File, error) {
 	defer s.observe("assigned module file", time.Now())
-	var m flotilla.Module
-	var f flotilla.File
-	var mCreated, fCreated int64
-	err := s.rd.QueryRowContext(ctx, s.q(`SELECT m.id, m.tenant, m.name, m.version, m.type, m.vendor, m.description, m.created_at,
-		f.id, f.module_id, f.filename, f.size, f.sha256, f.sha1, f.md5, f.created_at
+	m, f, err := scanModuleFile(s.rd.QueryRowContext(ctx, s.q(`SELECT `+moduleFileCols+`
 		FROM modules m JOIN module_files f ON f.module_id = m.id
 		WHERE m.tenant = ? AND m.id = ? AND f.filename = ? AND EXISTS (SELECT 1 FROM release_modules r
 			JOIN deployments d ON d.artifact_id = r.artifact_id WHERE r.module_id = m.id AND d.tenant = ? AND d.device_id = ?)`),
-		tenant, moduleID, filename, tenant, deviceID).Scan(&m.ID, &m.Tenant, &m.Name, &m.Version, &m.Type, &m.Vendor, &m.Description, &mCreated,
-		&f.ID, &f.ModuleID, &f.Filename, &f.Size, &f.SHA256, &f.SHA1, &f.MD5, &fCreated)
+		tenant, moduleID, filename, tenant, deviceID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return m, f, notFound("software module %d has no artifact %q assigned to device %q", moduleID, filename, deviceID)
+		return m, flotilla.File{}, notFound("software module %d has no artifact %q assigned to device %q", moduleID, filename, deviceID)
 	}
-	m.CreatedAt, f.CreatedAt = fromTS(mCreated), fromTS(fCreated)
-	return m, f, s.wrap("assigned module file", err)
+	if err != nil {
+		return m, flotilla.File{}, s.wrap("assigned module file", err)
+	}
+	return m, *f, nil
 }
 
 // blobReferenced reports whether an artifact or a module file uses the blob.

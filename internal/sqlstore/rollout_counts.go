@@ -72,36 +72,41 @@ func (s *Store) displayWaves(ctx context.Context, r flotilla.Rollout) ([]flotill
 	if from == 0 {
 		from = DefaultCountsCacheFrom
 	}
-	if maxAge < 0 || r.Total < from {
-		if err := s.countWaves(ctx, s.rd, r.ID, waves); err != nil {
-			return nil, err
-		}
-		unwrittenCounts(waves)
-		return waves, nil
-	}
-	now := time.Now()
-	s.counts.mu.Lock()
-	c, ok := s.counts.m[r.ID]
-	s.counts.mu.Unlock()
-	if ok && now.Sub(c.at) < maxAge && c.fits(r, waves) {
-		for i, w := range c.waves {
-			waves[i].Counts, waves[i].Waiting, waves[i].Unhealthy = maps.Clone(w.counts), w.waiting, w.unhealthy
-		}
-	} else {
-		if err := s.countWaves(ctx, s.rd, r.ID, waves); err != nil {
-			return nil, err
-		}
-		c = cachedCounts{at: now, version: r.Version, status: r.Status, waves: make([]waveCounts, len(waves))}
-		for i, w := range waves {
-			c.waves[i] = waveCounts{maps.Clone(w.Counts), w.Waiting, w.Unhealthy, w.Status, w.Unwritten}
-		}
-		s.counts.mu.Lock()
-		if s.counts.m == nil || len(s.counts.m) >= 1000 {
-			s.counts.m = map[string]cachedCounts{} // only running rollouts use it: a few
-		}
-		s.counts.m[r.ID] = c
-		s.counts.mu.Unlock()
+	if err := s.fillCounts(ctx, r, waves, maxAge >= 0 && r.Total >= from, maxAge); err != nil {
+		return nil, err
 	}
 	unwrittenCounts(waves)
 	return waves, nil
+}
+
+// fillCounts fills waves' counts: from the cache when use is set and an
+// entry younger than maxAge fits them, otherwise read (and, with use,
+// kept).
+func (s *Store) fillCounts(ctx context.Context, r flotilla.Rollout, waves []flotilla.Wave, use bool, maxAge time.Duration) error {
+	now := time.Now()
+	if use {
+		s.counts.mu.Lock()
+		c, ok := s.counts.m[r.ID]
+		s.counts.mu.Unlock()
+		if ok && now.Sub(c.at) < maxAge && c.fits(r, waves) {
+			for i, w := range c.waves {
+				waves[i].Counts, waves[i].Waiting, waves[i].Unhealthy = maps.Clone(w.counts), w.waiting, w.unhealthy
+			}
+			return nil
+		}
+	}
+	if err := s.countWaves(ctx, s.rd, r.ID, waves); err != nil || !use {
+		return err
+	}
+	c := cachedCounts{at: now, version: r.Version, status: r.Status, waves: make([]waveCounts, len(waves))}
+	for i, w := range waves {
+		c.waves[i] = waveCounts{maps.Clone(w.Counts), w.Waiting, w.Unhealthy, w.Status, w.Unwritten}
+	}
+	s.counts.mu.Lock()
+	if s.counts.m == nil || len(s.counts.m) >= 1000 {
+		s.counts.m = map[string]cachedCounts{} // only running rollouts use it: a few
+	}
+	s.counts.m[r.ID] = c
+	s.counts.mu.Unlock()
+	return nil
 }

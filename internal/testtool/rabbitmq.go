@@ -61,8 +61,7 @@ func StartBroker(t testing.TB) *Broker {
 	t.Cleanup(func() {
 		b.Stop()
 		if t.Failed() {
-			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
-			t.Logf("the private RabbitMQ's log:\n%s", tail(out, 8000))
+			t.Logf("the private RabbitMQ's log:\n%s", b.logTail(8000))
 		}
 	})
 	// A port another program took between the check and the node's bind
@@ -81,11 +80,13 @@ func StartBroker(t testing.TB) *Broker {
 	}
 }
 
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
+// logTail is the last n bytes of the node's log.
+func (b *Broker) logTail(n int) []byte {
+	out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
+	if len(out) > n {
+		return out[len(out)-n:]
 	}
-	return b
+	return out
 }
 
 // Start starts the node again, on the same data and AMQP port, and waits
@@ -133,14 +134,12 @@ func (b *Broker) start() error {
 		select {
 		case <-b.done:
 			b.cmd = nil
-			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
-			return fmt.Errorf("the node exited while starting: %s:\n%s", cmd.ProcessState, tail(out, 4000))
+			return fmt.Errorf("the node exited while starting: %s:\n%s", cmd.ProcessState, b.logTail(4000))
 		case <-time.After(250 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			b.Stop()
-			out, _ := os.ReadFile(filepath.Join(b.dir, "broker.log"))
-			return fmt.Errorf("no AMQP handshake in 120s:\n%s", tail(out, 4000))
+			return fmt.Errorf("no AMQP handshake in 120s:\n%s", b.logTail(4000))
 		}
 	}
 }
