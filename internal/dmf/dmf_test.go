@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,12 +224,13 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 		}
 		return out
 	}
-	cases := []struct {
+	type case_ struct {
 		name    string
 		headers amqp.Table
 		body    string
 		reason  string
-	}{
+	}
+	cases := []case_{
 		{"bad JSON", status, `{"actionId": 1,`, "body is not the expected JSON"},
 		{"unknown type", with(status, "type", "REBOOT"), `{}`, "unknown message type"},
 		{"unknown topic", with(status, "topic", "SELF_DESTRUCT"), `{}`, "unknown EVENT topic"},
@@ -270,9 +272,12 @@ func TestMalformedMessagesAreDeadLettered(t *testing.T) {
 		return nil
 	})
 	// Different things' messages are processed side by side: match the
-	// reasons in any order (the more specific cases come first).
+	// reasons in any order, the more specific (longer) expectations first,
+	// so that "unknown action" cannot take "unknown actionStatus"'s reason.
+	byLength := slices.Clone(cases)
+	slices.SortStableFunc(byLength, func(a, b case_) int { return len(b.reason) - len(a.reason) })
 	used := make([]bool, len(reasons))
-	for _, c := range cases {
+	for _, c := range byLength {
 		found := false
 		for i, r := range reasons {
 			if !used[i] && strings.Contains(r, c.reason) {
