@@ -65,7 +65,13 @@ func runMemory(ctx context.Context, o opts) ([]result, error) {
 	}
 	o.logf("registered %d devices in %s", registered, took.Round(time.Millisecond))
 
-	cmd := exec.Command(bin, "server", "--listen", "127.0.0.1:0", "--data-dir", dir, "--poll-interval", "1m")
+	args := []string{"server", "--listen", "127.0.0.1:0", "--data-dir", dir, "--poll-interval", "1m"}
+	if o.windowProfile != "" {
+		// The server is its own process here: it profiles itself, from
+		// start to SIGTERM.
+		args = append(args, "--cpuprofile", o.windowProfile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminToken, "FLOTILLA_DATABASE_URL=", "FLOTILLA_LOG_LEVEL=warn")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -19,6 +19,7 @@ func serverCmd(e cli.Env, stdout, stderr io.Writer) *cobra.Command {
 	var demoDevices int
 	var memoryLimit string
 	var amqpURLs []string
+	var cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane",
@@ -49,6 +50,11 @@ a rolling upgrade.`,
 			if err := server.ApplyMemoryLimit(memoryLimit, e); err != nil {
 				return err
 			}
+			stopProfile, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer stopProfile()
 			if demoDevices > 0 {
 				return demo.Run(ctx, demo.Config{Server: cfg, Devices: demoDevices}, stdout, log)
 			}
@@ -105,6 +111,7 @@ a rolling upgrade.`,
 	f.DurationVar(&cfg.TUFTimestampExpiry, "tuf-timestamp-expiry", e.Duration("FLOTILLA_TUF_TIMESTAMP_EXPIRY", 24*time.Hour), "how long each signed TUF timestamp is valid; re-signed at half of that; devices refuse older ones (FLOTILLA_TUF_TIMESTAMP_EXPIRY)")
 	f.StringSliceVar(&amqpURLs, "amqp-url", splitList(e.Str("FLOTILLA_AMQP_URL", "")), "serve hawkBit's DMF API over this RabbitMQ: amqp://USER:PASSWORD@HOST:5672/VHOST for every tenant, or TENANT=amqp://... for one tenant's own virtual host; repeatable (FLOTILLA_AMQP_URL, comma-separated)")
 	f.StringVar(&memoryLimit, "memory-limit", e.Str("FLOTILLA_MEMORY_LIMIT", server.DefaultMemoryLimit), "soft limit of the Go heap, e.g. 768MiB or 4GiB, or off; GOMEMLIMIT wins when set (FLOTILLA_MEMORY_LIMIT)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the server process to this file, until it stops (for performance work)")
 	f.IntVar(&demoDevices, "demo", 0, "also run this many simulated devices and upload sample artifacts (see flotilla demo)")
 	cfg.AdminToken = e("FLOTILLA_ADMIN_TOKEN")
 	cfg.GatewayToken = e("FLOTILLA_GATEWAY_TOKEN")
