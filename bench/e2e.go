@@ -126,7 +126,13 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	// counts the rollout's deployments by wave — at 100k devices 3 ms of
 	// server CPU, which every 25 ms was 12% of the server's time.
 	every := min(max(poll/40, 25*time.Millisecond), 250*time.Millisecond)
-	ro, err = f.waitRolloutEvery(ro.ID, limit, every, func(r rolloutView) bool { return r.Status != "running" && r.Status != "ready" })
+	// A progress line every poll interval (at least 5 s): which wave moves
+	// and how fast, and who had the CPU meanwhile.
+	progress := progressLog{o: o, every: max(poll, 5*time.Second), start: start, last: start, server: serverCPU0, sim: simCPU0, simPid: simCmd.Process.Pid}
+	ro, err = f.waitRolloutEvery(ro.ID, limit, every, func(r rolloutView) bool {
+		progress.maybe(r)
+		return r.Status != "running" && r.Status != "ready"
+	})
 	timedOut := err != nil && ro.ID != ""
 	if err != nil && !timedOut {
 		return nil, err
@@ -160,6 +166,40 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		Figure: wall.Round(10 * time.Millisecond).String(), Baseline: minimum.Round(10*time.Millisecond).String() + " (theoretical minimum)",
 		Ratio: ratio, Target: fmt.Sprintf("≤ %.1f", target), Pass: ratio <= target,
 		Note: fmt.Sprintf("server CPU %s per device-deployment", (serverCPU / time.Duration(devices)).Round(time.Microsecond))}}, nil
+}
+
+// progressLog prints a rollout's progress at most every interval.
+type progressLog struct {
+	o           opts
+	every       time.Duration
+	start, last time.Time
+	server, sim time.Duration
+	simPid      int
+}
+
+func (p *progressLog) maybe(r rolloutView) {
+	now := time.Now()
+	if now.Sub(p.last) < p.every {
+		return
+	}
+	server, sim := selfCPU(), procCPU(p.simPid)
+	var waves []string
+	for i, w := range r.Waves {
+		if w.Status != "running" {
+			continue
+		}
+		open := 0
+		for state, n := range w.Counts {
+			if state != "succeeded" && state != "failed" {
+				open += n
+			}
+		}
+		waves = append(waves, fmt.Sprintf("wave %d: %d succeeded, %d open", i+1, w.Counts["succeeded"], open))
+	}
+	wall := now.Sub(p.last)
+	p.o.logf("+%s %s (rollout: %d succeeded); CPU since the last line: server %.0f%%, simulator %.0f%% of one core", now.Sub(p.start).Round(time.Second),
+		strings.Join(waves, ", "), r.Counts["succeeded"], 100*(server-p.server).Seconds()/wall.Seconds(), 100*(sim-p.sim).Seconds()/wall.Seconds())
+	p.last, p.server, p.sim = now, server, sim
 }
 
 // selfCPU is this process's user+system CPU time.
