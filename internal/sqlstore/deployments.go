@@ -321,11 +321,8 @@ func (s *Store) DeviceActions(ctx context.Context, tenant, deviceID string) ([]f
 // UpdateDeployment implements store.Deployments. Where the dialect asks for
 // it, concurrent updates share one transaction (see groupCommit).
 func (s *Store) UpdateDeployment(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error) {
-	if s.group != nil {
-		return s.group.update(ctx, tenant, deviceID, id, fn)
-	}
 	var out flotilla.Deployment
-	err := s.inTx(ctx, "update deployment", func(tx *Tx) error {
+	err := s.write(ctx, "update deployment", func(ctx context.Context, tx *Tx) error {
 		var err error
 		out, err = s.updateDeployment(ctx, tx, tenant, deviceID, id, fn)
 		return err

@@ -45,10 +45,14 @@ func (s *Store) CreateDevice(ctx context.Context, d flotilla.Device) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.exec(ctx, "create device", `INSERT INTO devices (`+deviceCols+`, label_set) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		d.Tenant, d.ID, labels, encodeMap(d.Attributes), d.Version, d.Address,
-		nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
-		nullString(d.DMFExchange), d.DMFLink, set[labels])
+	// One of many when a fleet registers itself: a shared transaction.
+	err = s.write(ctx, "create device", func(ctx context.Context, tx *Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (`+deviceCols+`, label_set) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			d.Tenant, d.ID, labels, encodeMap(d.Attributes), d.Version, d.Address,
+			nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed), tsPtr(d.LastSeenAt), ts(d.CreatedAt), ts(d.UpdatedAt), d.Name, d.Description,
+			nullString(d.DMFExchange), d.DMFLink, set[labels])
+		return s.wrap("create device", err)
+	})
 	if flotilla.IsCode(err, flotilla.EConflict) {
 		return flotilla.Errorf(flotilla.EConflict, "device %q already exists", d.ID)
 	}

@@ -4,53 +4,52 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/flotilla-ota/flotilla"
 )
 
-// groupCommit runs concurrent deployment updates in shared transactions.
-// SQLite has one writer: a fleet reporting progress queues on it, one
-// transaction per report. Here one goroutine takes whatever updates are
-// waiting, runs each under its own savepoint (a failing update rolls back
-// alone) and commits them together.
+// groupCommit runs concurrent small writes in shared transactions. SQLite
+// has one writer: a fleet reporting progress, uploading its attributes or
+// registering itself queues on it, one transaction per request, and under
+// load each hand-over of the write connection waits for a goroutine the
+// scheduler has to find among thousands. Here one goroutine takes whatever
+// writes are waiting, runs each under its own savepoint (a failing write
+// rolls back alone) and commits them together.
 type groupCommit struct {
 	s    *Store
-	reqs chan *updateReq
+	reqs chan *writeReq
 }
 
-type updateReq struct {
-	ctx              context.Context
-	tenant, deviceID string
-	id               int64
-	fn               func(flotilla.Deployment) (flotilla.Change, error)
-	out              flotilla.Deployment
-	err              error
-	done             chan struct{}
+type writeReq struct {
+	ctx  context.Context
+	fn   func(ctx context.Context, tx *Tx) error
+	err  error
+	done chan struct{}
 }
 
 // maxGroup bounds one shared transaction.
 const maxGroup = 256
 
 func newGroupCommit(s *Store) *groupCommit {
-	g := &groupCommit{s: s, reqs: make(chan *updateReq, maxGroup)}
+	g := &groupCommit{s: s, reqs: make(chan *writeReq, maxGroup)}
 	go g.run()
 	return g
 }
 
-func (g *groupCommit) update(ctx context.Context, tenant, deviceID string, id int64, fn func(flotilla.Deployment) (flotilla.Change, error)) (flotilla.Deployment, error) {
-	r := &updateReq{ctx: ctx, tenant: tenant, deviceID: deviceID, id: id, fn: fn, done: make(chan struct{})}
+// do runs fn in the next shared transaction and returns once that is
+// committed (fn's error, or the commit's).
+func (g *groupCommit) do(ctx context.Context, fn func(ctx context.Context, tx *Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan struct{})}
 	select {
 	case g.reqs <- r:
 	case <-ctx.Done():
-		return flotilla.Deployment{}, ctx.Err()
+		return ctx.Err()
 	}
 	<-r.done // a batch is short; waiting for it keeps the answer consistent with the database
-	return r.out, r.err
+	return r.err
 }
 
 func (g *groupCommit) run() {
 	for first := range g.reqs {
-		batch := []*updateReq{first}
+		batch := []*writeReq{first}
 	fill:
 		for len(batch) < maxGroup {
 			select {
@@ -67,13 +66,13 @@ func (g *groupCommit) run() {
 	}
 }
 
-func (g *groupCommit) commit(batch []*updateReq) {
+func (g *groupCommit) commit(batch []*writeReq) {
 	s := g.s
-	defer s.observe("update deployment (group)", time.Now())
+	defer s.observe("group commit", time.Now())
 	finish := func(err error) {
 		for _, r := range batch {
 			if err != nil && r.err == nil {
-				r.err, r.out = err, flotilla.Deployment{}
+				r.err = err
 			}
 			close(r.done)
 		}
@@ -81,7 +80,7 @@ func (g *groupCommit) commit(batch []*updateReq) {
 	ctx := context.Background()
 	stx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		finish(s.wrap("update deployment: begin", err))
+		finish(s.wrap("group commit: begin", err))
 		return
 	}
 	tx := &Tx{Tx: stx, stmts: s.wstmts}
@@ -90,32 +89,41 @@ func (g *groupCommit) commit(batch []*updateReq) {
 			r.err = r.ctx.Err()
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT flotilla_update"); err != nil {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT flotilla_write"); err != nil {
 			stx.Rollback()
-			finish(fmt.Errorf("update deployment: savepoint: %w", err))
+			finish(fmt.Errorf("group commit: savepoint: %w", err))
 			return
 		}
 		// Not the request's context: an interrupted statement would roll
 		// back the whole shared transaction in SQLite.
-		r.out, r.err = s.updateDeployment(ctx, tx, r.tenant, r.deviceID, r.id, r.fn)
-		if r.err != nil {
-			r.out = flotilla.Deployment{}
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO flotilla_update"); err != nil {
+		if r.err = r.fn(ctx, tx); r.err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO flotilla_write"); err != nil {
 				stx.Rollback()
-				finish(fmt.Errorf("update deployment: rollback to savepoint: %w", err))
+				finish(fmt.Errorf("group commit: rollback to savepoint: %w", err))
 				return
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE flotilla_update"); err != nil {
+		if _, err := tx.ExecContext(ctx, "RELEASE flotilla_write"); err != nil {
 			stx.Rollback()
-			finish(fmt.Errorf("update deployment: release savepoint: %w", err))
+			finish(fmt.Errorf("group commit: release savepoint: %w", err))
 			return
 		}
 	}
 	if err := stx.Commit(); err != nil {
-		finish(s.wrap("update deployment: commit", err))
+		finish(s.wrap("group commit: commit", err))
 		return
 	}
 	s.full.Store(false)
 	finish(nil)
+}
+
+// write runs fn as one small transaction: in the next shared one where the
+// dialect groups commits, else in its own. fn gets the context its
+// statements must use.
+func (s *Store) write(ctx context.Context, op string, fn func(ctx context.Context, tx *Tx) error) error {
+	if s.group != nil {
+		defer s.observe(op, time.Now())
+		return s.group.do(ctx, fn)
+	}
+	return s.inTx(ctx, op, func(tx *Tx) error { return fn(ctx, tx) })
 }

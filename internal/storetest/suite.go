@@ -458,22 +458,38 @@ func testDevicePagination(t *testing.T, s store.Store) {
 	}
 }
 
+// testConcurrentWrites: devices created at once (a fleet registering
+// itself), each id twice. Where writes share transactions, a conflicting
+// create fails alone: every id exists once, with one success and one
+// EConflict.
 func testConcurrentWrites(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	seedTenant(t, s, "acme")
 	var wg sync.WaitGroup
-	errs := make(chan error, 40)
-	for i := 0; i < 40; i++ {
+	errs := make([][2]error, 40)
+	for i := range 80 {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			errs <- s.CreateDevice(ctx, device("acme", fmt.Sprintf("c%02d", i), nil))
-		}(i)
+			errs[i/2][i%2] = s.CreateDevice(ctx, device("acme", fmt.Sprintf("c%02d", i/2), nil))
+		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		must(t, err)
+	for i, e := range errs {
+		ok, conflict := 0, 0
+		for _, err := range e {
+			switch {
+			case err == nil:
+				ok++
+			case flotilla.IsCode(err, flotilla.EConflict):
+				conflict++
+			default:
+				t.Errorf("create c%02d: %v", i, err)
+			}
+		}
+		if ok != 1 || conflict != 1 {
+			t.Errorf("c%02d created twice at once: %d succeeded, %d conflicts (%v), want 1 and 1", i, ok, conflict, e)
+		}
 	}
 	n, _ := s.CountDevices(ctx, "acme", label.Everything)
 	if n != 40 {
