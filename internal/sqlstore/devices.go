@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -306,6 +307,12 @@ func (s *Store) TouchDevices(ctx context.Context, seen []store.DeviceSeen, offli
 	if len(seen) == 0 {
 		return nil, nil
 	}
+	// In key order: consecutive rows share pages, which a batch in the
+	// order devices happened to poll would seek all over the table for.
+	seen = slices.Clone(seen)
+	slices.SortFunc(seen, func(a, b store.DeviceSeen) int {
+		return cmp.Or(strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.ID, b.ID))
+	})
 	var online []store.DeviceSeen
 	err := s.inTx(ctx, "touch devices", func(tx *Tx) error {
 		online = nil
