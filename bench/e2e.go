@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,8 +71,8 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		return nil, err
 	}
 	simCmd := exec.Command(bin, "sim", "--server", f.URL, "--gateway-token", benchGateway, "--devices", fmt.Sprint(devices),
-		"--poll", poll.String(), "--install-time", "1ms", "--prefix", name+"-", "--labels", "fleet="+name, "--summary-every", "1h", "--log-level", "error")
-	var simOut bytes.Buffer
+		"--poll", poll.String(), "--install-time", "1ms", "--prefix", name+"-", "--labels", "fleet="+name, "--summary-every", "5s", "--log-level", "error")
+	var simOut syncBuffer
 	simCmd.Stdout, simCmd.Stderr = &simOut, &simOut
 	if err := simCmd.Start(); err != nil {
 		return nil, err
@@ -111,6 +113,7 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	minimum := time.Duration(waves) * (poll + download + report)
 
 	stopProfile := o.profileWindow()
+	errors0 := simErrors(simOut.String())
 	serverCPU0, simCPU0 := selfCPU(), procCPU(simCmd.Process.Pid)
 	start := time.Now()
 	var ro rolloutView
@@ -144,6 +147,10 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	// server could not have.
 	o.logf("CPU during the rollout: server %.1f s, simulator %.1f s, of %.1f s available (%d cores × wall)",
 		serverCPU.Seconds(), simCPU.Seconds(), wall.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
+	// A device whose request failed tries again a poll interval later: the
+	// simulator's errors (its summary every 5 s) say whether any did.
+	time.Sleep(5500 * time.Millisecond)
+	o.logf("simulator's request errors: %d before the rollout, %d since it started (to within 5 s)", errors0, simErrors(simOut.String())-errors0)
 	o.logf("rollout %s in %s: %v; server CPU per device-deployment %s", ro.Status, wall.Round(time.Millisecond), ro.Counts,
 		(serverCPU / time.Duration(devices)).Round(time.Microsecond))
 	if timedOut {
@@ -166,6 +173,36 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		Figure: wall.Round(10 * time.Millisecond).String(), Baseline: minimum.Round(10*time.Millisecond).String() + " (theoretical minimum)",
 		Ratio: ratio, Target: fmt.Sprintf("≤ %.1f", target), Pass: ratio <= target,
 		Note: fmt.Sprintf("server CPU %s per device-deployment", (serverCPU / time.Duration(devices)).Round(time.Microsecond))}}, nil
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+var simErrorsRE = regexp.MustCompile(`polls \d+ \(errors (\d+)\)`)
+
+// simErrors is the request error count of the simulator's last summary.
+func simErrors(out string) int {
+	m := simErrorsRE.FindAllStringSubmatch(out, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[len(m)-1][1])
+	return n
 }
 
 // progressLog prints a rollout's progress at most every interval.

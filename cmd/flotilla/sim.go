@@ -119,6 +119,7 @@ after --duration).`,
 	f.StringVar(&cfg.DMF, "dmf", e.Str("FLOTILLA_SIM_DMF", ""), "run DMF devices instead: things behind a gateway on this RabbitMQ (amqp://USER:PASSWORD@HOST:5672/VHOST), answering the server's DMF messages (FLOTILLA_SIM_DMF)")
 	f.StringVar(&cfg.DMFExchange, "dmf-exchange", "dmf.exchange", "the server's DMF exchange (see the exchange parameter of --amqp-url)")
 	f.StringVar(&cfg.PushListen, "push-listen", "127.0.0.1:0", "address the push nodes listen on")
+	f.IntVar(&cfg.MaxConns, "max-conns", sim.DefaultMaxConns, "connections the fleet holds to the server at most; beyond that devices wait for one (each holds a file descriptor on both sides)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for dealing fates and jitter")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")
 	f.DurationVar(&every, "summary-every", 5*time.Second, "how often to print the live summary")

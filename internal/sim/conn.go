@@ -33,6 +33,10 @@ type connClient struct {
 	tls                *tls.Config
 	other              doer
 
+	// slots holds a token for each connection in use, a request's from
+	// its start until its body is closed; nil: no bound.
+	slots chan struct{}
+
 	mu   sync.Mutex
 	idle []*conn // the most recently used last
 }
@@ -74,6 +78,28 @@ func (c *connClient) Do(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != c.scheme || req.URL.Host != c.host {
 		return c.other.Do(req)
 	}
+	if c.slots != nil {
+		select {
+		case c.slots <- struct{}{}:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+	}
+	resp, err := c.do(req)
+	if err != nil {
+		c.release()
+	}
+	return resp, err
+}
+
+// release gives back a request's slot.
+func (c *connClient) release() {
+	if c.slots != nil {
+		<-c.slots
+	}
+}
+
+func (c *connClient) do(req *http.Request) (*http.Response, error) {
 	cn := c.takeIdle()
 	reused := cn != nil
 	if !reused {
@@ -178,6 +204,7 @@ func (b *connBody) Close() error {
 		return nil
 	}
 	b.done = true
+	defer b.c.release()
 	err := b.ReadCloser.Close() // reads what is left, so the next answer starts at its first byte
 	if !b.stop() || err != nil || b.close {
 		b.cn.Close()

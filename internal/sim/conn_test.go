@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -148,6 +149,62 @@ func TestConnClientSharesConnections(t *testing.T) {
 	}
 	if len(c.idle) != 3 {
 		t.Fatalf("%d idle connections after the requests, want 3", len(c.idle))
+	}
+}
+
+// TestConnClientBoundsConnections: with a budget of two, five devices
+// asking at once hold two connections and the other three wait for one;
+// all five are answered, and a failed request gives its slot back.
+func TestConnClientBoundsConnections(t *testing.T) {
+	release := make(chan struct{})
+	s := newHoldingServer(t, "/wait", release)
+	c, err := newConnClient(s.URL, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.slots = make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	var answered atomic.Int64
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, got, err := get(t, c, context.Background(), s.URL+"/wait", ""); err != nil || got != "ok" {
+				t.Errorf("%q, %v", got, err)
+				return
+			}
+			answered.Add(1)
+		}()
+	}
+	for s.requests.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the other three must still be waiting
+	if n := s.requests.Load(); n != 2 {
+		t.Fatalf("%d requests reached the server with a budget of two connections", n)
+	}
+	close(release)
+	wg.Wait()
+	if n := answered.Load(); n != 5 {
+		t.Fatalf("%d of 5 devices answered", n)
+	}
+	if n := s.conns.Load(); n != 2 {
+		t.Fatalf("%d connections with a budget of two", n)
+	}
+	// A request that fails (nobody listens) must not keep its slot.
+	dead, err := newConnClient("http://"+s.Listener.Addr().String(), http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.slots = make(chan struct{}, 1)
+	s.Close()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := get(t, dead, ctx, "http://"+s.Listener.Addr().String()+"/a", "")
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("request %d to a closed server: %v, want a connection error (a slot kept would wait instead)", i, err)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -112,8 +113,11 @@ type Config struct {
 	// dmf.exchange).
 	DMF, DMFExchange string
 	Seed             uint64
-	HTTPClient       *http.Client
-	Log              *slog.Logger
+	// MaxConns bounds the connections the fleet holds to the server
+	// (default DefaultMaxConns); beyond it devices wait for one.
+	MaxConns   int
+	HTTPClient *http.Client
+	Log        *slog.Logger
 }
 
 // Outcome counters, as the devices saw them.
@@ -152,6 +156,14 @@ type Fleet struct {
 // connection per device would take 100k file descriptors), few enough that
 // the group's lock is not contended.
 const devicesPerGroup = 256
+
+// DefaultMaxConns is the fleet's connection budget: when the server falls
+// behind, each request in flight holds a connection, and 100k devices
+// would hold as many, on both sides of loopback, as soon as their
+// answers queue. A process that runs out of file descriptors fails
+// requests (and a device whose request failed waits a poll interval), so
+// the measure would be of the limit, not of the server.
+const DefaultMaxConns = 8192
 
 type counters struct {
 	registered, polls, pollErrors, downloads, bytes, hashMismatch atomic.Int64
@@ -263,6 +275,8 @@ func New(cfg Config) (*Fleet, error) {
 			if err != nil {
 				return nil, err
 			}
+			groups := (cfg.Devices + devicesPerGroup - 1) / devicesPerGroup
+			c.slots = make(chan struct{}, max(4, cmp.Or(cfg.MaxConns, DefaultMaxConns)/groups))
 			client = c
 		}
 		d := &device{f: f, http: client, id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,
