@@ -210,6 +210,9 @@ func New(cfg Config) (*Fleet, error) {
 	if !cfg.Push && cfg.DMF == "" && cfg.GatewayToken == "" {
 		return nil, errors.New("sim: devices register themselves with a gateway token; set one")
 	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("sim: --max-conns %d: the connection budget must be positive (0: %d)", cfg.MaxConns, DefaultMaxConns)
+	}
 	for _, r := range []float64{cfg.FailRate, cfg.OfflineRate, cfg.SlowDownloadRate, cfg.UnhealthyRate, cfg.RejectCancelRate} {
 		if r < 0 || r > 1 {
 			return nil, fmt.Errorf("sim: rate %v is not between 0 and 1", r)
@@ -267,6 +270,8 @@ func New(cfg Config) (*Fleet, error) {
 	slow, reject := pick(cfg.SlowDownloadRate), pick(cfg.RejectCancelRate)
 	width := len(strconv.Itoa(cfg.Devices - 1))
 	var client doer = f.http
+	groups := (cfg.Devices + devicesPerGroup - 1) / devicesPerGroup
+	perGroup := max(4, cmp.Or(cfg.MaxConns, DefaultMaxConns)/groups)
 	for i := 0; i < cfg.Devices; i++ {
 		// Devices share connections to the server in groups (see
 		// connClient), unless the caller brought its own HTTP client.
@@ -275,8 +280,7 @@ func New(cfg Config) (*Fleet, error) {
 			if err != nil {
 				return nil, err
 			}
-			groups := (cfg.Devices + devicesPerGroup - 1) / devicesPerGroup
-			c.slots = make(chan struct{}, max(4, cmp.Or(cfg.MaxConns, DefaultMaxConns)/groups))
+			c.slots = make(chan struct{}, perGroup)
 			client = c
 		}
 		d := &device{f: f, http: client, id: fmt.Sprintf("%s%0*d", cfg.Prefix, width, i), labels: map[string]string{}, version: cfg.Version,

@@ -54,6 +54,7 @@ func TestConfigErrors(t *testing.T) {
 		"rate > 1":      {Server: "http://x", GatewayToken: "g", Devices: 1, FailRate: 1.5},
 		"rates > fleet": {Server: "http://x", GatewayToken: "g", Devices: 10, FailRate: 0.6, OfflineRate: 0.5},
 		"not http":      {Server: "ftp://x", GatewayToken: "g", Devices: 1},
+		"max conns < 0": {Server: "http://x", GatewayToken: "g", Devices: 1, MaxConns: -1},
 	} {
 		if _, err := sim.New(c); err == nil {
 			t.Errorf("%s: accepted", name)
