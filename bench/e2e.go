@@ -77,7 +77,9 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	if err := simCmd.Start(); err != nil {
 		return nil, err
 	}
-	defer func() { simCmd.Process.Signal(syscall.SIGTERM); simCmd.Wait() }()
+	// Stopped once the rollout ends, for its final tally, or on the way out.
+	stopSim := sync.OnceFunc(func() { simCmd.Process.Signal(syscall.SIGTERM); simCmd.Wait() })
+	defer stopSim()
 	regStart := time.Now()
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -148,8 +150,9 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	o.logf("CPU during the rollout: server %.1f s, simulator %.1f s, of %.1f s available (%d cores × wall)",
 		serverCPU.Seconds(), simCPU.Seconds(), wall.Seconds()*float64(runtime.NumCPU()), runtime.NumCPU())
 	// A device whose request failed tries again a poll interval later: the
-	// simulator's errors (its summary every 5 s) say whether any did.
-	time.Sleep(5500 * time.Millisecond)
+	// simulator's errors (its last summary before the rollout, its final
+	// tally after) say whether any did.
+	stopSim()
 	o.logf("simulator's request errors: %d before the rollout, %d since it started (to within 5 s)", errors0, simErrors(simOut.String())-errors0)
 	o.logf("rollout %s in %s: %v; server CPU per device-deployment %s", ro.Status, wall.Round(time.Millisecond), ro.Counts,
 		(serverCPU / time.Duration(devices)).Round(time.Microsecond))
@@ -193,15 +196,18 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-var simErrorsRE = regexp.MustCompile(`polls \d+ \(errors (\d+)\)`)
+// simErrorsRE finds the request errors in the simulator's summary lines
+// and in its final tally.
+var simErrorsRE = regexp.MustCompile(`polls \d+ \(errors (\d+)\)|poll errors +(\d+)`)
 
-// simErrors is the request error count of the simulator's last summary.
+// simErrors is the request error count the simulator printed last.
 func simErrors(out string) int {
 	m := simErrorsRE.FindAllStringSubmatch(out, -1)
 	if len(m) == 0 {
 		return 0
 	}
-	n, _ := strconv.Atoi(m[len(m)-1][1])
+	last := m[len(m)-1]
+	n, _ := strconv.Atoi(last[1] + last[2])
 	return n
 }
 

@@ -41,3 +41,18 @@ func TestReadResponse(t *testing.T) {
 		t.Fatal("a truncated response parsed")
 	}
 }
+
+// TestSimErrors reads the simulator's request errors from its last
+// summary line or, once it stopped, from its final tally.
+func TestSimErrors(t *testing.T) {
+	summary := "    15s  devices 100 (registered 100, offline 0)  polls 460 (errors 7)  in flight 0\n"
+	table := "\nsimulated fleet after 20s\n  polls                         500\n  poll errors                    9\n"
+	for _, tc := range []struct {
+		out  string
+		want int
+	}{{"", 0}, {summary, 7}, {summary + table, 9}, {table + summary, 7}} {
+		if got := simErrors(tc.out); got != tc.want {
+			t.Errorf("simErrors(%q) = %d, want %d", tc.out, got, tc.want)
+		}
+	}
+}

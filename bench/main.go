@@ -56,17 +56,26 @@ func (o opts) profileWindow() func() {
 	if o.windowProfile == "" {
 		return func() {}
 	}
-	f, err := os.Create(o.windowProfile)
+	stop, err := startProfile(o.windowProfile)
 	if err != nil {
 		o.logf("profile: %v", err)
 		return func() {}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		o.logf("profile: %v", err)
-		f.Close()
-		return func() {}
+	return stop
+}
+
+// startProfile writes a CPU profile of this process to path until the
+// returned func is called.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func (o opts) logf(format string, args ...any) { fmt.Fprintf(o.out, "  · "+format+"\n", args...) }
@@ -106,14 +115,11 @@ func run(args []string, stdout io.Writer) error {
 		return fmt.Errorf("-cpuprofile and -cpuprofile-window are exclusive")
 	}
 	if *cpuProfile != "" {
-		pf, err := os.Create(*cpuProfile)
+		stop, err := startProfile(*cpuProfile)
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	tmp, err := os.MkdirTemp("", "flotilla-bench-")
 	if err != nil {

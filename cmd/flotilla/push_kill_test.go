@@ -163,7 +163,7 @@ func TestAgentAsPushNode(t *testing.T) {
 	target := dir + "/app.bin"
 	os.WriteFile(target, []byte("healthy old build\n"), 0o755)
 	// The node binds this port later, and again after its restart.
-	addr := fmt.Sprintf("127.0.0.1:%d", testtool.ListenPort(t))
+	addr := testtool.ListenAddr(t)
 	// Registering the node with its address gives the token the server
 	// will send it, shown once; the node is started with it.
 	var reg struct {

@@ -304,7 +304,7 @@ func (s *Store) ReleaseModules(ctx context.Context, tenant string, artifactID in
 		if err != nil {
 			return nil, s.wrap("release modules", err)
 		}
-		if len(out) == 0 || pos != last {
+		if pos != last {
 			out, last = append(out, m), pos
 		}
 		if f != nil {

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"sync"
@@ -61,41 +62,31 @@ func (c cachedCounts) fits(r flotilla.Rollout, waves []flotilla.Wave) bool {
 // displayWaves is waves for GetRollout: counts of a large rollout may be
 // up to CountsMaxAge old.
 func (s *Store) displayWaves(ctx context.Context, r flotilla.Rollout) ([]flotilla.Wave, error) {
-	waves, counted, err := s.waveRows(ctx, s.rd, r)
-	if err != nil || !counted {
-		return waves, err
+	maxAge, from := cmp.Or(s.CountsMaxAge, DefaultCountsMaxAge), cmp.Or(s.CountsCacheFrom, DefaultCountsCacheFrom)
+	if r.Total < from {
+		maxAge = 0
 	}
-	maxAge, from := s.CountsMaxAge, s.CountsCacheFrom
-	if maxAge == 0 {
-		maxAge = DefaultCountsMaxAge
-	}
-	if from == 0 {
-		from = DefaultCountsCacheFrom
-	}
-	if err := s.fillCounts(ctx, r, waves, maxAge >= 0 && r.Total >= from, maxAge); err != nil {
-		return nil, err
-	}
-	unwrittenCounts(waves)
-	return waves, nil
+	return s.countedWaves(ctx, s.rd, r, maxAge)
 }
 
-// fillCounts fills waves' counts: from the cache when use is set and an
-// entry younger than maxAge fits them, otherwise read (and, with use,
-// kept).
-func (s *Store) fillCounts(ctx context.Context, r flotilla.Rollout, waves []flotilla.Wave, use bool, maxAge time.Duration) error {
+// fillCounts fills waves' counts: from the cache when reuse is positive
+// and an entry younger than reuse fits them, otherwise read (and, with
+// reuse, kept).
+func (s *Store) fillCounts(ctx context.Context, q querier, r flotilla.Rollout, waves []flotilla.Wave, reuse time.Duration) error {
 	now := time.Now()
+	use := reuse > 0
 	if use {
 		s.counts.mu.Lock()
 		c, ok := s.counts.m[r.ID]
 		s.counts.mu.Unlock()
-		if ok && now.Sub(c.at) < maxAge && c.fits(r, waves) {
+		if ok && now.Sub(c.at) < reuse && c.fits(r, waves) {
 			for i, w := range c.waves {
 				waves[i].Counts, waves[i].Waiting, waves[i].Unhealthy = maps.Clone(w.counts), w.waiting, w.unhealthy
 			}
 			return nil
 		}
 	}
-	if err := s.countWaves(ctx, s.rd, r.ID, waves); err != nil || !use {
+	if err := s.countWaves(ctx, q, r.ID, waves); err != nil || !use {
 		return err
 	}
 	c := cachedCounts{at: now, version: r.Version, status: r.Status, waves: make([]waveCounts, len(waves))}

@@ -74,11 +74,17 @@ func (s *Store) getRollout(ctx context.Context, q querier, tenant, id string) (f
 // waves loads a rollout's waves with counts by the state of each device's
 // latest attempt.
 func (s *Store) waves(ctx context.Context, q querier, r flotilla.Rollout) ([]flotilla.Wave, error) {
+	return s.countedWaves(ctx, q, r, 0)
+}
+
+// countedWaves is waves, with counts up to reuse old where reuse is
+// positive (see displayWaves).
+func (s *Store) countedWaves(ctx context.Context, q querier, r flotilla.Rollout, reuse time.Duration) ([]flotilla.Wave, error) {
 	waves, counted, err := s.waveRows(ctx, q, r)
 	if err != nil || !counted {
 		return waves, err
 	}
-	if err := s.countWaves(ctx, q, r.ID, waves); err != nil {
+	if err := s.fillCounts(ctx, q, r, waves, reuse); err != nil {
 		return nil, err
 	}
 	unwrittenCounts(waves)

@@ -124,6 +124,9 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skip(msg)
 }
 
+// ListenAddr is ListenPort as a 127.0.0.1 address.
+func ListenAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", ListenPort(t)) }
+
 // ListenPort returns a loopback port below the kernel's ephemeral range
 // that nothing listens on. The range matters: an outgoing connection of a
 // test running beside this one takes its local port from the ephemeral
