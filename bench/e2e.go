@@ -78,7 +78,14 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		return nil, err
 	}
 	// Stopped once the rollout ends, for its final tally, or on the way out.
-	stopSim := sync.OnceFunc(func() { simCmd.Process.Signal(syscall.SIGTERM); simCmd.Wait() })
+	simStopped := false
+	stopSim := func() {
+		if !simStopped {
+			simStopped = true
+			simCmd.Process.Signal(syscall.SIGTERM)
+			simCmd.Wait()
+		}
+	}
 	defer stopSim()
 	regStart := time.Now()
 	deadline := time.Now().Add(10 * time.Minute)
