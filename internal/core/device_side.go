@@ -10,6 +10,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/events"
+	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // DeviceIdentity is an authenticated DDI caller.
@@ -101,6 +102,20 @@ func (a *deviceAuth) flush() {
 // the first time with the tenant's gateway token (or anonymously, where the
 // tenant allows it) is registered when register is true.
 func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authorization string, cert *CertIdentity, register bool) (DeviceIdentity, error) {
+	id, _, err := c.authenticate(ctx, tenant, deviceID, authorization, cert, register, false)
+	return id, err
+}
+
+// AuthenticatePoll is AuthenticateDevice for a poll whose answer is not
+// cached. Where the device's token must be checked against the store, the
+// poll's own read carries it, and the view read with it comes back (nil
+// otherwise: read it with DeviceView). A cold poll then reads the device
+// once, not once for its token and once for its answer.
+func (c *Core) AuthenticatePoll(ctx context.Context, tenant, deviceID, authorization string, cert *CertIdentity) (DeviceIdentity, *DeviceView, error) {
+	return c.authenticate(ctx, tenant, deviceID, authorization, cert, true, true)
+}
+
+func (c *Core) authenticate(ctx context.Context, tenant, deviceID, authorization string, cert *CertIdentity, register, wantView bool) (DeviceIdentity, *DeviceView, error) {
 	tenant = strings.ToLower(tenant)
 	now := c.Now()
 	key := tenant + "\x00" + deviceID + "\x00" + HashSecret(authorization)
@@ -110,27 +125,32 @@ func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authori
 			key += "\x00direct"
 		}
 		if id, ok := c.deviceAuth.get(key, now); ok {
-			return id, nil
+			return id, nil, nil
 		}
 		id, err := c.certificateAuth(ctx, tenant, deviceID, *cert)
 		if err == nil {
 			c.deviceAuth.put(key, id, now, time.Time{})
-			return id, nil
+			return id, nil, nil
 		}
 		if !flotilla.IsCode(err, flotilla.EUnauthorized) {
-			return id, err
+			return id, nil, err
 		}
 		// An untrusted certificate falls back to the token, if any.
 	}
 	if id, ok := c.deviceAuth.get(key, now); ok {
-		return id, nil
+		return id, nil, nil
 	}
-	id, expires, err := c.authenticateDevice(ctx, tenant, deviceID, authorization, register)
+	var expires time.Time
+	var view *DeviceView
+	if wantView {
+		view = new(DeviceView)
+	}
+	id, err := c.checkDevice(ctx, tenant, deviceID, authorization, register, &expires, &view)
 	if err != nil {
-		return id, err
+		return id, nil, err
 	}
 	c.deviceAuth.put(key, id, now, expires)
-	return id, nil
+	return id, view, nil
 }
 
 // ParseDeviceAuthorization splits a DDI Authorization header into its
@@ -170,14 +190,13 @@ func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cer
 	return DeviceIdentity{Tenant: tenant, DeviceID: deviceID, Via: viaCertificate}, nil
 }
 
-// authenticateDevice checks credentials against the store; expires is when
-// they stop being valid (zero: not before they are revoked).
-func (c *Core) authenticateDevice(ctx context.Context, tenant, deviceID, authorization string, register bool) (id DeviceIdentity, expires time.Time, err error) {
-	id, err = c.checkDevice(ctx, tenant, deviceID, authorization, register, &expires)
-	return id, expires, err
-}
-
-func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register bool, expires *time.Time) (DeviceIdentity, error) {
+// checkDevice checks credentials against the store; expires is set to
+// when they stop being valid (zero: not before they are revoked). A
+// non-nil *view asks for the poll's view: it is filled where a device
+// token is checked (read in the same statement), else set to nil.
+func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register bool, expires *time.Time, view **DeviceView) (DeviceIdentity, error) {
+	want := *view
+	*view = nil
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
 	if s, _ := ParseDeviceAuthorization(authorization); s != "" {
 		unauthorized = flotilla.Errorf(flotilla.EUnauthorized, "the %s sent is not accepted for device %q in tenant %q: check the token (or rotate it with POST /api/v1/devices/%s/token)", s, deviceID, tenant, deviceID)
@@ -202,7 +221,17 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	case strings.EqualFold(scheme, "GatewayToken") && secret != "" && t.Settings.GatewayTokenDisabled:
 		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept gateway tokens (authentication.gatewaytoken.enabled is false)", tenant)
 	case strings.EqualFold(scheme, "TargetToken") && secret != "":
-		hash, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID)
+		var hash string
+		var dp store.DevicePoll
+		if want != nil {
+			dp, err = c.Store.DevicePoll(ctx, tenant, deviceID)
+			if err == nil && !dp.Registered {
+				err = flotilla.Errorf(flotilla.ENotFound, "device %q not found", deviceID)
+			}
+			hash = dp.TokenHash
+		} else {
+			hash, err = c.Store.DeviceTokenHash(ctx, tenant, deviceID)
+		}
 		if flotilla.IsCode(err, flotilla.ENotFound) {
 			return DeviceIdentity{}, unauthorized
 		}
@@ -213,6 +242,10 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 			return DeviceIdentity{}, unauthorized
 		}
 		id.Via = viaTarget
+		if want != nil {
+			*want = deviceView(dp, t.Settings)
+			*view = want
+		}
 		return id, nil
 	case strings.EqualFold(scheme, "GatewayToken") && secret != "":
 		tok, err := c.Store.TokenByHash(ctx, HashSecret(secret))
@@ -301,13 +334,18 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 	if err != nil {
 		return DeviceView{}, err
 	}
-	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: t.Settings}
+	return deviceView(dp, t.Settings), nil
+}
+
+// deviceView picks what a device is told from its poll's read.
+func deviceView(dp store.DevicePoll, settings flotilla.TenantSettings) DeviceView {
+	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: settings}
 	// Push deliveries are the server's business, not the polling client's.
 	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
 	for i := range open {
 		if open[i].State == flotilla.StateCancelRequested {
 			v.Action = &open[i]
-			return v, nil
+			return v
 		}
 	}
 	for i := range open {
@@ -316,7 +354,7 @@ func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, e
 			break
 		}
 	}
-	return v, nil
+	return v
 }
 
 // deviceDeployment loads a deployment of this device, with its history, or

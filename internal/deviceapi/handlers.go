@@ -20,21 +20,31 @@ import (
 )
 
 func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
-	id, ok := s.identify(w, r, true)
+	base := s.deviceBase(r)
+	now := s.core.Now()
+	// The cached answer and its version are read before authentication,
+	// which may read the device's answer along with its token: an answer
+	// read after the version cannot be stored over a newer invalidation.
+	key := cacheKey(strings.ToLower(r.PathValue("tenant")), r.PathValue("controllerId"))
+	e, version := s.cache.get(key, base, now)
+	id, view, ok := s.authenticate(w, r, true, e == nil)
 	if !ok {
 		return
 	}
-	base := s.deviceBase(r)
-	now := s.core.Now()
-	key := cacheKey(id.Tenant, id.DeviceID)
-	e, version := s.cache.get(key, base, now)
+	if k := cacheKey(id.Tenant, id.DeviceID); k != key {
+		key, view = k, nil
+		e, version = s.cache.get(key, base, now)
+	}
 	if e == nil {
-		view, err := s.core.DeviceView(r.Context(), id)
-		if err != nil {
-			s.error(w, r, err)
-			return
+		if view == nil {
+			v, err := s.core.DeviceView(r.Context(), id)
+			if err != nil {
+				s.error(w, r, err)
+				return
+			}
+			view = &v
 		}
-		e = s.renderPoll(view, base, now)
+		e = s.renderPoll(*view, base, now)
 		if age := s.opts.MaxCacheAge; age > 0 && (e.until.IsZero() || now.Add(age).Before(e.until)) {
 			e.until = now.Add(age)
 		}

@@ -141,27 +141,42 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 // identify authenticates the request; register allows a first poll to
 // register the device.
 func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool) (core.DeviceIdentity, bool) {
+	id, _, ok := s.authenticate(w, r, register, false)
+	return id, ok
+}
+
+// authenticate is identify; with poll, for a poll whose answer is not
+// cached, it also returns the view read with the device's token, if it was
+// (core.AuthenticatePoll).
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, register, poll bool) (core.DeviceIdentity, *core.DeviceView, bool) {
 	now := time.Now()
 	lim := s.limits.Load()
 	ip := wire.ClientIP(r)
 	if blocked, wait := lim.authFailures.Blocked(ip, now); blocked {
 		s.error(w, r, wire.RateLimited("too many failed authentications from %s", ip, wait))
-		return core.DeviceIdentity{}, false
+		return core.DeviceIdentity{}, nil, false
 	}
-	id, err := s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), certIdentity(r), register)
+	var id core.DeviceIdentity
+	var view *core.DeviceView
+	var err error
+	if poll {
+		id, view, err = s.core.AuthenticatePoll(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), certIdentity(r))
+	} else {
+		id, err = s.core.AuthenticateDevice(r.Context(), r.PathValue("tenant"), r.PathValue("controllerId"), r.Header.Get("Authorization"), certIdentity(r), register)
+	}
 	if err != nil {
 		if flotilla.IsCode(err, flotilla.EUnauthorized) {
 			lim.authFailures.Allow(ip, now)
 		}
 		s.error(w, r, err)
-		return id, false
+		return id, nil, false
 	}
 	if ok, wait := lim.device.AllowPair(id.Tenant, id.DeviceID, now); !ok {
 		s.error(w, r, wire.RateLimited("device %s makes too many requests", id.DeviceID, wait))
-		return id, false
+		return id, nil, false
 	}
 	s.core.MarkSeen(id.Tenant, id.DeviceID)
-	return id, true
+	return id, view, true
 }
 
 // certIdentity is the client certificate of the request, if any: one the

@@ -305,7 +305,8 @@ func (s *Store) DeviceActions(_ context.Context, tenant, deviceID string) ([]flo
 func (s *Store) DevicePoll(ctx context.Context, tenant, deviceID string) (store.DevicePoll, error) {
 	open, installed, _ := s.DeviceActions(ctx, tenant, deviceID)
 	attrs, _ := s.AttributesRequested(ctx, tenant, deviceID)
-	return store.DevicePoll{Open: open, Installed: installed, AttributesRequested: attrs}, nil
+	d, err := s.GetDevice(ctx, tenant, deviceID)
+	return store.DevicePoll{Open: open, Installed: installed, AttributesRequested: attrs, Registered: err == nil, TokenHash: d.TokenHash}, nil
 }
 
 // AttributesRequested implements store.Deployments.

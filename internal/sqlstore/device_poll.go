@@ -12,8 +12,9 @@ import (
 
 // deviceRow rides along with a device's deployments as a row of their
 // shape, id 0 (no deployment has it), carrying attrs_requested in
-// device_events: the poll's flag without a statement of its own.
-const deviceRow = `UNION ALL SELECT 0, tenant, id, NULL, '', '', NULL, 0, 0, '', NULL, NULL, '', NULL, '', '', 0, 0, NULL, '',
+// device_events and the token hash in message: the poll's flag and the
+// device's credential without a statement of their own.
+const deviceRow = `UNION ALL SELECT 0, tenant, id, NULL, '', '', NULL, 0, 0, '', NULL, NULL, '', NULL, '', '', 0, 0, NULL, COALESCE(token_hash, ''),
 	0, 0, NULL, NULL, NULL, attrs_requested FROM devices WHERE tenant = ? AND id = ?`
 
 // DevicePoll implements store.Deployments.
@@ -46,6 +47,7 @@ func (s *Store) devicePoll(ctx context.Context, tenant, deviceID string, withDev
 		switch {
 		case d.ID == 0:
 			p.AttributesRequested = d.DeviceEvents != 0
+			p.Registered, p.TokenHash = true, d.Message
 		case d.State == flotilla.StateSucceeded:
 			p.Installed = &d
 		default:

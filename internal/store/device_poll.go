@@ -11,4 +11,10 @@ type DevicePoll struct {
 	Installed *flotilla.Deployment
 	// AttributesRequested: the device should upload its attributes.
 	AttributesRequested bool
+	// Registered: the device exists. A poll that authenticates against
+	// the store checks its token with TokenHash, so that a cold poll reads
+	// the device once, not once for its token and once for its answer.
+	Registered bool
+	// TokenHash is the device's token hash ("": none).
+	TokenHash string
 }

@@ -35,11 +35,25 @@ func testDeployments(t *testing.T, s store.Store) {
 	must(t, s.CreateArtifact(ctx, a))
 	must(t, s.CreateDevice(ctx, device("acme", "k1", nil)))
 	checkPoll(t, s, "k1", nil, 0, true) // no deployment yet: the flag still comes
+	// The device's token rides along, so that a cold poll reads it once;
+	// a device that does not exist says so.
+	hash := "h-k1-" + t.Name()
+	_, err := s.UpdateDevice(ctx, "acme", "k1", flotilla.DevicePatch{TokenHash: &hash}, t0)
+	must(t, err)
+	if p, err := s.DevicePoll(ctx, "acme", "k1"); err != nil || !p.Registered || p.TokenHash != hash {
+		t.Fatalf("DevicePoll(k1) = registered %v, token hash %q, %v; want true, %q", p.Registered, p.TokenHash, err, hash)
+	}
+	if p, err := s.DevicePoll(ctx, "acme", "ghost"); err != nil || p.Registered || p.TokenHash != "" {
+		t.Fatalf("DevicePoll(ghost) = registered %v, token hash %q, %v; want false, none", p.Registered, p.TokenHash, err)
+	}
+	if p, err := s.DevicePoll(ctx, "beta", "k1"); err != nil || p.Registered {
+		t.Fatalf("DevicePoll(beta/k1) = registered %v, %v: another tenant's device", p.Registered, err)
+	}
 	must(t, s.SetAttributesRequested(ctx, "acme", "k1", false))
 	checkPoll(t, s, "k1", nil, 0, false)
 	must(t, s.SetAttributesRequested(ctx, "acme", "k1", true))
 
-	_, err := s.CreateDeployment(ctx, newDeployment("acme", "ghost", a, t0), assigned(t0))
+	_, err = s.CreateDeployment(ctx, newDeployment("acme", "ghost", a, t0), assigned(t0))
 	wantCode(t, err, flotilla.ENotFound)
 
 	d1 := newDeployment("acme", "k1", a, t0)
