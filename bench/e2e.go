@@ -72,6 +72,11 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	}
 	simCmd := exec.Command(bin, "sim", "--server", f.URL, "--gateway-token", benchGateway, "--devices", fmt.Sprint(devices),
 		"--poll", poll.String(), "--install-time", "1ms", "--prefix", name+"-", "--labels", "fleet="+name, "--summary-every", "5s", "--log-level", "error")
+	if o.windowProfile != "" {
+		// The simulator's whole life, registrations included: the load
+		// generator's share of the two cores is CPU the server cannot have.
+		simCmd.Args = append(simCmd.Args, "--cpuprofile", o.windowProfile+".sim")
+	}
 	var simOut syncBuffer
 	simCmd.Stdout, simCmd.Stderr = &simOut, &simOut
 	if err := simCmd.Start(); err != nil {

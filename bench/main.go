@@ -107,7 +107,7 @@ func run(args []string, stdout io.Writer) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: "+names())
 	pg := fs.String("postgres", os.Getenv("FLOTILLA_TEST_POSTGRES"), "PostgreSQL DSN for the Postgres rollout figure (default $FLOTILLA_TEST_POSTGRES)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server included) to this file")
-	windowProfile := fs.String("cpuprofile-window", "", "write a CPU profile of the measured section only (e2e, dmf, preview, the largest rollout; memory: the server process from start to stop) to this file")
+	windowProfile := fs.String("cpuprofile-window", "", "write a CPU profile of the measured section only (e2e, dmf, preview, the largest rollout; memory: the server process from start to stop) to this file; e2e and fleet also write the simulator's to FILE.sim")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
