@@ -92,6 +92,12 @@ func config(path string) (sqlstore.Config, error) {
 	q.Set("_txlock", "immediate")
 	q["_pragma"][len(q["_pragma"])-1] = "cache_size(-65536)"
 	q.Add("_pragma", "temp_store(MEMORY)")
+	// The writer checkpoints the WAL into the database when it commits
+	// past this many pages. SQLite's 1,000 (4 MiB) copied the same hot
+	// index pages back over and over while a fleet reported: at 100k
+	// devices checkpoints were 6% of the server's CPU, on the single
+	// writer's path. 16,384 pages keep the WAL under 64 MiB.
+	q.Add("_pragma", "wal_autocheckpoint(16384)")
 	write, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		read.Close()
