@@ -96,8 +96,10 @@ func config(path string) (sqlstore.Config, error) {
 	// past this many pages. SQLite's 1,000 (4 MiB) copied the same hot
 	// index pages back over and over while a fleet reported: at 100k
 	// devices checkpoints were 6% of the server's CPU, on the single
-	// writer's path. 16,384 pages keep the WAL under 64 MiB.
+	// writer's path. 16,384 pages keep the WAL under 64 MiB, and one
+	// large transaction's WAL is cut back to that once it is copied.
 	q.Add("_pragma", "wal_autocheckpoint(16384)")
+	q.Add("_pragma", "journal_size_limit(67108864)")
 	write, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		read.Close()
