@@ -32,6 +32,8 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if k := cacheKey(id.Tenant, id.DeviceID); k != key {
+		// Not the device the URL names (no authentication does that
+		// today): nothing read for the URL's key is this device's.
 		key, view = k, nil
 		e, version = s.cache.get(key, base, now)
 	}

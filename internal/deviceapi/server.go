@@ -145,9 +145,9 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request, register bool)
 	return id, ok
 }
 
-// authenticate is identify; with poll, for a poll whose answer is not
-// cached, it also returns the view read with the device's token, if it was
-// (core.AuthenticatePoll).
+// authenticate is identify; with poll (a poll, which registers, whose
+// answer is not cached) it also returns the view read with the device's
+// token, if it was (core.AuthenticatePoll).
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, register, poll bool) (core.DeviceIdentity, *core.DeviceView, bool) {
 	now := time.Now()
 	lim := s.limits.Load()
