@@ -54,8 +54,9 @@ type Config struct {
 	Owner string
 	// PublicURL is the base URL devices download artifacts from.
 	PublicURL string
-	// Prefetch bounds unacknowledged deliveries (default 64), Workers
-	// the messages processed at once (default 16).
+	// Prefetch bounds unacknowledged deliveries (default 256), Workers
+	// the messages processed at once (default 64). A status waits for
+	// its commit; the more wait at once, the more share one commit.
 	Prefetch, Workers int
 	// Poll is how often the outbox is read when nothing wakes the
 	// publisher (default 1s).
@@ -122,10 +123,10 @@ func New(c *core.Core, st Store, cfg Config, log *slog.Logger) *Link {
 		}
 	}
 	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 64
+		cfg.Prefetch = 256
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 16
+		cfg.Workers = 64
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = time.Second
