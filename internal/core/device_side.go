@@ -3,14 +3,12 @@ package core
 import (
 	"context"
 	"maps"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/internal/events"
-	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
 // DeviceIdentity is an authenticated DDI caller.
@@ -107,10 +105,10 @@ func (c *Core) AuthenticateDevice(ctx context.Context, tenant, deviceID, authori
 }
 
 // AuthenticatePoll is AuthenticateDevice for a poll whose answer is not
-// cached. Where the device's token must be checked against the store, the
-// poll's own read carries it, and the view read with it comes back (nil
-// otherwise: read it with DeviceView). A cold poll then reads the device
-// once, not once for its token and once for its answer.
+// cached. Where authentication reads the device (its token, or whether it
+// exists), it reads the poll's view with it (readDevice), which comes back
+// (nil otherwise: read it with DeviceView). A cold poll then reads the
+// device once, not once to authenticate and once for its answer.
 func (c *Core) AuthenticatePoll(ctx context.Context, tenant, deviceID, authorization string, cert *CertIdentity) (DeviceIdentity, *DeviceView, error) {
 	return c.authenticate(ctx, tenant, deviceID, authorization, cert, true, true)
 }
@@ -127,10 +125,10 @@ func (c *Core) authenticate(ctx context.Context, tenant, deviceID, authorization
 		if id, ok := c.deviceAuth.get(key, now); ok {
 			return id, nil, nil
 		}
-		id, err := c.certificateAuth(ctx, tenant, deviceID, *cert)
+		id, view, err := c.certificateAuth(ctx, tenant, deviceID, *cert, wantView)
 		if err == nil {
 			c.deviceAuth.put(key, id, now, time.Time{})
-			return id, nil, nil
+			return id, view, nil
 		}
 		if !flotilla.IsCode(err, flotilla.EUnauthorized) {
 			return id, nil, err
@@ -141,11 +139,7 @@ func (c *Core) authenticate(ctx context.Context, tenant, deviceID, authorization
 		return id, nil, nil
 	}
 	var expires time.Time
-	var view *DeviceView
-	if wantView {
-		view = new(DeviceView)
-	}
-	id, err := c.checkDevice(ctx, tenant, deviceID, authorization, register, &expires, &view)
+	id, view, err := c.checkDevice(ctx, tenant, deviceID, authorization, register, wantView, &expires)
 	if err != nil {
 		return id, nil, err
 	}
@@ -170,90 +164,75 @@ func ParseDeviceAuthorization(h string) (scheme, secret string) {
 // certificateAuth accepts a certificate for a known device: one this server
 // verified, or one a trusted proxy vouches for with an issuer the tenant
 // accepts.
-func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cert CertIdentity) (DeviceIdentity, error) {
+func (c *Core) certificateAuth(ctx context.Context, tenant, deviceID string, cert CertIdentity, wantView bool) (DeviceIdentity, *DeviceView, error) {
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "the client certificate is not accepted for device %q", deviceID)
 	t, err := c.cachedTenant(ctx, tenant)
 	if flotilla.IsCode(err, flotilla.ENotFound) {
-		return DeviceIdentity{}, unauthorized
+		return DeviceIdentity{}, nil, unauthorized
 	}
 	if err != nil {
-		return DeviceIdentity{}, err
+		return DeviceIdentity{}, nil, err
 	}
 	if !cert.Direct && !(t.Settings.HeaderAuth && t.Settings.AuthorityAccepts(cert.Issuers)) {
-		return DeviceIdentity{}, unauthorized
+		return DeviceIdentity{}, nil, unauthorized
 	}
-	if _, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
-		return DeviceIdentity{}, unauthorized
+	_, view, err := c.readDevice(ctx, tenant, deviceID, t.Settings, wantView)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
+		return DeviceIdentity{}, nil, unauthorized
 	} else if err != nil {
-		return DeviceIdentity{}, err
+		return DeviceIdentity{}, nil, err
 	}
-	return DeviceIdentity{Tenant: tenant, DeviceID: deviceID, Via: viaCertificate}, nil
+	return DeviceIdentity{Tenant: tenant, DeviceID: deviceID, Via: viaCertificate}, view, nil
 }
 
 // checkDevice checks credentials against the store; expires is set to
-// when they stop being valid (zero: not before they are revoked). A
-// non-nil *view asks for the poll's view: it is filled where a device
-// token is checked (read in the same statement), else set to nil.
-func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register bool, expires *time.Time, view **DeviceView) (DeviceIdentity, error) {
-	want := *view
-	*view = nil
+// when they stop being valid (zero: not before they are revoked). With
+// wantView, the device's poll view comes back too, read with it (nil for
+// a device registered just now).
+func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization string, register, wantView bool, expires *time.Time) (DeviceIdentity, *DeviceView, error) {
 	unauthorized := flotilla.Errorf(flotilla.EUnauthorized, "send 'Authorization: TargetToken <device token>' or 'GatewayToken <token>'")
 	if s, _ := ParseDeviceAuthorization(authorization); s != "" {
 		unauthorized = flotilla.Errorf(flotilla.EUnauthorized, "the %s sent is not accepted for device %q in tenant %q: check the token (or rotate it with POST /api/v1/devices/%s/token)", s, deviceID, tenant, deviceID)
 	}
 	if err := flotilla.ValidateDeviceID(deviceID); err != nil {
-		return DeviceIdentity{}, err
+		return DeviceIdentity{}, nil, err
 	}
 	// The cached tenant is as fresh as the authentication cache: setting
 	// changes flush both.
 	t, err := c.cachedTenant(ctx, tenant)
 	if flotilla.IsCode(err, flotilla.ENotFound) {
-		return DeviceIdentity{}, unauthorized
+		return DeviceIdentity{}, nil, unauthorized
 	}
 	if err != nil {
-		return DeviceIdentity{}, err
+		return DeviceIdentity{}, nil, err
 	}
 	scheme, secret := ParseDeviceAuthorization(authorization)
 	id := DeviceIdentity{Tenant: tenant, DeviceID: deviceID}
 	switch {
 	case strings.EqualFold(scheme, "TargetToken") && secret != "" && t.Settings.TargetTokenDisabled:
-		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept device tokens (authentication.targettoken.enabled is false)", tenant)
+		return DeviceIdentity{}, nil, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept device tokens (authentication.targettoken.enabled is false)", tenant)
 	case strings.EqualFold(scheme, "GatewayToken") && secret != "" && t.Settings.GatewayTokenDisabled:
-		return DeviceIdentity{}, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept gateway tokens (authentication.gatewaytoken.enabled is false)", tenant)
+		return DeviceIdentity{}, nil, flotilla.Errorf(flotilla.EUnauthorized, "tenant %q does not accept gateway tokens (authentication.gatewaytoken.enabled is false)", tenant)
 	case strings.EqualFold(scheme, "TargetToken") && secret != "":
-		var hash string
-		var dp store.DevicePoll
-		if want != nil {
-			dp, err = c.Store.DevicePoll(ctx, tenant, deviceID)
-			if err == nil && !dp.Registered {
-				err = flotilla.Errorf(flotilla.ENotFound, "device %q not found", deviceID)
-			}
-			hash = dp.TokenHash
-		} else {
-			hash, err = c.Store.DeviceTokenHash(ctx, tenant, deviceID)
-		}
+		hash, view, err := c.readDevice(ctx, tenant, deviceID, t.Settings, wantView)
 		if flotilla.IsCode(err, flotilla.ENotFound) {
-			return DeviceIdentity{}, unauthorized
+			return DeviceIdentity{}, nil, unauthorized
 		}
 		if err != nil {
-			return DeviceIdentity{}, err
+			return DeviceIdentity{}, nil, err
 		}
 		if hash == "" || !SecretsEqual(hash, HashSecret(secret)) {
-			return DeviceIdentity{}, unauthorized
+			return DeviceIdentity{}, nil, unauthorized
 		}
 		id.Via = viaTarget
-		if want != nil {
-			*want = deviceView(dp, t.Settings)
-			*view = want
-		}
-		return id, nil
+		return id, view, nil
 	case strings.EqualFold(scheme, "GatewayToken") && secret != "":
 		tok, err := c.Store.TokenByHash(ctx, HashSecret(secret))
 		if err != nil || tok.Tenant != tenant || !tok.Active(c.Now()) || !tok.Has(flotilla.ScopeGateway) {
 			if err != nil && !flotilla.IsCode(err, flotilla.ENotFound) {
-				return DeviceIdentity{}, err
+				return DeviceIdentity{}, nil, err
 			}
-			return DeviceIdentity{}, unauthorized
+			return DeviceIdentity{}, nil, unauthorized
 		}
 		id.Via = viaGateway
 		if tok.ExpiresAt != nil {
@@ -262,20 +241,21 @@ func (c *Core) checkDevice(ctx context.Context, tenant, deviceID, authorization 
 	case authorization == "" && t.AnonymousDDI:
 		id.Via = viaAnonymous
 	default:
-		return DeviceIdentity{}, unauthorized
+		return DeviceIdentity{}, nil, unauthorized
 	}
 	// Gateway and anonymous access may register the device.
-	if _, err := c.Store.DeviceTokenHash(ctx, tenant, deviceID); flotilla.IsCode(err, flotilla.ENotFound) {
+	_, view, err := c.readDevice(ctx, tenant, deviceID, t.Settings, wantView)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
 		if !register {
-			return DeviceIdentity{}, flotilla.Errorf(flotilla.ENotFound, "device %q is not registered; it registers itself with its first poll", deviceID)
+			return DeviceIdentity{}, nil, flotilla.Errorf(flotilla.ENotFound, "device %q is not registered; it registers itself with its first poll", deviceID)
 		}
 		if err := c.registerDevice(ctx, tenant, deviceID); err != nil {
-			return DeviceIdentity{}, err
+			return DeviceIdentity{}, nil, err
 		}
 	} else if err != nil {
-		return DeviceIdentity{}, err
+		return DeviceIdentity{}, nil, err
 	}
-	return id, nil
+	return id, view, nil
 }
 
 func (c *Core) registerDevice(ctx context.Context, tenant, deviceID string) error {
@@ -310,52 +290,6 @@ func (c *Core) ForgetDeviceAuth() {
 
 // ForgetDeviceAuthLocal drops this replica's cached authentications only.
 func (c *Core) ForgetDeviceAuthLocal() { c.deviceAuth.flush(); c.tenants.flush() }
-
-// DeviceView is what a device's poll answer is computed from.
-type DeviceView struct {
-	// Action is the deployment the device should act on: a pending cancel
-	// first, then the oldest running deployment. Nil when idle.
-	Action *flotilla.Deployment
-	// Installed is the last deployment that succeeded.
-	Installed *flotilla.Deployment
-	// AttributesRequested asks the device to upload its configData.
-	AttributesRequested bool
-	// Settings are the tenant's (polling time, back-off).
-	Settings flotilla.TenantSettings
-}
-
-// DeviceView reads what a device has to do.
-func (c *Core) DeviceView(ctx context.Context, id DeviceIdentity) (DeviceView, error) {
-	dp, err := c.Store.DevicePoll(ctx, id.Tenant, id.DeviceID)
-	if err != nil {
-		return DeviceView{}, err
-	}
-	t, err := c.cachedTenant(ctx, id.Tenant)
-	if err != nil {
-		return DeviceView{}, err
-	}
-	return deviceView(dp, t.Settings), nil
-}
-
-// deviceView picks what a device is told from its poll's read.
-func deviceView(dp store.DevicePoll, settings flotilla.TenantSettings) DeviceView {
-	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: settings}
-	// Push deliveries are the server's business, not the polling client's.
-	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
-	for i := range open {
-		if open[i].State == flotilla.StateCancelRequested {
-			v.Action = &open[i]
-			return v
-		}
-	}
-	for i := range open {
-		if open[i].State != flotilla.StateScheduled {
-			v.Action = &open[i]
-			break
-		}
-	}
-	return v
-}
 
 // deviceDeployment loads a deployment of this device, with its history, or
 // ENotFound.

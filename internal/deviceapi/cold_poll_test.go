@@ -45,3 +45,21 @@ func TestColdPollChecksTheTokenItReads(t *testing.T) {
 		t.Fatalf("poll with the new token = %+v, want the deployment gone (canceled before it was fetched)", p.Links)
 	}
 }
+
+// TestColdGatewayPollSeesItsDeployment: a gateway's first poll for a
+// known device reads the device's answer while checking that it exists,
+// and a gateway's poll for an unknown one still registers it.
+func TestColdGatewayPollSeesItsDeployment(t *testing.T) {
+	s, _, _ := setup(t)
+	s.API.Assign("dev-1", "kiosk-fw", "2.0.0", nil)
+	gw := "GatewayToken " + s.API.GatewayToken()
+	d := device{t: t, base: s.URL + "/default/controller/v1/dev-1", auth: gw}
+	if p, _ := d.poll(); p.Links.DeploymentBase == nil {
+		t.Fatalf("gateway's cold poll for dev-1 = %+v, want its deployment", p.Links)
+	}
+	n := device{t: t, base: s.URL + "/default/controller/v1/dev-new", auth: gw}
+	if p, _ := n.poll(); p.Links.DeploymentBase != nil || p.Links.ConfigData == nil {
+		t.Fatalf("gateway's first poll for a new device = %+v, want no deployment and a configData link", p.Links)
+	}
+	s.API.Must(200, "GET", "/api/v1/devices/dev-new", nil, nil)
+}

@@ -25,16 +25,17 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	// The cached answer and its version are read before authentication,
 	// which may read the device's answer along with its token: an answer
 	// read after the version cannot be stored over a newer invalidation.
-	key := cacheKey(strings.ToLower(r.PathValue("tenant")), r.PathValue("controllerId"))
+	tenant, device := strings.ToLower(r.PathValue("tenant")), r.PathValue("controllerId")
+	key := cacheKey(tenant, device)
 	e, version := s.cache.get(key, base, now)
 	id, view, ok := s.authenticate(w, r, true, e == nil)
 	if !ok {
 		return
 	}
-	if k := cacheKey(id.Tenant, id.DeviceID); k != key {
+	if id.Tenant != tenant || id.DeviceID != device {
 		// Not the device the URL names (no authentication does that
 		// today): nothing read for the URL's key is this device's.
-		key, view = k, nil
+		key, view = cacheKey(id.Tenant, id.DeviceID), nil
 		e, version = s.cache.get(key, base, now)
 	}
 	if e == nil {
