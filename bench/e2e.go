@@ -14,11 +14,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/flotilla-ota/flotilla/internal/server"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 	"github.com/flotilla-ota/flotilla/label"
 )
 
@@ -77,7 +77,7 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		// generator's share of the two cores is CPU the server cannot have.
 		simCmd.Args = append(simCmd.Args, "--cpuprofile", o.windowProfile+".sim")
 	}
-	var simOut syncBuffer
+	var simOut testtool.SyncBuffer
 	simCmd.Stdout, simCmd.Stderr = &simOut, &simOut
 	if err := simCmd.Start(); err != nil {
 		return nil, err
@@ -188,24 +188,6 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 		Figure: wall.Round(10 * time.Millisecond).String(), Baseline: minimum.Round(10*time.Millisecond).String() + " (theoretical minimum)",
 		Ratio: ratio, Target: fmt.Sprintf("≤ %.1f", target), Pass: ratio <= target,
 		Note: fmt.Sprintf("server CPU %s per device-deployment", (serverCPU / time.Duration(devices)).Round(time.Microsecond))}}, nil
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // simErrorsRE finds the request errors in the simulator's summary lines

@@ -38,7 +38,7 @@ func TestDiskFull(t *testing.T) {
 	cmd := exec.Command("unshare", "--user", "--map-root-user", "--mount", "sh", "-c", diskFullScript, "sh", dir, flotillaBinary(t))
 	cmd.Env = append(cmd.Environ(), "FLOTILLA_ADMIN_TOKEN="+adminSecret)
 	out, _ := cmd.StdoutPipe()
-	var log syncBuffer
+	var log testtool.SyncBuffer
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

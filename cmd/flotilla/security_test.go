@@ -20,6 +20,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 )
 
 // The tests in this file each reproduce a finding of the security review
@@ -150,7 +151,7 @@ func TestAgentListenRefusesToStartWithoutAToken(t *testing.T) {
 	defer cancel()
 	cmd = exec.CommandContext(ctx, flotillaBinary(t), "agent", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--device-id", "n1",
 		"--target", dir+"/t", "--state-dir", dir+"/s")
-	var log syncBuffer
+	var log testtool.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -162,24 +163,6 @@ func TestAgentListenRefusesToStartWithoutAToken(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's two output streams.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Finding 3: self-registered devices' tokens were stored in plain text and

@@ -23,6 +23,7 @@ import (
 
 	"github.com/flotilla-ota/flotilla/internal/server"
 	"github.com/flotilla-ota/flotilla/internal/servertest"
+	"github.com/flotilla-ota/flotilla/internal/testtool"
 )
 
 // testCA issues certificates for the TLS tests.
@@ -141,7 +142,7 @@ func TestTLSAndDeviceCertificates(t *testing.T) {
 	defer cancel()
 	agent := exec.CommandContext(ctx, flotillaBinary(t), "agent", "--server", p.URL, "--device-id", "dev-tls", "--cert", agentCert, "--key", agentKey,
 		"--ca", caFile, "--first-check", "0s", "--target", filepath.Join(dir, "app"), "--state-dir", filepath.Join(dir, "agent"), "--current-version", "1.0.0")
-	var alog syncBuffer
+	var alog testtool.SyncBuffer
 	agent.Stdout, agent.Stderr = &alog, &alog
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -92,24 +91,6 @@ func run(t *testing.T, dir, name string, args ...string) {
 	}
 }
 
-// lockedBuffer collects a process's output safely.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSWUpdateSuricatta runs the real SWUpdate client (Debian's swupdate)
 // in suricatta mode against the server: it downloads an assigned .swu,
 // installs it with the rawfile handler, and after the restart with -c 2
@@ -131,13 +112,13 @@ func TestSWUpdateSuricatta(t *testing.T) {
 	s.API.Upload("rootfs", "2.0.0", swu, "filename=rootfs-2.0.0.swu&type=swu")
 	dep := s.API.Assign("swu-device", "rootfs", "2.0.0", nil)
 
-	start := func(extra ...string) (*exec.Cmd, *lockedBuffer) {
+	start := func(extra ...string) (*exec.Cmd, *testtool.SyncBuffer) {
 		suricatta := fmt.Sprintf("-t default -u %s -i swu-device -k %s -p 1", s.URL, tok)
 		args := []string{"-v", "-k", cert, "-H", "board:rev", "-u", suricatta + " " + strings.Join(extra, " ")}
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
-		out := &lockedBuffer{}
+		out := &testtool.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -251,12 +232,12 @@ func TestSWUpdateMultiChunk(t *testing.T) {
 	rest(t, s, "POST", "/targets/swu-multi/assignedDS", strings.NewReader(fmt.Sprintf(`{ "id" : %d, "type" : "forced" }`, sets[0].ID)), "application/json", 200, &res)
 	aid := res.AssignedActions[0].ID
 
-	start := func(extra ...string) (*exec.Cmd, *lockedBuffer) {
+	start := func(extra ...string) (*exec.Cmd, *testtool.SyncBuffer) {
 		suricatta := fmt.Sprintf("-t default -u %s -i swu-multi -k %s -p 1", s.URL, token)
 		cmd := exec.Command(bin, "-v", "-k", cert, "-H", "board:rev", "-u", suricatta+" "+strings.Join(extra, " "))
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "TMPDIR="+dir)
-		out := &lockedBuffer{}
+		out := &testtool.SyncBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

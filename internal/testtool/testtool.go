@@ -6,6 +6,7 @@
 package testtool
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -150,4 +151,23 @@ func ListenPort(t testing.TB) int {
 	}
 	t.Fatalf("no free loopback port in [%d, %d)", lo, hi)
 	return 0
+}
+
+// SyncBuffer collects a process's output (both streams, written from
+// their own goroutines) while the test or bench reads it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
