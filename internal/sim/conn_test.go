@@ -90,10 +90,7 @@ func TestConnClientKeepsOneConnection(t *testing.T) {
 			w.Write([]byte("ok " + r.URL.Path))
 		}
 	})
-	c, err := newConnClient(s.URL, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, s.URL, http.DefaultClient)
 	for i, tc := range []struct{ path, body, want string }{
 		{"/a", "", "ok /a"}, {"/chunked", "", "part one,part two"}, {"/none", "", ""},
 		{"/b", `{"x":1}`, "ok /b"}, {"/big", "", strings.Repeat("x", 1<<20)}, {"/c", "", "ok /c"},
@@ -117,10 +114,7 @@ func TestConnClientKeepsOneConnection(t *testing.T) {
 func TestConnClientSharesConnections(t *testing.T) {
 	release := make(chan struct{})
 	s := newHoldingServer(t, "/wait", release)
-	c, err := newConnClient(s.URL, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, s.URL, http.DefaultClient)
 	for range 5 { // five devices one after the other
 		if _, _, err := get(t, c, context.Background(), s.URL+"/a", ""); err != nil {
 			t.Fatal(err)
@@ -158,10 +152,7 @@ func TestConnClientSharesConnections(t *testing.T) {
 func TestConnClientBoundsConnections(t *testing.T) {
 	release := make(chan struct{})
 	s := newHoldingServer(t, "/wait", release)
-	c, err := newConnClient(s.URL, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, s.URL, http.DefaultClient)
 	c.slots = make(chan struct{}, 2)
 	var wg sync.WaitGroup
 	var answered atomic.Int64
@@ -192,10 +183,7 @@ func TestConnClientBoundsConnections(t *testing.T) {
 		t.Fatalf("%d connections with a budget of two", n)
 	}
 	// A request that fails (nobody listens) must not keep its slot.
-	dead, err := newConnClient("http://"+s.Listener.Addr().String(), http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dead := mustConnClient(t, "http://"+s.Listener.Addr().String(), http.DefaultClient)
 	dead.slots = make(chan struct{}, 1)
 	s.Close()
 	for i := range 3 {
@@ -219,10 +207,7 @@ func TestConnClientRetriesClosedIdleConnection(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	})
-	c, err := newConnClient(s.URL, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, s.URL, http.DefaultClient)
 	if _, _, err := get(t, c, context.Background(), s.URL+"/a", "first"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,10 +236,7 @@ func TestConnClientStopsWithContext(t *testing.T) {
 	release := make(chan struct{})
 	s := newHoldingServer(t, "/hang", release)
 	defer close(release)
-	c, err := newConnClient(s.URL, http.DefaultClient)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, s.URL, http.DefaultClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, _, err := get(t, c, ctx, s.URL+"/hang", ""); done <- err }()
@@ -278,14 +260,21 @@ func TestConnClientStopsWithContext(t *testing.T) {
 func TestConnClientSendsOtherHostsElsewhere(t *testing.T) {
 	server := newConnServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("server")) })
 	cdn := newConnServer(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("cdn")) })
-	c, err := newConnClient(server.URL, cdn.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := mustConnClient(t, server.URL, cdn.Client())
 	if _, got, err := get(t, c, context.Background(), cdn.URL+"/file", ""); err != nil || got != "cdn" {
 		t.Fatalf("other host: %q, %v", got, err)
 	}
 	if server.requests.Load() != 0 {
 		t.Fatal("a request for another host reached the server")
 	}
+}
+
+// mustConnClient is newConnClient for a server URL the test made.
+func mustConnClient(t *testing.T, server string, other doer) *connClient {
+	t.Helper()
+	c, err := newConnClient(server, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
