@@ -288,6 +288,7 @@ func (c *Core) DeleteArtifact(ctx context.Context, p Principal, tenant, name, ve
 	if err != nil {
 		return err
 	}
+	c.forgetRelease(tenant, a.ID)
 	if orphan {
 		c.deleteOrphanBlob(ctx, a.SHA256)
 	}

@@ -84,6 +84,7 @@ type Core struct {
 	quota      quotaState
 	tenants    tenantCache
 	held       heldFeedback
+	releases   releaseCache
 }
 
 // Hooks are how the rest of a running server reacts to what the core

@@ -18,11 +18,11 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 	if !d.State.Active() || d.State == flotilla.StateCancelRequested {
 		return d, flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "action %d is %s", actionID, d.State)
 	}
-	a, err := c.Store.GetArtifactByID(ctx, id.Tenant, d.ArtifactID)
-	if err != nil {
+	a, err := c.deployedRelease(ctx, id.Tenant, d.ArtifactID)
+	if flotilla.IsCode(err, flotilla.ENotFound) {
 		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
 	}
-	if a, err = c.withModules(ctx, a); err != nil {
+	if err != nil {
 		return d, a, err
 	}
 	if d.RetrievedAt == nil {
