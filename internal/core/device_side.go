@@ -363,46 +363,59 @@ func (c *Core) replayFinal(ctx context.Context, id DeviceIdentity, actionID int6
 }
 
 // ConfigData updates a device's attributes from DDI's configData. Keys
-// "label.NAME" set labels; "version" sets the reported version.
+// "label.NAME" set labels; "version" sets the reported version. The device
+// is read and written in one small write, so the merge decides on the
+// device as it is written.
 func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, data map[string]string) error {
 	if len(data) > 256 {
 		return flotilla.Errorf(flotilla.EInvalid, "at most 256 attributes are allowed")
 	}
-	d, err := c.Store.GetDevice(ctx, id.Tenant, id.DeviceID)
-	if err != nil {
+	if mode != "" && mode != "merge" && mode != "replace" && mode != "remove" {
+		return flotilla.Errorf(flotilla.EInvalid, "mode %q is invalid: use merge, replace or remove", mode)
+	}
+	wrote := false // by the edit's last run
+	d, nd, err := c.Store.EditDevice(ctx, id.Tenant, id.DeviceID, c.Now(), func(d flotilla.Device, requested bool) (*flotilla.DevicePatch, error) {
+		p, err := configPatch(d, requested, mode, data)
+		wrote = p != nil
+		return p, err
+	})
+	if err != nil || !wrote {
 		return err
 	}
+	c.InvalidateDevice(id.Tenant, id.DeviceID)
+	c.publishDevice(events.TypeDeviceUpdated, nd)
+	if nd.Version != d.Version || !maps.Equal(nd.Labels, d.Labels) {
+		c.catchUp(ctx, nd)
+	}
+	return nil
+}
+
+// configPatch is what configData in mode does to d: nil when it changes
+// nothing and the attributes were not asked for.
+func configPatch(d flotilla.Device, requested bool, mode string, data map[string]string) (*flotilla.DevicePatch, error) {
 	attrs := map[string]string{}
 	switch mode {
 	case "", "merge":
-		for k, v := range d.Attributes {
-			attrs[k] = v
-		}
-		for k, v := range data {
-			attrs[k] = v
-		}
+		maps.Copy(attrs, d.Attributes)
+		maps.Copy(attrs, data)
 	case "replace":
-		for k, v := range data {
-			attrs[k] = v
-		}
+		maps.Copy(attrs, data)
 	case "remove":
 		for k, v := range d.Attributes {
 			if _, drop := data[k]; !drop {
 				attrs[k] = v
 			}
 		}
-	default:
-		return flotilla.Errorf(flotilla.EInvalid, "mode %q is invalid: use merge, replace or remove", mode)
 	}
 	if err := validateAttributes(attrs); err != nil {
-		return err
+		return nil, err
 	}
 	patch := flotilla.DevicePatch{Attributes: &attrs}
 	// Labels are written only when the data names some: an operator's
-	// label change at the same moment must not be overwritten.
-	labels, touched := map[string]string{}, false
-	for k, v := range d.Labels {
-		labels[k] = v
+	// label change is not overwritten by a device that names none.
+	labels, touched := maps.Clone(d.Labels), false
+	if labels == nil {
+		labels = map[string]string{}
 	}
 	for k, v := range data {
 		if name, ok := strings.CutPrefix(k, "label."); ok {
@@ -416,7 +429,7 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	}
 	if touched {
 		if err := flotilla.ValidateLabels(labels); err != nil {
-			return err
+			return nil, err
 		}
 		patch.Labels = &labels
 	}
@@ -427,25 +440,10 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	// unless they were asked for; changed ones are written either way.
 	same := maps.Equal(attrs, d.Attributes) && (patch.Labels == nil || maps.Equal(*patch.Labels, d.Labels)) &&
 		(patch.Version == nil || *patch.Version == d.Version)
-	if same {
-		requested, err := c.Store.AttributesRequested(ctx, id.Tenant, id.DeviceID)
-		if err != nil {
-			return err
-		}
-		if !requested {
-			return nil
-		}
+	if same && !requested {
+		return nil, nil
 	}
 	no := false
 	patch.AttributesRequested = &no
-	nd, err := c.Store.UpdateDevice(ctx, id.Tenant, id.DeviceID, patch, c.Now())
-	if err != nil {
-		return err
-	}
-	c.InvalidateDevice(id.Tenant, id.DeviceID)
-	c.publishDevice(events.TypeDeviceUpdated, nd)
-	if nd.Version != d.Version || !maps.Equal(nd.Labels, d.Labels) {
-		c.catchUp(ctx, nd)
-	}
-	return nil
+	return &patch, nil
 }

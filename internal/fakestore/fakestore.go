@@ -124,6 +124,23 @@ func (s *Store) UpdateDevice(_ context.Context, tenant, id string, p flotilla.De
 	return d, nil
 }
 
+// EditDevice implements store.Devices.
+func (s *Store) EditDevice(ctx context.Context, tenant, id string, now time.Time, edit func(flotilla.Device, bool) (*flotilla.DevicePatch, error)) (before, after flotilla.Device, err error) {
+	s.mu.Lock()
+	d, ok := s.devices[key(tenant, id)]
+	requested := s.attrs[key(tenant, id)]
+	s.mu.Unlock()
+	if !ok {
+		return d, d, flotilla.Errorf(flotilla.ENotFound, "device %q not found", id)
+	}
+	p, err := edit(d, requested)
+	if err != nil || p == nil {
+		return d, d, err
+	}
+	after, err = s.UpdateDevice(ctx, tenant, id, *p, now)
+	return d, after, err
+}
+
 // GetArtifact implements store.Artifacts.
 func (s *Store) GetArtifact(_ context.Context, tenant, name, version string) (flotilla.Artifact, error) {
 	s.mu.Lock()

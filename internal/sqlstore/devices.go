@@ -244,47 +244,53 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 		if err != nil {
 			return s.wrap("update device", err)
 		}
-		if p.Labels != nil {
-			d.Labels = *p.Labels
-		}
-		if p.Attributes != nil {
-			d.Attributes = *p.Attributes
-		}
-		if p.Address != nil {
-			d.Address = *p.Address
-		}
-		if p.Version != nil {
-			d.Version = *p.Version
-		}
-		if p.TokenHash != nil {
-			d.TokenHash = *p.TokenHash
-		}
-		if p.TokenSealed != nil {
-			d.TokenSealed = *p.TokenSealed
-		}
-		if p.NodeTokenSealed != nil {
-			d.NodeTokenSealed = *p.NodeTokenSealed
-		}
-		if p.Name != nil {
-			d.Name = *p.Name
-		}
-		if p.Description != nil {
-			d.Description = *p.Description
-		}
-		d.UpdatedAt = now
-		var attrsRequested any // NULL: unchanged
-		if p.AttributesRequested != nil {
-			attrsRequested = boolInt(*p.AttributesRequested)
-		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?,
-			attrs_requested = COALESCE(?, attrs_requested), label_set = COALESCE(?, label_set)
-			WHERE tenant = ? AND id = ?`),
-			encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
-			ts(now), d.Name, d.Description, attrsRequested, set, tenant, id)
-		out = d
-		return s.wrap("update device", err)
+		out, err = s.patchDevice(ctx, tx, d, p, set, now)
+		return err
 	})
 	return out, err
+}
+
+// patchDevice writes p over d, read in tx, with the labels' set (nil when
+// p leaves them) and returns the result.
+func (s *Store) patchDevice(ctx context.Context, tx *Tx, d flotilla.Device, p flotilla.DevicePatch, set any, now time.Time) (flotilla.Device, error) {
+	if p.Labels != nil {
+		d.Labels = *p.Labels
+	}
+	if p.Attributes != nil {
+		d.Attributes = *p.Attributes
+	}
+	if p.Address != nil {
+		d.Address = *p.Address
+	}
+	if p.Version != nil {
+		d.Version = *p.Version
+	}
+	if p.TokenHash != nil {
+		d.TokenHash = *p.TokenHash
+	}
+	if p.TokenSealed != nil {
+		d.TokenSealed = *p.TokenSealed
+	}
+	if p.NodeTokenSealed != nil {
+		d.NodeTokenSealed = *p.NodeTokenSealed
+	}
+	if p.Name != nil {
+		d.Name = *p.Name
+	}
+	if p.Description != nil {
+		d.Description = *p.Description
+	}
+	d.UpdatedAt = now
+	var attrsRequested any // NULL: unchanged
+	if p.AttributesRequested != nil {
+		attrsRequested = boolInt(*p.AttributesRequested)
+	}
+	_, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?,
+		attrs_requested = COALESCE(?, attrs_requested), label_set = COALESCE(?, label_set)
+		WHERE tenant = ? AND id = ?`),
+		encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
+		ts(now), d.Name, d.Description, attrsRequested, set, d.Tenant, d.ID)
+	return d, s.wrap("update device", err)
 }
 
 // DeleteDevice implements store.Devices. Deployments and their history go

@@ -184,6 +184,9 @@ type Devices interface {
 	CountDevices(ctx context.Context, tenant string, sel label.Selector) (int, error)
 	// UpdateDevice applies p at now and returns the result; ENotFound.
 	UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error)
+	// EditDevice applies at now the patch edit returns (nil: no write) for the device as the write
+	// reads it, and whether its attributes are requested; edit may run more than once. ENotFound.
+	EditDevice(ctx context.Context, tenant, id string, now time.Time, edit func(d flotilla.Device, attrsRequested bool) (*flotilla.DevicePatch, error)) (before, after flotilla.Device, err error)
 	// DeleteDevice removes the device and its history; ENotFound.
 	DeleteDevice(ctx context.Context, tenant, id string) error
 	// TouchDevices records when devices were last seen, in one write. For

@@ -43,13 +43,19 @@ func testSelectorsFollowLabelChanges(t *testing.T, s store.Store) {
 	relabel("d006", map[string]string{"region": "r1", "model": "m1"})
 	relabel("d007", map[string]string{"region": "r7", "model": "m1", "only": "me"})
 	relabel("d007", map[string]string{"region": "r2", "model": "m2"}) // its set of a moment ago is carried by nobody now
+	// A device's own upload relabels it in one write, to a set not seen before.
+	_, _, err := s.EditDevice(ctx, "acme", "d008", t0, func(d flotilla.Device, _ bool) (*flotilla.DevicePatch, error) {
+		labels := map[string]string{"region": d.Labels["region"], "model": "m1", "fresh": "set"}
+		return &flotilla.DevicePatch{Labels: &labels}, nil
+	})
+	must(t, err)
 	must(t, s.DeleteDevice(ctx, "acme", "d011"))
 	must(t, s.DeleteDevice(ctx, "acme", "d021"))
 
 	all, err := s.ListDevices(ctx, "acme", store.DeviceQuery{})
 	must(t, err)
 	for _, sel := range []string{"region=r1", "region in (r1,r2),model!=m1", "only", "!only", "only=me", "canary=yes", "region", "!region", "model=m0",
-		"region notin (r1)", "region=r7", "nothing=here", ""} {
+		"region notin (r1)", "region=r7", "nothing=here", "fresh=set", "region=r8,model=m1", ""} {
 		parsed := label.MustParse(sel)
 		var want []string
 		for _, d := range all {
