@@ -72,6 +72,29 @@ type DevicePatch struct {
 	AttributesRequested *bool
 }
 
+// Apply sets on d the fields p names (AttributesRequested is the store's,
+// not the device's).
+func (p DevicePatch) Apply(d *Device) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if p.Labels != nil {
+		d.Labels = *p.Labels
+	}
+	if p.Attributes != nil {
+		d.Attributes = *p.Attributes
+	}
+	set(&d.Address, p.Address)
+	set(&d.Version, p.Version)
+	set(&d.TokenHash, p.TokenHash)
+	set(&d.TokenSealed, p.TokenSealed)
+	set(&d.NodeTokenSealed, p.NodeTokenSealed)
+	set(&d.Name, p.Name)
+	set(&d.Description, p.Description)
+}
+
 // FleetSummary is what the dashboard shows about the fleet.
 type FleetSummary struct {
 	Total, Online, Never int

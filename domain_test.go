@@ -1,6 +1,7 @@
 package flotilla_test
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -84,5 +85,38 @@ func TestValidateNames(t *testing.T) {
 	}
 	if err := flotilla.ValidateLabels(map[string]string{"bad key": "x"}); err == nil {
 		t.Error("bad label key accepted")
+	}
+}
+
+// TestDevicePatchApply: a patch sets the fields it names, and only those.
+func TestDevicePatchApply(t *testing.T) {
+	s := func(v string) *string { return &v }
+	labels, attrs := map[string]string{"site": "b"}, map[string]string{}
+	base := flotilla.Device{ID: "d", Name: "n", Description: "x", Version: "1", Address: "http://127.0.0.1:1", TokenHash: "h",
+		TokenSealed: "t", NodeTokenSealed: "nt", Labels: map[string]string{"site": "a"}, Attributes: map[string]string{"k": "v"}}
+	for _, tc := range []struct {
+		name  string
+		patch flotilla.DevicePatch
+		check func(d flotilla.Device) bool
+	}{
+		{"nothing", flotilla.DevicePatch{}, func(d flotilla.Device) bool { return reflect.DeepEqual(d, base) }},
+		{"labels", flotilla.DevicePatch{Labels: &labels}, func(d flotilla.Device) bool { return d.Labels["site"] == "b" && d.Attributes["k"] == "v" }},
+		{"attributes emptied", flotilla.DevicePatch{Attributes: &attrs}, func(d flotilla.Device) bool { return len(d.Attributes) == 0 && d.Labels["site"] == "a" }},
+		{"strings", flotilla.DevicePatch{Address: s(""), Version: s("2"), TokenHash: s("h2"), TokenSealed: s("t2"), NodeTokenSealed: s("nt2"), Name: s("m"), Description: s("y")},
+			func(d flotilla.Device) bool {
+				return d.Address == "" && d.Version == "2" && d.TokenHash == "h2" && d.TokenSealed == "t2" && d.NodeTokenSealed == "nt2" &&
+					d.Name == "m" && d.Description == "y" && d.Labels["site"] == "a"
+			}},
+		{"one field", flotilla.DevicePatch{Version: s("3")}, func(d flotilla.Device) bool {
+			want := base
+			want.Version = "3"
+			return reflect.DeepEqual(d, want)
+		}},
+	} {
+		d := base
+		tc.patch.Apply(&d)
+		if !tc.check(d) {
+			t.Errorf("%s: %+v", tc.name, d)
+		}
 	}
 }

@@ -11,18 +11,26 @@ import (
 	"github.com/flotilla-ota/flotilla/internal/blob/disk"
 	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/sqlite"
+	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
-func newCore(t *testing.T) (*core.Core, string) {
+func newCore(t *testing.T) (*core.Core, string) { return newCoreOver(t, nil) }
+
+// newCoreOver is newCore with its SQLite store seen through wrap, if set.
+func newCoreOver(t *testing.T, wrap func(store.Store) store.Store) (*core.Core, string) {
 	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "db"))
+	sq, err := sqlite.Open(context.Background(), filepath.Join(dir, "db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { sq.Close() })
 	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	var st store.Store = sq
+	if wrap != nil {
+		st = wrap(sq)
 	}
 	return core.New(st, blobs, nil, nil, core.Config{}), dir
 }

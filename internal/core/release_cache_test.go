@@ -2,14 +2,11 @@ package core_test
 
 import (
 	"context"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/flotilla-ota/flotilla"
-	"github.com/flotilla-ota/flotilla/internal/blob/disk"
 	"github.com/flotilla-ota/flotilla/internal/core"
-	"github.com/flotilla-ota/flotilla/internal/sqlite"
 	"github.com/flotilla-ota/flotilla/internal/store"
 )
 
@@ -29,18 +26,8 @@ func (s *countingStore) GetArtifactByID(ctx context.Context, tenant string, id i
 // the database holds, and is gone with its release.
 func TestDeploymentBaseReadsAReleaseOnce(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	sq, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sq.Close() })
-	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &countingStore{Store: sq}
-	c := core.New(st, blobs, nil, nil, core.Config{})
+	st := &countingStore{}
+	c, _ := newCoreOver(t, func(sq store.Store) store.Store { st.Store = sq; return st })
 	tenant := flotilla.DefaultTenant
 	must(t, st.CreateTenant(ctx, flotilla.Tenant{Name: tenant}))
 	a := flotilla.Artifact{Tenant: tenant, Name: "fw", Version: "2.0.0", Type: "os", Filename: "fw.bin", Size: 100,

@@ -104,18 +104,7 @@ func (s *Store) UpdateDevice(_ context.Context, tenant, id string, p flotilla.De
 	if !ok {
 		return d, flotilla.Errorf(flotilla.ENotFound, "device %q not found", id)
 	}
-	if p.Labels != nil {
-		d.Labels = *p.Labels
-	}
-	if p.Attributes != nil {
-		d.Attributes = *p.Attributes
-	}
-	if p.Address != nil {
-		d.Address = *p.Address
-	}
-	if p.Version != nil {
-		d.Version = *p.Version
-	}
+	p.Apply(&d)
 	if p.AttributesRequested != nil {
 		s.attrs[key(tenant, id)] = *p.AttributesRequested
 	}

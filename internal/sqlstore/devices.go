@@ -253,33 +253,7 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 // patchDevice writes p over d, read in tx, with the labels' set (nil when
 // p leaves them) and returns the result.
 func (s *Store) patchDevice(ctx context.Context, tx *Tx, d flotilla.Device, p flotilla.DevicePatch, set any, now time.Time) (flotilla.Device, error) {
-	if p.Labels != nil {
-		d.Labels = *p.Labels
-	}
-	if p.Attributes != nil {
-		d.Attributes = *p.Attributes
-	}
-	if p.Address != nil {
-		d.Address = *p.Address
-	}
-	if p.Version != nil {
-		d.Version = *p.Version
-	}
-	if p.TokenHash != nil {
-		d.TokenHash = *p.TokenHash
-	}
-	if p.TokenSealed != nil {
-		d.TokenSealed = *p.TokenSealed
-	}
-	if p.NodeTokenSealed != nil {
-		d.NodeTokenSealed = *p.NodeTokenSealed
-	}
-	if p.Name != nil {
-		d.Name = *p.Name
-	}
-	if p.Description != nil {
-		d.Description = *p.Description
-	}
+	p.Apply(&d)
 	d.UpdatedAt = now
 	var attrsRequested any // NULL: unchanged
 	if p.AttributesRequested != nil {
