@@ -98,6 +98,11 @@ type Hooks struct {
 	// cached poll answer must be recomputed. deviceID "" means every
 	// device of the tenant.
 	Invalidate func(tenant, deviceID string)
+	// AttributesAnswered runs when a device's upload answered the server's
+	// request for its attributes, and nothing else about its answer
+	// changed: a cached answer may drop its configData link instead of
+	// being recomputed. Unset, Invalidate runs.
+	AttributesAnswered func(tenant, deviceID string)
 	// WakeRollout runs when a rollout needs the scheduler now.
 	WakeRollout func(id string)
 	// ForgetAuth runs when device credentials may have changed (a token

@@ -382,7 +382,14 @@ func (c *Core) ConfigData(ctx context.Context, id DeviceIdentity, mode string, d
 	if err != nil || !wrote {
 		return err
 	}
-	c.InvalidateDevice(id.Tenant, id.DeviceID)
+	// Every write here answers the request (configPatch clears it); what
+	// the device is told otherwise depends on its deployments, not on
+	// what it uploaded.
+	if h := c.hooks.AttributesAnswered; h != nil {
+		h(id.Tenant, id.DeviceID)
+	} else {
+		c.InvalidateDevice(id.Tenant, id.DeviceID)
+	}
 	c.publishDevice(events.TypeDeviceUpdated, nd)
 	if nd.Version != d.Version || !maps.Equal(nd.Labels, d.Labels) {
 		c.catchUp(ctx, nd)

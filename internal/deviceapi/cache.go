@@ -1,6 +1,7 @@
 package deviceapi
 
 import (
+	"bytes"
 	"hash/maphash"
 	"strings"
 	"sync"
@@ -77,6 +78,28 @@ func (c *pollCache) put(key string, v uint64, e *pollEntry) {
 	}
 	sh.mu.Unlock()
 }
+
+// answered follows a device's attribute upload: an answer that asked for
+// them is rewritten by stop to ask no more, one that did not is still
+// right, and an answer computed before the upload can no longer be stored.
+func (c *pollCache) answered(key string, stop func(*pollEntry) *pollEntry) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.versions[key]++
+	if e := sh.entries[key]; e != nil && asksForAttributes(e.body) {
+		if ne := stop(e); ne != nil {
+			sh.entries[key] = ne
+		} else {
+			delete(sh.entries, key)
+		}
+	}
+}
+
+// asksForAttributes reports whether a rendered answer has a configData
+// link: JSON escapes a quote inside a string, so the key cannot be part of
+// an href.
+func asksForAttributes(body []byte) bool { return bytes.Contains(body, []byte(`"configData":`)) }
 
 // invalidate drops a device's answer, or every answer of a tenant when
 // device is "".

@@ -2,8 +2,6 @@ package deviceapi
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/flotilla-ota/flotilla"
 	"github.com/flotilla-ota/flotilla/ddi"
-	"github.com/flotilla-ota/flotilla/internal/core"
 	"github.com/flotilla-ota/flotilla/internal/wire"
 	"github.com/flotilla-ota/flotilla/maintenance"
 )
@@ -48,9 +45,6 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			view = &v
 		}
 		e = s.renderPoll(*view, base, now)
-		if age := s.opts.MaxCacheAge; age > 0 && (e.until.IsZero() || now.Add(age).Before(e.until)) {
-			e.until = now.Add(age)
-		}
 		s.cache.put(key, version, e)
 	}
 	h := w.Header()
@@ -106,53 +100,6 @@ func actionHash(d flotilla.Deployment, download, update, window string) string {
 	h := fnv.New32a()
 	fmt.Fprintf(h, "%d|%s|%s|%s", d.ID, download, update, window)
 	return strconv.FormatUint(uint64(h.Sum32()), 10)
-}
-
-func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *pollEntry {
-	e := &pollEntry{base: base}
-	sleep := s.core.PollInterval(v.Settings)
-	backoff := s.opts.Backoff
-	backoff.Polling = sleep
-	if v.Settings.MinPollingTime > 0 {
-		backoff.MinPolling = time.Duration(v.Settings.MinPollingTime)
-	}
-	if v.Settings.MaintenanceWindowPollCount > 0 {
-		backoff.PollCount = v.Settings.MaintenanceWindowPollCount
-	}
-	if backoff.MinPolling > backoff.Polling {
-		backoff.MinPolling = backoff.Polling
-	}
-	var p ddi.Poll
-	if a := v.Action; a != nil {
-		id := strconv.FormatInt(a.ID, 10)
-		if a.State == flotilla.StateCancelRequested {
-			p.Links.CancelAction = &ddi.Link{Href: base + "/cancelAction/" + id}
-		} else {
-			download, update, window, until := handling(*a, now)
-			p.Links.DeploymentBase = &ddi.Link{Href: base + "/deploymentBase/" + id + "?c=" + actionHash(*a, download, update, window)}
-			e.until = until
-			if window == ddi.WindowUnavailable {
-				if w, err := maintenance.Parse(*a.Window); err == nil {
-					if start, ok := w.NextStart(now); ok {
-						sleep = backoff.PollingSleep(start.Sub(now))
-						// The back-off changes with every second that passes.
-						e.until = now.Add(time.Second)
-					}
-				}
-			}
-		}
-	}
-	if v.Installed != nil {
-		p.Links.InstalledBase = &ddi.Link{Href: base + "/installedBase/" + strconv.FormatInt(v.Installed.ID, 10)}
-	}
-	if v.AttributesRequested {
-		p.Links.ConfigData = &ddi.Link{Href: base + "/configData"}
-	}
-	p.Config.Polling.Sleep = ddi.FormatSleep(sleep)
-	e.body, _ = json.Marshal(p)
-	sum := sha1.Sum(e.body)
-	e.etag = `"` + hex.EncodeToString(sum[:10]) + `"`
-	return e
 }
 
 // fileJSON describes one file of module m of release a to a device. A

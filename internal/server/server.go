@@ -221,9 +221,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 func (s *Server) wire() {
 	link := s.link
 	h := core.Hooks{
-		Invalidate:  s.DDI.InvalidateLocal,
-		WakeRollout: func(id string) { s.Sched.Wake(id); s.wakeDMF() },
-		ForgetAuth:  func() {},
+		Invalidate:         s.DDI.InvalidateLocal,
+		AttributesAnswered: s.DDI.AttributesAnsweredLocal,
+		WakeRollout:        func(id string) { s.Sched.Wake(id); s.wakeDMF() },
+		ForgetAuth:         func() {},
 		DeploymentChanged: func(d flotilla.Deployment) {
 			s.Sched.DeploymentChanged(d)
 			s.Push.DeploymentChanged(d)
@@ -232,6 +233,10 @@ func (s *Server) wire() {
 	}
 	if link != nil {
 		h.Invalidate = func(tenant, device string) { s.DDI.InvalidateLocal(tenant, device); link.Invalidate(tenant, device) }
+		h.AttributesAnswered = func(tenant, device string) {
+			s.DDI.AttributesAnsweredLocal(tenant, device)
+			link.Invalidate(tenant, device)
+		}
 		h.ForgetAuth = link.ForgetAuth
 		h.DeploymentChanged = func(d flotilla.Deployment) {
 			s.Sched.DeploymentChanged(d)

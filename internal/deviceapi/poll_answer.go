@@ -1,0 +1,93 @@
+package deviceapi
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/flotilla-ota/flotilla"
+	"github.com/flotilla-ota/flotilla/ddi"
+	"github.com/flotilla-ota/flotilla/internal/core"
+	"github.com/flotilla-ota/flotilla/maintenance"
+)
+
+// renderPoll renders what a device's poll is answered with, and until
+// when that answer holds.
+func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *pollEntry {
+	e := &pollEntry{base: base}
+	sleep := s.core.PollInterval(v.Settings)
+	backoff := s.opts.Backoff
+	backoff.Polling = sleep
+	if v.Settings.MinPollingTime > 0 {
+		backoff.MinPolling = time.Duration(v.Settings.MinPollingTime)
+	}
+	if v.Settings.MaintenanceWindowPollCount > 0 {
+		backoff.PollCount = v.Settings.MaintenanceWindowPollCount
+	}
+	if backoff.MinPolling > backoff.Polling {
+		backoff.MinPolling = backoff.Polling
+	}
+	var p ddi.Poll
+	if a := v.Action; a != nil {
+		id := strconv.FormatInt(a.ID, 10)
+		if a.State == flotilla.StateCancelRequested {
+			p.Links.CancelAction = &ddi.Link{Href: base + "/cancelAction/" + id}
+		} else {
+			download, update, window, until := handling(*a, now)
+			p.Links.DeploymentBase = &ddi.Link{Href: base + "/deploymentBase/" + id + "?c=" + actionHash(*a, download, update, window)}
+			e.until = until
+			if window == ddi.WindowUnavailable {
+				if w, err := maintenance.Parse(*a.Window); err == nil {
+					if start, ok := w.NextStart(now); ok {
+						sleep = backoff.PollingSleep(start.Sub(now))
+						// The back-off changes with every second that passes.
+						e.until = now.Add(time.Second)
+					}
+				}
+			}
+		}
+	}
+	if v.Installed != nil {
+		p.Links.InstalledBase = &ddi.Link{Href: base + "/installedBase/" + strconv.FormatInt(v.Installed.ID, 10)}
+	}
+	if v.AttributesRequested {
+		p.Links.ConfigData = &ddi.Link{Href: base + "/configData"}
+	}
+	p.Config.Polling.Sleep = ddi.FormatSleep(sleep)
+	e.body, _ = json.Marshal(p)
+	e.etag = etagOf(e.body)
+	if age := s.opts.MaxCacheAge; age > 0 && (e.until.IsZero() || now.Add(age).Before(e.until)) {
+		e.until = now.Add(age)
+	}
+	return e
+}
+
+func etagOf(body []byte) string {
+	sum := sha1.Sum(body)
+	return `"` + hex.EncodeToString(sum[:10]) + `"`
+}
+
+// AttributesAnsweredLocal follows a device's attribute upload on this
+// replica (core's AttributesAnswered hook; other replicas invalidate): a
+// cached answer that asked for them loses its configData link, and the
+// device is not read again to say the same thing without it.
+func (s *Server) AttributesAnsweredLocal(tenant, device string) {
+	s.cache.answered(cacheKey(tenant, device), withoutConfigData)
+}
+
+// withoutConfigData is e without its configData link; nil if e cannot be
+// read back.
+func withoutConfigData(e *pollEntry) *pollEntry {
+	var p ddi.Poll
+	if json.Unmarshal(e.body, &p) != nil {
+		return nil
+	}
+	p.Links.ConfigData = nil
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	return &pollEntry{body: body, etag: etagOf(body), base: e.base, until: e.until}
+}
