@@ -360,11 +360,22 @@ func (s *Store) updateDeployment(ctx context.Context, tx *Tx, tenant, deviceID s
 			n.DeviceEvents++
 		}
 	}
-	_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET state = ?, prev_state = ?, progress_cnt = ?, progress_of = ?, healthy = ?, message = ?,
-		updated_at = ?, started_at = ?, retrieved_at = ?, finished_at = ?, force_at = ?, type = ?, update_id = ?, device_events = ? WHERE id = ?`),
-		string(n.State), string(n.PrevState), n.ProgressCnt, n.ProgressOf, healthyValue(n.Healthy), n.Message,
-		ts(n.UpdatedAt), tsPtr(n.StartedAt), tsPtr(n.RetrievedAt), tsPtr(n.FinishedAt), tsPtr(n.ForceAt), string(n.Type),
-		nullString(n.UpdateID), n.DeviceEvents, id)
+	var set setList
+	set.set("prev_state", string(n.PrevState))
+	set.set("progress_cnt", n.ProgressCnt)
+	set.set("progress_of", n.ProgressOf)
+	set.set("message", n.Message)
+	set.set("updated_at", ts(n.UpdatedAt))
+	set.set("started_at", tsPtr(n.StartedAt))
+	set.set("finished_at", tsPtr(n.FinishedAt))
+	set.set("force_at", tsPtr(n.ForceAt))
+	set.set("type", string(n.Type))
+	set.set("device_events", n.DeviceEvents)
+	set.changed("state", string(d.State), string(n.State))
+	set.changed("retrieved_at", tsPtr(d.RetrievedAt), tsPtr(n.RetrievedAt))
+	set.changed("healthy", healthyValue(d.Healthy), healthyValue(n.Healthy))
+	set.changed("update_id", nullString(d.UpdateID), nullString(n.UpdateID))
+	_, err = tx.ExecContext(ctx, s.q(`UPDATE deployments SET `+set.String()+` WHERE id = ?`), append(set.args, id)...)
 	if err != nil {
 		return d, s.wrap("update deployment", err)
 	}

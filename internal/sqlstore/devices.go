@@ -252,18 +252,29 @@ func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.
 
 // patchDevice writes p over d, read in tx, with the labels' set (nil when
 // p leaves them) and returns the result.
-func (s *Store) patchDevice(ctx context.Context, tx *Tx, d flotilla.Device, p flotilla.DevicePatch, set any, now time.Time) (flotilla.Device, error) {
+func (s *Store) patchDevice(ctx context.Context, tx *Tx, d flotilla.Device, p flotilla.DevicePatch, labelSet any, now time.Time) (flotilla.Device, error) {
+	old := d
 	p.Apply(&d)
 	d.UpdatedAt = now
-	var attrsRequested any // NULL: unchanged
+	var set setList
+	labels := encodeMap(d.Labels)
+	set.set("labels", labels)
+	set.set("attributes", encodeMap(d.Attributes))
+	set.set("address", d.Address)
+	set.set("token", nullString(d.TokenSealed))
+	set.set("node_token", nullString(d.NodeTokenSealed))
+	set.set("updated_at", ts(now))
+	set.set("name", d.Name)
+	set.set("description", d.Description)
 	if p.AttributesRequested != nil {
-		attrsRequested = boolInt(*p.AttributesRequested)
+		set.set("attrs_requested", boolInt(*p.AttributesRequested))
 	}
-	_, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET labels = ?, attributes = ?, address = ?, version = ?, token_hash = ?, token = ?, node_token = ?, updated_at = ?, name = ?, description = ?,
-		attrs_requested = COALESCE(?, attrs_requested), label_set = COALESCE(?, label_set)
-		WHERE tenant = ? AND id = ?`),
-		encodeMap(d.Labels), encodeMap(d.Attributes), d.Address, d.Version, nullString(d.TokenHash), nullString(d.TokenSealed), nullString(d.NodeTokenSealed),
-		ts(now), d.Name, d.Description, attrsRequested, set, d.Tenant, d.ID)
+	set.changed("version", old.Version, d.Version)
+	set.changed("token_hash", nullString(old.TokenHash), nullString(d.TokenHash))
+	if labelSet != nil && labels != encodeMap(old.Labels) {
+		set.set("label_set", labelSet)
+	}
+	_, err := tx.ExecContext(ctx, s.q(`UPDATE devices SET `+set.String()+` WHERE tenant = ? AND id = ?`), append(set.args, d.Tenant, d.ID)...)
 	return d, s.wrap("update device", err)
 }
 
