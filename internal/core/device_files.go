@@ -18,7 +18,7 @@ func (c *Core) DeploymentBase(ctx context.Context, id DeviceIdentity, actionID i
 	if !d.State.Active() || d.State == flotilla.StateCancelRequested {
 		return d, flotilla.Artifact{}, flotilla.Errorf(flotilla.ENotFound, "action %d is %s", actionID, d.State)
 	}
-	a, err := c.deployedRelease(ctx, id.Tenant, d.ArtifactID)
+	a, err := c.DeployedRelease(ctx, id.Tenant, d.ArtifactID)
 	if flotilla.IsCode(err, flotilla.ENotFound) {
 		return d, a, flotilla.Errorf(flotilla.ENotFound, "the artifact of action %d no longer exists", actionID)
 	}

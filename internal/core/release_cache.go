@@ -8,14 +8,14 @@ import (
 )
 
 // releaseCache keeps what a device is told about a release — its type,
-// name, version, and modules with their files — for DeploymentBase, which
-// every device of a rollout asks for. None of that changes while the
+// name, version, and modules with their files — for DeploymentBase and
+// DMF's download messages, which every device of a rollout gets. None of that changes while the
 // release exists: an artifact's update reaches only its labels and
 // description, a module's files are fixed once a release includes it, and
 // ids are never reused. A release cannot be deleted while an active
-// deployment uses it, and DeploymentBase answers only active ones, so an
-// entry is never served for a release that is gone; deleting one drops
-// its entry anyway.
+// deployment uses it, and both tell only active ones, so an entry is
+// never served for a release that is gone; deleting one drops its entry
+// anyway.
 type releaseCache struct {
 	mu sync.Mutex
 	m  map[releaseKey]flotilla.Artifact
@@ -30,10 +30,10 @@ type releaseKey struct {
 // a time, so starting over when it is full costs a few reads.
 const maxCachedReleases = 256
 
-// deployedRelease returns a release with its modules for a device's active
+// DeployedRelease returns a release with its modules for a device's active
 // deployment. Labels and Description are left out: they may change, and
 // no device is told them. The value is shared: callers must not modify it.
-func (c *Core) deployedRelease(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error) {
+func (c *Core) DeployedRelease(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error) {
 	rc, k := &c.releases, releaseKey{tenant, id}
 	rc.mu.Lock()
 	a, ok := rc.m[k]

@@ -73,8 +73,6 @@ type Store interface {
 	store.DMF
 	GetDevice(ctx context.Context, tenant, id string) (flotilla.Device, error)
 	GetDeployment(ctx context.Context, tenant string, id int64) (flotilla.Deployment, error)
-	GetArtifactByID(ctx context.Context, tenant string, id int64) (flotilla.Artifact, error)
-	ReleaseModules(ctx context.Context, tenant string, artifactID int64) ([]flotilla.Module, error)
 	DeviceActions(ctx context.Context, tenant, deviceID string) (open []flotilla.Deployment, installed *flotilla.Deployment, err error)
 }
 

@@ -276,17 +276,13 @@ func (l *Link) action(ctx context.Context, dev flotilla.Device, o told) (any, er
 	if o.topic == TopicCancelDownload {
 		return ActionID{ActionID: d.ID}, nil
 	}
-	a, err := l.st.GetArtifactByID(ctx, d.Tenant, d.ArtifactID)
-	if err != nil {
-		return nil, err
-	}
-	mods, err := l.st.ReleaseModules(ctx, d.Tenant, a.ID)
+	a, err := l.core.DeployedRelease(ctx, d.Tenant, d.ArtifactID)
 	if err != nil {
 		return nil, err
 	}
 	req := DownloadRequest{ActionID: d.ID, TargetSecurityToken: l.core.DeviceSecret(dev), SoftwareModules: []SoftwareModule{}}
 	base := l.cfg.PublicURL + "/" + url.PathEscape(dev.Tenant) + "/controller/v1/" + url.PathEscape(dev.ID) + "/softwaremodules/"
-	for _, m := range mods {
+	for _, m := range a.Modules {
 		sm := SoftwareModule{ModuleID: m.ID, ModuleType: m.Type, ModuleVersion: m.Version, Artifacts: []Artifact{},
 			Metadata: []KeyValue{{Key: "name", Value: m.Name}, {Key: "release.name", Value: a.Name}, {Key: "release.version", Value: a.Version}}}
 		for _, f := range m.Files {
