@@ -80,15 +80,15 @@ func (c *pollCache) put(key string, v uint64, e *pollEntry) {
 }
 
 // answered follows a device's attribute upload: an answer that asked for
-// them is rewritten by stop to ask no more, one that did not is still
-// right, and an answer computed before the upload can no longer be stored.
-func (c *pollCache) answered(key string, stop func(*pollEntry) *pollEntry) {
+// them asks no more, one that did not is still right, and an answer
+// computed before the upload can no longer be stored.
+func (c *pollCache) answered(key string) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.versions[key]++
 	if e := sh.entries[key]; e != nil && asksForAttributes(e.body) {
-		if ne := stop(e); ne != nil {
+		if ne := withoutConfigData(e); ne != nil {
 			sh.entries[key] = ne
 		} else {
 			delete(sh.entries, key)

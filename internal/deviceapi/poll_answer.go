@@ -74,7 +74,7 @@ func etagOf(body []byte) string {
 // cached answer that asked for them loses its configData link, and the
 // device is not read again to say the same thing without it.
 func (s *Server) AttributesAnsweredLocal(tenant, device string) {
-	s.cache.answered(cacheKey(tenant, device), withoutConfigData)
+	s.cache.answered(cacheKey(tenant, device))
 }
 
 // withoutConfigData is e without its configData link; nil if e cannot be

@@ -14,9 +14,9 @@ import (
 // again.
 var errUnknownSet = errors.New("label set not yet added")
 
-// EditDevice implements store.Devices. A device's attribute upload reads
-// and writes the device in one small write, shared with others where the
-// dialect groups commits, instead of a read and a transaction of its own.
+// EditDevice implements store.Devices. The device is read locked (a
+// concurrent patch of other fields must not be lost) and written in one
+// small write, shared with others where the dialect groups commits.
 func (s *Store) EditDevice(ctx context.Context, tenant, id string, now time.Time, edit func(flotilla.Device, bool) (*flotilla.DevicePatch, error)) (before, after flotilla.Device, err error) {
 	known := map[string]int64{} // sets added for this edit
 	for try := 0; ; try++ {

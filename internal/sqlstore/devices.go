@@ -223,31 +223,11 @@ func (s *Store) matchDeviceIDs(ctx context.Context, q querier, tenant string, se
 	return ids, s.wrap("match devices", rows.Err())
 }
 
-// UpdateDevice implements store.Devices.
+// UpdateDevice implements store.Devices: an edit whose patch does not
+// depend on the device.
 func (s *Store) UpdateDevice(ctx context.Context, tenant, id string, p flotilla.DevicePatch, now time.Time) (flotilla.Device, error) {
-	var out flotilla.Device
-	var set any // NULL: the labels are unchanged
-	if p.Labels != nil {
-		labels := encodeMap(*p.Labels)
-		ids, err := s.labelSetIDs(ctx, tenant, []string{labels})
-		if err != nil {
-			return out, err
-		}
-		set = ids[labels]
-	}
-	err := s.inTx(ctx, "update device", func(tx *Tx) error {
-		// Locked: a concurrent patch of other fields must not be lost.
-		d, err := scanDevice(tx.QueryRowContext(ctx, s.q(`SELECT `+deviceCols+` FROM devices WHERE tenant = ? AND id = ?`+s.d.ForUpdate), tenant, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("device %q not found", id)
-		}
-		if err != nil {
-			return s.wrap("update device", err)
-		}
-		out, err = s.patchDevice(ctx, tx, d, p, set, now)
-		return err
-	})
-	return out, err
+	_, d, err := s.EditDevice(ctx, tenant, id, now, func(flotilla.Device, bool) (*flotilla.DevicePatch, error) { return &p, nil })
+	return d, err
 }
 
 // patchDevice writes p over d, read in tx, with the labels' set (nil when

@@ -13,7 +13,7 @@ type setList struct {
 }
 
 func (l *setList) set(col string, v any) {
-	l.cols = append(l.cols, col+" = ?")
+	l.cols = append(l.cols, col)
 	l.args = append(l.args, v)
 }
 
@@ -25,4 +25,15 @@ func (l *setList) changed(col string, old, v any) {
 	}
 }
 
-func (l *setList) String() string { return strings.Join(l.cols, ", ") }
+// String is the clause in one allocation: an update runs for every report.
+func (l *setList) String() string {
+	var b strings.Builder
+	for i, col := range l.cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(col)
+		b.WriteString(" = ?")
+	}
+	return b.String()
+}
