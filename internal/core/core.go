@@ -103,6 +103,13 @@ type Hooks struct {
 	// changed: a cached answer may drop its configData link instead of
 	// being recomputed. Unset, Invalidate runs.
 	AttributesAnswered func(tenant, deviceID string)
+	// ActionEnded runs when d, a device's pull deployment, just ended by
+	// its own change, and nothing else about the device's answer changed
+	// but what an end does: the deployment's link goes, and a success is
+	// the installed base and asks for the attributes. A cached answer whose
+	// action d was, with nothing else waiting (DeviceView.ActionAlone), may
+	// be rewritten so instead of recomputed. Unset, Invalidate runs.
+	ActionEnded func(d flotilla.Deployment)
 	// WakeRollout runs when a rollout needs the scheduler now.
 	WakeRollout func(id string)
 	// ForgetAuth runs when device credentials may have changed (a token

@@ -13,6 +13,9 @@ type DeviceView struct {
 	// Action is the deployment the device should act on: a pending cancel
 	// first, then the oldest running deployment. Nil when idle.
 	Action *flotilla.Deployment
+	// ActionAlone: no other deployment would be the action once Action
+	// ends (the device then has nothing to do).
+	ActionAlone bool
 	// Installed is the last deployment that succeeded.
 	Installed *flotilla.Deployment
 	// AttributesRequested asks the device to upload its configData.
@@ -39,16 +42,23 @@ func deviceView(dp store.DevicePoll, settings flotilla.TenantSettings) DeviceVie
 	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: settings}
 	// Push deliveries are the server's business, not the polling client's.
 	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
+	act := -1
 	for i := range open {
 		if open[i].State == flotilla.StateCancelRequested {
-			v.Action = &open[i]
-			return v
+			act = i
+			break
 		}
 	}
+	if act < 0 {
+		act = slices.IndexFunc(open, func(d flotilla.Deployment) bool { return d.State != flotilla.StateScheduled })
+	}
+	if act < 0 {
+		return v
+	}
+	v.Action, v.ActionAlone = &open[act], true
 	for i := range open {
-		if open[i].State != flotilla.StateScheduled {
-			v.Action = &open[i]
-			break
+		if i != act && open[i].State != flotilla.StateScheduled {
+			v.ActionAlone = false
 		}
 	}
 	return v

@@ -71,7 +71,12 @@ func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flo
 		}
 		return d, err
 	}
-	c.announce(d, nodeIP, d.State == before)
+	if h := c.hooks.ActionEnded; h != nil && d.State.Terminal() && !before.Terminal() && d.Delivery != flotilla.DeliveryPush {
+		h(d)
+	} else {
+		c.InvalidateDevice(d.Tenant, d.DeviceID)
+	}
+	c.tell(d, nodeIP, d.State == before)
 	return d, nil
 }
 
@@ -227,12 +232,17 @@ func (c *Core) announceSuperseded(tenant string, sup []store.Superseded) {
 	}
 }
 
-// announce invalidates the device's cached poll answer, publishes the
-// change and runs the DeploymentChanged hook. nodeIP is the push node's
-// host for SPORE-shaped events ("" for the device id); progressOnly marks
-// a change of progress alone, which the hub batches.
+// announce invalidates the device's cached poll answer and tells of the
+// change.
 func (c *Core) announce(d flotilla.Deployment, nodeIP string, progressOnly bool) {
 	c.InvalidateDevice(d.Tenant, d.DeviceID)
+	c.tell(d, nodeIP, progressOnly)
+}
+
+// tell publishes the change and runs the DeploymentChanged hook. nodeIP is
+// the push node's host for SPORE-shaped events ("" for the device id);
+// progressOnly marks a change of progress alone, which the hub batches.
+func (c *Core) tell(d flotilla.Deployment, nodeIP string, progressOnly bool) {
 	if nodeIP == "" {
 		nodeIP = d.DeviceID
 	}

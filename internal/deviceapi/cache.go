@@ -31,6 +31,9 @@ type pollEntry struct {
 	etag  string
 	base  string
 	until time.Time // zero: valid until invalidated
+	// ends is the deployment whose end leaves the device with nothing to
+	// do, when the answer can be rewritten for it (afterEnd); 0 if none.
+	ends int64
 }
 
 // maxPollAnswers bounds the cache, in shards of equal share.
@@ -89,6 +92,24 @@ func (c *pollCache) answered(key string) {
 	sh.versions[key]++
 	if e := sh.entries[key]; e != nil && asksForAttributes(e.body) {
 		if ne := withoutConfigData(e); ne != nil {
+			sh.entries[key] = ne
+		} else {
+			delete(sh.entries, key)
+		}
+	}
+}
+
+// ended follows the end of deployment id: an answer whose action it was,
+// with nothing else waiting, is rewritten as a read would now render it;
+// any other is dropped, and one computed before the end can no longer be
+// stored.
+func (c *pollCache) ended(key string, id int64, succeeded bool) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.versions[key]++
+	if e := sh.entries[key]; e != nil {
+		if ne := afterEnd(e, id, succeeded); ne != nil {
 			sh.entries[key] = ne
 		} else {
 			delete(sh.entries, key)

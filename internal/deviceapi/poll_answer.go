@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flotilla-ota/flotilla"
@@ -30,6 +31,7 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 		backoff.MinPolling = backoff.Polling
 	}
 	var p ddi.Poll
+	sleepMoved := false
 	if a := v.Action; a != nil {
 		id := strconv.FormatInt(a.ID, 10)
 		if a.State == flotilla.StateCancelRequested {
@@ -39,6 +41,7 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 			p.Links.DeploymentBase = &ddi.Link{Href: base + "/deploymentBase/" + id + "?c=" + actionHash(*a, download, update, window)}
 			e.until = until
 			if window == ddi.WindowUnavailable {
+				sleepMoved = true
 				if w, err := maintenance.Parse(*a.Window); err == nil {
 					if start, ok := w.NextStart(now); ok {
 						sleep = backoff.PollingSleep(start.Sub(now))
@@ -49,8 +52,11 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 			}
 		}
 	}
+	if v.Action != nil && v.ActionAlone && !sleepMoved {
+		e.ends = v.Action.ID
+	}
 	if v.Installed != nil {
-		p.Links.InstalledBase = &ddi.Link{Href: base + "/installedBase/" + strconv.FormatInt(v.Installed.ID, 10)}
+		p.Links.InstalledBase = &ddi.Link{Href: installedBaseHref(base, v.Installed.ID)}
 	}
 	if v.AttributesRequested {
 		p.Links.ConfigData = &ddi.Link{Href: base + "/configData"}
@@ -85,6 +91,53 @@ func withoutConfigData(e *pollEntry) *pollEntry {
 		return nil
 	}
 	p.Links.ConfigData = nil
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	return &pollEntry{body: body, etag: etagOf(body), base: e.base, until: e.until}
+}
+
+func installedBaseHref(base string, id int64) string {
+	return base + "/installedBase/" + strconv.FormatInt(id, 10)
+}
+
+// ActionEndedLocal follows the end of a device's deployment on this
+// replica (core's ActionEnded hook; other replicas invalidate): a cached
+// answer that named it, with nothing else waiting, is rewritten without
+// reading the device again.
+func (s *Server) ActionEndedLocal(d flotilla.Deployment) {
+	s.cache.ended(cacheKey(d.Tenant, d.DeviceID), d.ID, d.State == flotilla.StateSucceeded)
+}
+
+// afterEnd is e as renderPoll would render it once deployment id, its
+// action and the device's only open work, ended: without the action's
+// link, and after a success with the newer installed base and a request
+// for the attributes (as the store writes it). Nil if e was not rendered
+// for that end or cannot be read back.
+func afterEnd(e *pollEntry, id int64, succeeded bool) *pollEntry {
+	if e.ends != id || id == 0 {
+		return nil
+	}
+	var p ddi.Poll
+	if json.Unmarshal(e.body, &p) != nil {
+		return nil
+	}
+	p.Links.DeploymentBase, p.Links.CancelAction = nil, nil
+	if succeeded {
+		installed := int64(0)
+		if l := p.Links.InstalledBase; l != nil {
+			n, err := strconv.ParseInt(l.Href[strings.LastIndexByte(l.Href, '/')+1:], 10, 64)
+			if err != nil {
+				return nil
+			}
+			installed = n
+		}
+		if id > installed {
+			p.Links.InstalledBase = &ddi.Link{Href: installedBaseHref(e.base, id)}
+		}
+		p.Links.ConfigData = &ddi.Link{Href: e.base + "/configData"}
+	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nil

@@ -223,6 +223,7 @@ func (s *Server) wire() {
 	h := core.Hooks{
 		Invalidate:         s.DDI.InvalidateLocal,
 		AttributesAnswered: s.DDI.AttributesAnsweredLocal,
+		ActionEnded:        s.DDI.ActionEndedLocal,
 		WakeRollout:        func(id string) { s.Sched.Wake(id); s.wakeDMF() },
 		ForgetAuth:         func() {},
 		DeploymentChanged: func(d flotilla.Deployment) {
@@ -236,6 +237,10 @@ func (s *Server) wire() {
 		h.AttributesAnswered = func(tenant, device string) {
 			s.DDI.AttributesAnsweredLocal(tenant, device)
 			link.Invalidate(tenant, device)
+		}
+		h.ActionEnded = func(d flotilla.Deployment) {
+			s.DDI.ActionEndedLocal(d)
+			link.Invalidate(d.Tenant, d.DeviceID)
 		}
 		h.ForgetAuth = link.ForgetAuth
 		h.DeploymentChanged = func(d flotilla.Deployment) {
