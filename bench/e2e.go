@@ -129,6 +129,7 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	stopProfile := o.profileWindow()
 	errors0 := simErrors(simOut.String())
 	serverCPU0, simCPU0 := selfCPU(), procCPU(simCmd.Process.Pid)
+	ops0 := f.storeOps()
 	start := time.Now()
 	var ro rolloutView
 	if err := f.api("POST", "/api/v1/rollouts", map[string]any{"name": name, "artifact": map[string]string{"name": "bench-fw", "version": "2.0.0"},
@@ -166,6 +167,9 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	// tally after) say whether any did.
 	stopSim()
 	o.logf("simulator's request errors: %d before the rollout, %d since it started (to within 5 s)", errors0, simErrors(simOut.String())-errors0)
+	// What the database did for each device-deployment, as the server
+	// counts its store operations: unlike CPU, not moved by the machine.
+	o.logf("store operations per device-deployment: %s", opsPer(ops0, f.storeOps(), devices))
 	o.logf("rollout %s in %s: %v; server CPU per device-deployment %s", ro.Status, wall.Round(time.Millisecond), ro.Counts,
 		(serverCPU / time.Duration(devices)).Round(time.Microsecond))
 	if timedOut {

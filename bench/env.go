@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -243,4 +246,43 @@ func infoP95(f *flot, rounds int) (time.Duration, error) {
 		ds = append(ds, time.Since(start))
 	}
 	return p95(ds), nil
+}
+
+var storeOpRE = regexp.MustCompile(`(?m)^flotilla_store_operation_duration_seconds_count\{op="([^"]+)"\} (\d+)$`)
+
+// storeOps reads the server's count of each store operation from /metrics
+// (nil if it cannot).
+func (f *flot) storeOps() map[string]int {
+	resp, err := http.Get(f.URL + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	ops := map[string]int{}
+	for _, m := range storeOpRE.FindAllSubmatch(b, -1) {
+		ops[string(m[1])], _ = strconv.Atoi(string(m[2]))
+	}
+	return ops
+}
+
+// opsPer lists, busiest first, each operation's count between two reads
+// of storeOps, per one of n, leaving out the rare.
+func opsPer(before, after map[string]int, n int) string {
+	type op struct {
+		name string
+		d    int
+	}
+	var ops []op
+	for name, c := range after {
+		if d := c - before[name]; d*100 >= n { // at least one in a hundred
+			ops = append(ops, op{name, d})
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i].d > ops[j].d || (ops[i].d == ops[j].d && ops[i].name < ops[j].name) })
+	parts := make([]string, len(ops))
+	for i, o := range ops {
+		parts[i] = fmt.Sprintf("%s %.2f", o.name, float64(o.d)/float64(n))
+	}
+	return strings.Join(parts, ", ")
 }
