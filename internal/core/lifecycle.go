@@ -71,13 +71,28 @@ func (c *Core) change(ctx context.Context, ref Ref, nodeIP string, fn func(d flo
 		}
 		return d, err
 	}
-	if h := c.hooks.ActionEnded; h != nil && d.State.Terminal() && !before.Terminal() && d.Delivery != flotilla.DeliveryPush {
+	switch h := c.hooks.ActionEnded; {
+	case working(before) && working(d.State):
+		// What the device is told names a deployment by its id, type and
+		// window, and a cancel by its state: a step between the working
+		// states changes none of it.
+	case h != nil && d.State.Terminal() && !before.Terminal() && d.Delivery != flotilla.DeliveryPush:
 		h(d)
-	} else {
+	default:
 		c.InvalidateDevice(d.Tenant, d.DeviceID)
 	}
 	c.tell(d, nodeIP, d.State == before)
 	return d, nil
+}
+
+// working reports whether a deployment in state s is under way on its
+// device, with no cancel asked.
+func working(s flotilla.DeploymentState) bool {
+	switch s {
+	case flotilla.StatePending, flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateInstalling:
+		return true
+	}
+	return false
 }
 
 // Report applies a device's report to its deployment. An intermediate

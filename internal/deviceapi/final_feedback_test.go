@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/flotilla-ota/flotilla/internal/server"
+	"github.com/flotilla-ota/flotilla/internal/servertest"
 )
 
 // TestFinalFeedbackKeepsTheAnswerCached: the end of a device's only
@@ -80,5 +83,37 @@ func TestFinalFeedbackKeepsTheAnswerCached(t *testing.T) {
 	p, _ := d.poll()
 	if p.Links.CancelAction != nil || p.Links.DeploymentBase == nil || !strings.Contains(p.Links.DeploymentBase.Href, fmt.Sprintf("/deploymentBase/%d?", fourth.ID)) {
 		t.Fatalf("poll after the confirmed cancel = %+v, want deployment %d", p.Links, fourth.ID)
+	}
+}
+
+// TestWorkingFeedbackKeepsTheAnswer: written at once (no hold), the steps
+// of an update under way leave the device's cached answer as it was —
+// they change nothing it is told — while a cancel request changes it.
+func TestWorkingFeedbackKeepsTheAnswer(t *testing.T) {
+	s := servertest.Start(t, servertest.WithConfig(func(c *server.Config) { c.FeedbackHold = -1 }))
+	tok := s.API.CreateDevice("dev-1", nil)
+	s.API.Upload("kiosk-fw", "2.0.0", []byte("firmware 2.0.0 bytes"), "")
+	d := device{t: t, base: s.URL + "/default/controller/v1/dev-1", auth: "TargetToken " + tok}
+	dep := s.API.Assign("dev-1", "kiosk-fw", "2.0.0", nil)
+	_, resp := d.poll()
+	etag, reads := resp.Header.Get("ETag"), pollReads(t, s)
+	d.req("GET", fmt.Sprintf("/deploymentBase/%d", dep.ID), nil)
+	for _, exec := range []string{"download", "downloaded", "proceeding"} {
+		if code, b := d.feedback(dep.ID, exec, "none"); code != 200 {
+			t.Fatalf("%s feedback = %d %s", exec, code, b)
+		}
+		if r, _ := d.req("GET", "", nil, "If-None-Match", etag); r.StatusCode != 304 {
+			t.Fatalf("poll after %s = %d, want 304", exec, r.StatusCode)
+		}
+	}
+	if st := s.API.Deployment("dev-1", dep.ID).State; st != "installing" {
+		t.Fatalf("state = %s, want installing (written, not held)", st)
+	}
+	if n := pollReads(t, s); n != reads {
+		t.Fatalf("polls after working feedback read the device %d times", n-reads)
+	}
+	s.API.Must(200, "POST", fmt.Sprintf("/api/v1/devices/dev-1/deployments/%d/cancel", dep.ID), nil, nil)
+	if p, _ := d.poll(); p.Links.CancelAction == nil {
+		t.Fatalf("poll after the cancel request = %+v, want the cancel", p.Links)
 	}
 }
