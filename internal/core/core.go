@@ -120,8 +120,12 @@ type Hooks struct {
 // SetHooks installs the hooks; call it once, before serving.
 func (c *Core) SetHooks(h Hooks) { c.hooks = h }
 
-// InvalidateDevice drops a device's cached poll answer.
+// InvalidateDevice drops a device's cached poll answer, and closes its
+// hold window (held.go): what changed may be its deployment.
 func (c *Core) InvalidateDevice(tenant, deviceID string) {
+	if deviceID != "" {
+		c.closeHold(tenant, deviceID)
+	}
 	if h := c.hooks.Invalidate; h != nil {
 		h(tenant, deviceID)
 	}

@@ -15,14 +15,18 @@ import (
 // writer one write per update instead of four.
 //
 // What may be held is narrow, so that holding is indistinguishable from
-// the feedback arriving a moment later: a step is held only while the
-// deployment was written by this process less than Config.HoldFeedback
-// ago and its device has fetched it (a server-side cancel then asks the
-// device either way), the step does not end the deployment and leaves no
-// cancel pending, and the status-entry quota has room. Final feedback is always written
-// before the device is answered, with the held steps before it. A crash
-// loses at most the held steps of the last HoldFeedback — history entries,
-// never an outcome or a gate decision.
+// the feedback arriving a moment later: a step is held only for a
+// deployment this process wrote last (within holdOpen, and nothing it
+// announced for the device since: announce closes the window) and whose
+// device fetched it (a server-side cancel then asks the device either
+// way), when the step does not end the deployment and leaves no cancel
+// pending, and the status-entry quota has room. The first held step is
+// written at most Config.HoldFeedback later, with those after it: the
+// window counts from it, not from the write, so that a device answered
+// slowly by a loaded server still has its steps held. Final feedback is
+// always written before the device is answered, with the held steps
+// before it. A crash loses at most the held steps of the last
+// HoldFeedback — history entries, never an outcome or a gate decision.
 type heldFeedback struct {
 	mu sync.Mutex
 	m  map[[2]string]*heldEntry // by tenant and device
@@ -36,10 +40,20 @@ type heldEntry struct {
 	// d is the deployment as last written, then as the held steps leave it.
 	d     flotilla.Deployment
 	steps []flotilla.Step
-	// synced is when d was written, on the process's clock: the window is
-	// about the process, not the domain's time (which tests freeze).
-	synced time.Time
+	// synced is when d was written, and first when the first step was
+	// held, on the process's clock: the windows are about the process, not
+	// the domain's time (which tests freeze).
+	synced, first time.Time
+	// closed: the device's deployments changed otherwise since d was
+	// written, so d may be stale; no further step is held.
+	closed bool
 }
+
+// holdOpen is how long after this process wrote a deployment a first step
+// may be held: long enough for a device on a loaded server to report,
+// short enough to bound what a change this process did not see (another
+// replica's) can leave stale.
+const holdOpen = time.Minute
 
 const (
 	maxHeldSteps   = 16
@@ -62,13 +76,17 @@ func (c *Core) hold(ref Ref, f flotilla.Feedback, now time.Time) (flotilla.Deplo
 	c.held.mu.Lock()
 	defer c.held.mu.Unlock()
 	e := c.held.m[[2]string{ref.Tenant, ref.DeviceID}]
-	if e == nil || e.id != ref.ID || time.Since(e.synced) >= c.Config.HoldFeedback || len(e.steps) >= maxHeldSteps ||
+	if e == nil || e.id != ref.ID || e.closed || time.Since(e.synced) >= holdOpen ||
+		(len(e.steps) > 0 && time.Since(e.first) >= c.Config.HoldFeedback) || len(e.steps) >= maxHeldSteps ||
 		e.d.DeviceEvents >= c.Config.Quotas.StatusEntries || c.held.bytes+stepSize(f) > maxHeldBytes {
 		return flotilla.Deployment{}, false
 	}
 	ch, err := flotilla.ApplyFeedback(e.d, f, false, now)
 	if err != nil || !holdable(ch.Deployment) {
 		return flotilla.Deployment{}, false
+	}
+	if len(e.steps) == 0 {
+		e.first = time.Now()
 	}
 	e.steps = append(e.steps, flotilla.Step{Feedback: f, At: now})
 	c.held.bytes += stepSize(f)
@@ -170,19 +188,20 @@ func (c *Core) writeHeld(ctx context.Context, ref Ref, steps []flotilla.Step) {
 
 // FlushHeld writes the steps held for longer than Config.HoldFeedback, or
 // all of them when all is set, and forgets deployments nothing was held
-// for lately.
+// for whose window closed.
 func (c *Core) FlushHeld(ctx context.Context, all bool) {
 	var due []Ref
 	c.held.mu.Lock()
 	for key, e := range c.held.m {
-		if !all && time.Since(e.synced) < c.Config.HoldFeedback {
-			continue
-		}
 		if len(e.steps) == 0 {
-			delete(c.held.m, key)
+			if all || e.closed || time.Since(e.synced) >= holdOpen {
+				delete(c.held.m, key)
+			}
 			continue
 		}
-		due = append(due, Ref{Tenant: key[0], DeviceID: key[1], ID: e.id})
+		if all || time.Since(e.first) >= c.Config.HoldFeedback {
+			due = append(due, Ref{Tenant: key[0], DeviceID: key[1], ID: e.id})
+		}
 	}
 	c.held.mu.Unlock()
 	// Concurrently, so that the store's group commit writes them together.
@@ -216,4 +235,19 @@ func (c *Core) RunHeldFlusher(ctx context.Context) {
 			c.FlushHeld(ctx, false)
 		}
 	}
+}
+
+// closeHold ends the hold window of a device's deployment: something other
+// than its device's reports changed what the device has, so the copy a
+// step would be checked against may be stale. Steps already held are
+// written as they would have been.
+func (c *Core) closeHold(tenant, deviceID string) {
+	if c.Config.HoldFeedback <= 0 {
+		return
+	}
+	c.held.mu.Lock()
+	if e := c.held.m[[2]string{tenant, deviceID}]; e != nil {
+		e.closed = true
+	}
+	c.held.mu.Unlock()
 }

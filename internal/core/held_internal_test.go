@@ -43,3 +43,45 @@ func TestHeldFeedbackIsBounded(t *testing.T) {
 		t.Fatal("held a step for a deployment the entry is not about")
 	}
 }
+
+// TestHoldWindow: a first step is held however long after the fetch it
+// comes (within holdOpen), the later ones within HoldFeedback of the
+// first; anything else announced for the device closes the window.
+func TestHoldWindow(t *testing.T) {
+	c := New(nil, nil, nil, nil, Config{HoldFeedback: time.Second})
+	now := time.Now()
+	d := flotilla.Deployment{Tenant: "acme", DeviceID: "d1", ID: 7, State: flotilla.StateDownloading, RetrievedAt: &now}
+	ref := Ref{Tenant: "acme", DeviceID: "d1", ID: 7}
+	key := [2]string{"acme", "d1"}
+	f := flotilla.Feedback{Execution: flotilla.ExecProceeding}
+
+	c.synced(d)
+	c.held.m[key].synced = time.Now().Add(-10 * time.Second) // a slow device, or a loaded server
+	if _, ok := c.hold(ref, f, now); !ok {
+		t.Fatal("a first step 10 s after the fetch was not held")
+	}
+	if _, ok := c.hold(ref, f, now); !ok {
+		t.Fatal("a second step at once was not held")
+	}
+	c.held.m[key].first = time.Now().Add(-time.Second)
+	if _, ok := c.hold(ref, f, now); ok {
+		t.Fatal("held a step a HoldFeedback after the first: that one is due")
+	}
+	c.takeHeld(ref)
+
+	c.synced(d)
+	c.held.m[key].synced = time.Now().Add(-holdOpen)
+	if _, ok := c.hold(ref, f, now); ok {
+		t.Fatal("held a first step holdOpen after the write")
+	}
+
+	c.synced(d)
+	c.InvalidateDevice("acme", "d2")
+	if _, ok := c.hold(ref, f, now); !ok {
+		t.Fatal("another device's change closed the window")
+	}
+	c.InvalidateDevice("acme", "d1")
+	if _, ok := c.hold(ref, f, now); ok {
+		t.Fatal("held a step after a change announced for the device")
+	}
+}
