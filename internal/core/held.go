@@ -174,16 +174,17 @@ func (c *Core) writeHeldOf(ctx context.Context, tenant, deviceID string) {
 // meanwhile (canceled by the server, finished through another replica)
 // takes no more feedback: its held steps are dropped, as they would have
 // been refused had they arrived late.
-func (c *Core) writeHeld(ctx context.Context, ref Ref, steps []flotilla.Step) {
+func (c *Core) writeHeld(ctx context.Context, ref Ref, steps []flotilla.Step) (flotilla.Deployment, bool) {
 	if len(steps) == 0 {
-		return
+		return flotilla.Deployment{}, false
 	}
-	_, err := c.change(ctx, ref, "", func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
+	d, err := c.change(ctx, ref, "", func(d flotilla.Deployment, _ time.Time) (flotilla.Change, error) {
 		return flotilla.ApplySteps(d, steps)
 	})
 	if err != nil && !flotilla.IsCode(err, flotilla.EGone) && !flotilla.IsCode(err, flotilla.ENotFound) {
 		c.Log.Warn("write held feedback", "tenant", ref.Tenant, "device", ref.DeviceID, "deployment", ref.ID, "err", err)
 	}
+	return d, err == nil
 }
 
 // FlushHeld writes the steps held for longer than Config.HoldFeedback, or
@@ -212,7 +213,12 @@ func (c *Core) FlushHeld(ctx context.Context, all bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			c.writeHeld(ctx, ref, c.takeHeld(ref))
+			// Written, the deployment opens a new window, as after a
+			// report written at once: a device slower than the hold still
+			// has its next steps held.
+			if d, ok := c.writeHeld(ctx, ref, c.takeHeld(ref)); ok && !all {
+				c.synced(d)
+			}
 		}()
 	}
 	wg.Wait()

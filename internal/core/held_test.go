@@ -146,3 +146,35 @@ func TestHeldFeedbackIsAnnouncedOnceWritten(t *testing.T) {
 		t.Fatalf("feedback after the end: %v, want EGone", err)
 	}
 }
+
+// TestAFlushOpensTheNextWindow: a device slower than the hold has its held
+// steps written by the flusher, and its next step is held again, not
+// written alone.
+func TestAFlushOpensTheNextWindow(t *testing.T) {
+	ctx := context.Background()
+	c, st, _, _ := fakeCore(t)
+	c.Config.HoldFeedback = time.Millisecond
+	d, _ := c.AssignDeployment(ctx, admin(), core.AssignRequest{Tenant: "acme", DeviceID: "pull-1", ArtifactName: "fw", ArtifactVersion: "2.0.0"})
+	id := core.DeviceIdentity{Tenant: "acme", DeviceID: "pull-1"}
+	if _, _, err := c.DeploymentBase(ctx, id, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeploymentFeedback(ctx, id, d.ID, fb("download", "")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // past the hold: the flusher writes the step
+	c.FlushHeld(ctx, false)
+	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StateDownloading {
+		t.Fatalf("after the flush: %s, want downloading", got.State)
+	}
+	if _, err := c.DeploymentFeedback(ctx, id, d.ID, fb("downloaded", "")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StateDownloading {
+		t.Fatalf("the step after the flush was written alone (%s), not held", got.State)
+	}
+	c.FlushHeld(ctx, true)
+	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StateDownloaded {
+		t.Fatalf("after the last flush: %s, want downloaded", got.State)
+	}
+}
