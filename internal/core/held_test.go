@@ -106,11 +106,7 @@ func TestHeldFeedbackIsAnnouncedOnceWritten(t *testing.T) {
 	ctx := context.Background()
 	c, st, rec, _ := fakeCore(t)
 	c.Config.HoldFeedback = time.Hour
-	d, _ := c.AssignDeployment(ctx, admin(), core.AssignRequest{Tenant: "acme", DeviceID: "pull-1", ArtifactName: "fw", ArtifactVersion: "2.0.0"})
-	id := core.DeviceIdentity{Tenant: "acme", DeviceID: "pull-1"}
-	if _, _, err := c.DeploymentBase(ctx, id, d.ID); err != nil {
-		t.Fatal(err)
-	}
+	id, d := fetchedDeployment(t, c)
 	for _, f := range []flotilla.Feedback{fb("download", ""), fb("downloaded", ""), fb("proceeding", "")} {
 		if _, err := c.DeploymentFeedback(ctx, id, d.ID, f); err != nil {
 			t.Fatal(err)
@@ -154,11 +150,7 @@ func TestAFlushOpensTheNextWindow(t *testing.T) {
 	ctx := context.Background()
 	c, st, _, _ := fakeCore(t)
 	c.Config.HoldFeedback = time.Millisecond
-	d, _ := c.AssignDeployment(ctx, admin(), core.AssignRequest{Tenant: "acme", DeviceID: "pull-1", ArtifactName: "fw", ArtifactVersion: "2.0.0"})
-	id := core.DeviceIdentity{Tenant: "acme", DeviceID: "pull-1"}
-	if _, _, err := c.DeploymentBase(ctx, id, d.ID); err != nil {
-		t.Fatal(err)
-	}
+	id, d := fetchedDeployment(t, c)
 	if _, err := c.DeploymentFeedback(ctx, id, d.ID, fb("download", "")); err != nil {
 		t.Fatal(err)
 	}
@@ -177,4 +169,19 @@ func TestAFlushOpensTheNextWindow(t *testing.T) {
 	if got, _ := st.GetDeployment(ctx, "acme", d.ID); got.State != flotilla.StateDownloaded {
 		t.Fatalf("after the last flush: %s, want downloaded", got.State)
 	}
+}
+
+// fetchedDeployment assigns pull-1 a deployment, which it fetches.
+func fetchedDeployment(t *testing.T, c *core.Core) (core.DeviceIdentity, flotilla.Deployment) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := c.AssignDeployment(ctx, admin(), core.AssignRequest{Tenant: "acme", DeviceID: "pull-1", ArtifactName: "fw", ArtifactVersion: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := core.DeviceIdentity{Tenant: "acme", DeviceID: "pull-1"}
+	if _, _, err := c.DeploymentBase(ctx, id, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	return id, d
 }
