@@ -42,24 +42,18 @@ func deviceView(dp store.DevicePoll, settings flotilla.TenantSettings) DeviceVie
 	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: settings}
 	// Push deliveries are the server's business, not the polling client's.
 	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
-	act := -1
+	act, waiting := -1, 0 // the action, and the deployments that could be
 	for i := range open {
-		if open[i].State == flotilla.StateCancelRequested {
+		if open[i].State == flotilla.StateScheduled {
+			continue
+		}
+		waiting++
+		if act < 0 || (open[i].State == flotilla.StateCancelRequested && open[act].State != flotilla.StateCancelRequested) {
 			act = i
-			break
 		}
 	}
-	if act < 0 {
-		act = slices.IndexFunc(open, func(d flotilla.Deployment) bool { return d.State != flotilla.StateScheduled })
-	}
-	if act < 0 {
-		return v
-	}
-	v.Action, v.ActionAlone = &open[act], true
-	for i := range open {
-		if i != act && open[i].State != flotilla.StateScheduled {
-			v.ActionAlone = false
-		}
+	if act >= 0 {
+		v.Action, v.ActionAlone = &open[act], waiting == 1
 	}
 	return v
 }

@@ -100,14 +100,7 @@ func (c *Core) hold(ref Ref, f flotilla.Feedback, now time.Time) (flotilla.Deplo
 // written at once: a server-side cancel must know the device has it) and
 // works on, with no cancel pending.
 func holdable(d flotilla.Deployment) bool {
-	if d.Delivery == flotilla.DeliveryPush || d.RetrievedAt == nil {
-		return false
-	}
-	switch d.State {
-	case flotilla.StatePending, flotilla.StateDownloading, flotilla.StateDownloaded, flotilla.StateInstalling:
-		return true
-	}
-	return false
+	return d.Delivery != flotilla.DeliveryPush && d.RetrievedAt != nil && working(d.State)
 }
 
 // synced notes a deployment as a device's report just wrote it: the next

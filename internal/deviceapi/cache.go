@@ -82,34 +82,16 @@ func (c *pollCache) put(key string, v uint64, e *pollEntry) {
 	sh.mu.Unlock()
 }
 
-// answered follows a device's attribute upload: an answer that asked for
-// them asks no more, one that did not is still right, and an answer
-// computed before the upload can no longer be stored.
-func (c *pollCache) answered(key string) {
-	sh := c.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.versions[key]++
-	if e := sh.entries[key]; e != nil && asksForAttributes(e.body) {
-		if ne := withoutConfigData(e); ne != nil {
-			sh.entries[key] = ne
-		} else {
-			delete(sh.entries, key)
-		}
-	}
-}
-
-// ended follows the end of deployment id: an answer whose action it was,
-// with nothing else waiting, is rewritten as a read would now render it;
-// any other is dropped, and one computed before the end can no longer be
-// stored.
-func (c *pollCache) ended(key string, id int64, succeeded bool) {
+// rewrite follows a change the device's cached answer can be rewritten
+// for: next returns the answer after it (nil: drop it), and an answer
+// computed before the change can no longer be stored.
+func (c *pollCache) rewrite(key string, next func(*pollEntry) *pollEntry) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.versions[key]++
 	if e := sh.entries[key]; e != nil {
-		if ne := afterEnd(e, id, succeeded); ne != nil {
+		if ne := next(e); ne != nil {
 			sh.entries[key] = ne
 		} else {
 			delete(sh.entries, key)

@@ -60,7 +60,7 @@ func TestAnsweredAttributes(t *testing.T) {
 	_, before := c.get(racing, "b", now)
 
 	for _, k := range []string{asking, quiet, racing} {
-		c.answered(k)
+		c.rewrite(k, withoutConfigData)
 	}
 	if e, _ := c.get(asking, "b", now); e == nil || string(e.body) != string(want.body) || e.etag != want.etag || !e.until.Equal(until) {
 		t.Fatalf("the asking answer after the upload = %+v, want %s", e, want.body)

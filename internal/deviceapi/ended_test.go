@@ -73,7 +73,7 @@ func TestEndedInTheCache(t *testing.T) {
 	c.put(w, v, s.renderPoll(waiting, "b", now))
 	_, before := c.get(racing, "b", now)
 	for _, k := range []string{a, w, racing} {
-		c.ended(k, 7, true)
+		c.rewrite(k, func(e *pollEntry) *pollEntry { return afterEnd(e, 7, true) })
 	}
 	want := s.renderPoll(core.DeviceView{Installed: &flotilla.Deployment{ID: 7}, AttributesRequested: true}, "b", now)
 	if e, _ := c.get(a, "b", now); e == nil || string(e.body) != string(want.body) {

@@ -31,9 +31,11 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 		backoff.MinPolling = backoff.Polling
 	}
 	var p ddi.Poll
-	sleepMoved := false
 	if a := v.Action; a != nil {
 		id := strconv.FormatInt(a.ID, 10)
+		if v.ActionAlone {
+			e.ends = a.ID
+		}
 		if a.State == flotilla.StateCancelRequested {
 			p.Links.CancelAction = &ddi.Link{Href: base + "/cancelAction/" + id}
 		} else {
@@ -41,7 +43,7 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 			p.Links.DeploymentBase = &ddi.Link{Href: base + "/deploymentBase/" + id + "?c=" + actionHash(*a, download, update, window)}
 			e.until = until
 			if window == ddi.WindowUnavailable {
-				sleepMoved = true
+				e.ends = 0 // its sleep is the window's, not an idle device's
 				if w, err := maintenance.Parse(*a.Window); err == nil {
 					if start, ok := w.NextStart(now); ok {
 						sleep = backoff.PollingSleep(start.Sub(now))
@@ -51,9 +53,6 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 				}
 			}
 		}
-	}
-	if v.Action != nil && v.ActionAlone && !sleepMoved {
-		e.ends = v.Action.ID
 	}
 	if v.Installed != nil {
 		p.Links.InstalledBase = &ddi.Link{Href: installedBaseHref(base, v.Installed.ID)}
@@ -80,17 +79,28 @@ func etagOf(body []byte) string {
 // cached answer that asked for them loses its configData link, and the
 // device is not read again to say the same thing without it.
 func (s *Server) AttributesAnsweredLocal(tenant, device string) {
-	s.cache.answered(cacheKey(tenant, device))
+	s.cache.rewrite(cacheKey(tenant, device), withoutConfigData)
 }
 
-// withoutConfigData is e without its configData link; nil if e cannot be
-// read back.
+// withoutConfigData is e without its configData link: e itself if it has
+// none, nil if it cannot be read back.
 func withoutConfigData(e *pollEntry) *pollEntry {
+	if !asksForAttributes(e.body) {
+		return e
+	}
+	return edited(e, func(p *ddi.Poll) bool {
+		p.Links.ConfigData = nil
+		return true
+	})
+}
+
+// edited is e with edit applied to its answer (nil if edit refuses it, or
+// e cannot be read back), with its own ETag.
+func edited(e *pollEntry, edit func(*ddi.Poll) bool) *pollEntry {
 	var p ddi.Poll
-	if json.Unmarshal(e.body, &p) != nil {
+	if json.Unmarshal(e.body, &p) != nil || !edit(&p) {
 		return nil
 	}
-	p.Links.ConfigData = nil
 	body, err := json.Marshal(p)
 	if err != nil {
 		return nil
@@ -107,7 +117,9 @@ func installedBaseHref(base string, id int64) string {
 // answer that named it, with nothing else waiting, is rewritten without
 // reading the device again.
 func (s *Server) ActionEndedLocal(d flotilla.Deployment) {
-	s.cache.ended(cacheKey(d.Tenant, d.DeviceID), d.ID, d.State == flotilla.StateSucceeded)
+	s.cache.rewrite(cacheKey(d.Tenant, d.DeviceID), func(e *pollEntry) *pollEntry {
+		return afterEnd(e, d.ID, d.State == flotilla.StateSucceeded)
+	})
 }
 
 // afterEnd is e as renderPoll would render it once deployment id, its
@@ -119,28 +131,22 @@ func afterEnd(e *pollEntry, id int64, succeeded bool) *pollEntry {
 	if e.ends != id || id == 0 {
 		return nil
 	}
-	var p ddi.Poll
-	if json.Unmarshal(e.body, &p) != nil {
-		return nil
-	}
-	p.Links.DeploymentBase, p.Links.CancelAction = nil, nil
-	if succeeded {
-		installed := int64(0)
+	return edited(e, func(p *ddi.Poll) bool {
+		p.Links.DeploymentBase, p.Links.CancelAction = nil, nil
+		if !succeeded {
+			return true
+		}
 		if l := p.Links.InstalledBase; l != nil {
-			n, err := strconv.ParseInt(l.Href[strings.LastIndexByte(l.Href, '/')+1:], 10, 64)
+			installed, err := strconv.ParseInt(l.Href[strings.LastIndexByte(l.Href, '/')+1:], 10, 64)
 			if err != nil {
-				return nil
+				return false
 			}
-			installed = n
+			if installed > id {
+				id = installed
+			}
 		}
-		if id > installed {
-			p.Links.InstalledBase = &ddi.Link{Href: installedBaseHref(e.base, id)}
-		}
+		p.Links.InstalledBase = &ddi.Link{Href: installedBaseHref(e.base, id)}
 		p.Links.ConfigData = &ddi.Link{Href: e.base + "/configData"}
-	}
-	body, err := json.Marshal(p)
-	if err != nil {
-		return nil
-	}
-	return &pollEntry{body: body, etag: etagOf(body), base: e.base, until: e.until}
+		return true
+	})
 }
