@@ -110,6 +110,13 @@ type Hooks struct {
 	// action d was, with nothing else waiting (DeviceView.ActionAlone), may
 	// be rewritten so instead of recomputed. Unset, Invalidate runs.
 	ActionEnded func(d flotilla.Deployment)
+	// ActionStarted runs when a rollout released d, a pull deployment
+	// that waited for its wave (scheduled → pending), with began a moment
+	// before the release was written, on the process's clock. A waiting
+	// deployment changes nothing a device is told, so a cached answer
+	// without an action read before began may name d as its action instead
+	// of being recomputed. Unset, Invalidate runs.
+	ActionStarted func(d flotilla.Deployment, began time.Time)
 	// WakeRollout runs when a rollout needs the scheduler now.
 	WakeRollout func(id string)
 	// ForgetAuth runs when device credentials may have changed (a token

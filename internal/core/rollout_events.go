@@ -10,12 +10,20 @@ import (
 )
 
 // AfterRolloutChange invalidates and publishes what a rollout operation
-// touched.
-func (c *Core) AfterRolloutChange(r flotilla.Rollout, touched []store.Touched) {
+// touched. began is a moment before the operation was written, on the
+// process's clock (time.Now, not c.Now).
+func (c *Core) AfterRolloutChange(r flotilla.Rollout, touched []store.Touched, began time.Time) {
 	c.forgetProgress(r.ID)
 	for _, t := range touched {
-		c.announce(flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave,
-			State: t.State, ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion}, "", false)
+		d := flotilla.Deployment{ID: t.ID, Tenant: r.Tenant, DeviceID: t.DeviceID, RolloutID: r.ID, Wave: t.Wave, State: t.State,
+			ArtifactName: r.ArtifactName, ArtifactVersion: r.ArtifactVersion, Type: t.Type, ForceAt: t.ForceAt, Window: t.Window, Delivery: t.Delivery}
+		if h := c.hooks.ActionStarted; h != nil && t.State == flotilla.StatePending && t.Delivery != flotilla.DeliveryPush {
+			c.closeHold(r.Tenant, t.DeviceID)
+			h(d, began)
+			c.tell(d, "", false)
+			continue
+		}
+		c.announce(d, "", false)
 	}
 	c.publishRollout(r)
 }

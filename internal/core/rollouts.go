@@ -294,6 +294,7 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 		return flotilla.Rollout{}, nil, flotilla.Errorf(flotilla.EInvalid, "unknown rollout action %q", op)
 	}
 	var touched []store.Touched
+	var began time.Time
 	for attempt := 0; ; attempt++ {
 		now := c.Now()
 		snap, err := c.Store.RolloutSnapshot(ctx, id, now, store.SnapshotReads{Failed: op == rollout.OpRetry, NextWave: true})
@@ -307,6 +308,7 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 		if err != nil {
 			return snap.Rollout, nil, err
 		}
+		began = time.Now()
 		touched, err = c.Store.ApplyRolloutPlan(ctx, id, "", snap.Rollout.Version, actions, now)
 		if flotilla.IsCode(err, flotilla.EConflict) && attempt < 10 {
 			continue // the scheduler got there first; look again
@@ -320,7 +322,7 @@ func (c *Core) ChangeRollout(ctx context.Context, p Principal, tenant, id string
 	if err != nil {
 		return r, nil, err
 	}
-	c.AfterRolloutChange(r, touched)
+	c.AfterRolloutChange(r, touched, began)
 	c.WakeRollout(id)
 	if op == rollout.OpResume {
 		c.SweepChannel(r)

@@ -34,6 +34,10 @@ type pollEntry struct {
 	// ends is the deployment whose end leaves the device with nothing to
 	// do, when the answer can be rewritten for it (afterEnd); 0 if none.
 	ends int64
+	// read is when the version the answer was stored under was read, on
+	// the cache's clock (sinceStart): the answer reflects no change
+	// announced before then.
+	read time.Duration
 }
 
 // maxPollAnswers bounds the cache, in shards of equal share.
@@ -54,11 +58,23 @@ func (c *pollCache) shard(key string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
 }
 
+// cacheStart is the origin of the cache's clock.
+var cacheStart = time.Now()
+
+// sinceStart reads the cache's clock: monotonic, and 8 bytes an entry.
+func sinceStart(t time.Time) time.Duration { return t.Sub(cacheStart) }
+
+// version is a key's version as get read it, and when.
+type version struct {
+	n    uint64
+	read time.Duration
+}
+
 // get returns a usable entry and the key's version for a later put.
-func (c *pollCache) get(key, base string, now time.Time) (*pollEntry, uint64) {
+func (c *pollCache) get(key, base string, now time.Time) (*pollEntry, version) {
 	sh := c.shard(key)
 	sh.mu.RLock()
-	e, v := sh.entries[key], sh.versions[key]
+	e, v := sh.entries[key], version{n: sh.versions[key], read: sinceStart(time.Now())}
 	sh.mu.RUnlock()
 	if e == nil || e.base != base || (!e.until.IsZero() && !now.Before(e.until)) {
 		return nil, v
@@ -67,10 +83,11 @@ func (c *pollCache) get(key, base string, now time.Time) (*pollEntry, uint64) {
 }
 
 // put stores e unless the key was invalidated since version v was read.
-func (c *pollCache) put(key string, v uint64, e *pollEntry) {
+func (c *pollCache) put(key string, v version, e *pollEntry) {
+	e.read = v.read
 	sh := c.shard(key)
 	sh.mu.Lock()
-	if sh.versions[key] == v {
+	if sh.versions[key] == v.n {
 		if _, ok := sh.entries[key]; !ok && len(sh.entries) >= maxPollAnswers/len(c.shards) {
 			for k := range sh.entries { // map order: an arbitrary one
 				delete(sh.entries, k)

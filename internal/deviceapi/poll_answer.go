@@ -39,9 +39,8 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 		if a.State == flotilla.StateCancelRequested {
 			p.Links.CancelAction = &ddi.Link{Href: base + "/cancelAction/" + id}
 		} else {
-			download, update, window, until := handling(*a, now)
-			p.Links.DeploymentBase = &ddi.Link{Href: base + "/deploymentBase/" + id + "?c=" + actionHash(*a, download, update, window)}
-			e.until = until
+			var window string
+			p.Links.DeploymentBase, e.until, window = actionLink(base, *a, now)
 			if window == ddi.WindowUnavailable {
 				e.ends = 0 // its sleep is the window's, not an idle device's
 				if w, err := maintenance.Parse(*a.Window); err == nil {
@@ -67,6 +66,13 @@ func (s *Server) renderPoll(v core.DeviceView, base string, now time.Time) *poll
 		e.until = now.Add(age)
 	}
 	return e
+}
+
+// actionLink is the deploymentBase link of a, what its maintenance window
+// says now, and until when both hold (zero: until a changes).
+func actionLink(base string, a flotilla.Deployment, now time.Time) (link *ddi.Link, until time.Time, window string) {
+	download, update, window, until := handling(a, now)
+	return &ddi.Link{Href: base + "/deploymentBase/" + strconv.FormatInt(a.ID, 10) + "?c=" + actionHash(a, download, update, window)}, until, window
 }
 
 func etagOf(body []byte) string {
@@ -95,7 +101,7 @@ func withoutConfigData(e *pollEntry) *pollEntry {
 }
 
 // edited is e with edit applied to its answer (nil if edit refuses it, or
-// e cannot be read back), with its own ETag.
+// e cannot be read back), with its own ETag; it was read when e was.
 func edited(e *pollEntry, edit func(*ddi.Poll) bool) *pollEntry {
 	var p ddi.Poll
 	if json.Unmarshal(e.body, &p) != nil || !edit(&p) {
@@ -105,7 +111,7 @@ func edited(e *pollEntry, edit func(*ddi.Poll) bool) *pollEntry {
 	if err != nil {
 		return nil
 	}
-	return &pollEntry{body: body, etag: etagOf(body), base: e.base, until: e.until}
+	return &pollEntry{body: body, etag: etagOf(body), base: e.base, until: e.until, read: e.read}
 }
 
 func installedBaseHref(base string, id int64) string {
@@ -149,4 +155,48 @@ func afterEnd(e *pollEntry, id int64, succeeded bool) *pollEntry {
 		p.Links.ConfigData = &ddi.Link{Href: e.base + "/configData"}
 		return true
 	})
+}
+
+// ActionStartedLocal follows a wave's release of d, a device's pull
+// deployment, on this replica (core's ActionStarted hook; other replicas
+// invalidate): a cached answer without an action, read before the release
+// began (on the process's clock), names d as its action without reading
+// the device again.
+func (s *Server) ActionStartedLocal(d flotilla.Deployment, began time.Time) {
+	now := s.core.Now()
+	s.cache.rewrite(cacheKey(d.Tenant, d.DeviceID), func(e *pollEntry) *pollEntry {
+		return afterStart(e, d, sinceStart(began), now)
+	})
+}
+
+// afterStart is e as renderPoll would render it at now once d was
+// released: with d's deploymentBase link, d being the device's only
+// action, whose end can be rewritten too. Nil if e has an action or was
+// read at or after began — a change after the release (d canceled, say)
+// may be what it shows, and its own announcement may have come first — or
+// d has a maintenance window (a closed window moves the sleep), or e
+// cannot be read back.
+//
+// A scheduled deployment changes nothing a device is told, so an answer
+// without an action read before the release is the device without d.
+func afterStart(e *pollEntry, d flotilla.Deployment, began time.Duration, now time.Time) *pollEntry {
+	if e.read >= began || d.ID == 0 || d.Window != nil || d.State != flotilla.StatePending {
+		return nil
+	}
+	link, until, _ := actionLink(e.base, d, now)
+	ne := edited(e, func(p *ddi.Poll) bool {
+		if p.Links.DeploymentBase != nil || p.Links.CancelAction != nil {
+			return false
+		}
+		p.Links.DeploymentBase = link
+		return true
+	})
+	if ne == nil {
+		return nil
+	}
+	if !until.IsZero() && (ne.until.IsZero() || until.Before(ne.until)) {
+		ne.until = until
+	}
+	ne.ends = d.ID
+	return ne
 }

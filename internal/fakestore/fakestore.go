@@ -454,7 +454,9 @@ func (s *Store) ApplyRolloutPlan(_ context.Context, id, owner string, version in
 					w.Counts[flotilla.StateScheduled]--
 					w.Counts[flotilla.StatePending]++
 					snap.Open[i].State, snap.Open[i].StartedAt = flotilla.StatePending, &now
-					touched = append(touched, store.Touched{ID: snap.Open[i].ID, DeviceID: snap.Open[i].DeviceID, Wave: snap.Open[i].Wave, State: flotilla.StatePending})
+					d := snap.Open[i]
+					touched = append(touched, store.Touched{ID: d.ID, DeviceID: d.DeviceID, Wave: d.Wave, State: flotilla.StatePending,
+						Type: snap.Rollout.Type, ForceAt: snap.Rollout.ForceAt, Window: snap.Rollout.Window, Delivery: snap.Rollout.Delivery})
 				}
 			}
 		}

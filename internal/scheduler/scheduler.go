@@ -230,6 +230,7 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 		if len(plan.Actions) == 0 {
 			return s.writeAhead(ctx, id, snap.Waves, now)
 		}
+		began := time.Now()
 		touched, err := s.st.ApplyRolloutPlan(ctx, id, s.cfg.Owner, r.Version, plan.Actions, now)
 		if flotilla.IsCode(err, flotilla.EConflict) {
 			continue // someone changed it; plan again
@@ -237,7 +238,7 @@ func (s *Scheduler) Process(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		s.announce(ctx, r, plan, touched)
+		s.announce(ctx, r, plan, touched, began)
 	}
 	return nil
 }
@@ -259,7 +260,7 @@ func (s *Scheduler) writeAhead(ctx context.Context, id string, waves []flotilla.
 }
 
 // announce tells devices' caches and watchers what a plan changed.
-func (s *Scheduler) announce(ctx context.Context, before flotilla.Rollout, plan rollout.Plan, touched []store.Touched) {
+func (s *Scheduler) announce(ctx context.Context, before flotilla.Rollout, plan rollout.Plan, touched []store.Touched, began time.Time) {
 	after, _, err := s.st.GetRollout(ctx, before.Tenant, before.ID)
 	if err != nil {
 		after = before
@@ -277,7 +278,7 @@ func (s *Scheduler) announce(ctx context.Context, before flotilla.Rollout, plan 
 			}
 		}
 	}
-	s.core.AfterRolloutChange(after, touched)
+	s.core.AfterRolloutChange(after, touched, began)
 }
 
 // wakeAt wakes the rollout after d (policy time and wall time advance

@@ -224,6 +224,7 @@ func (s *Server) wire() {
 		Invalidate:         s.DDI.InvalidateLocal,
 		AttributesAnswered: s.DDI.AttributesAnsweredLocal,
 		ActionEnded:        s.DDI.ActionEndedLocal,
+		ActionStarted:      s.DDI.ActionStartedLocal,
 		WakeRollout:        func(id string) { s.Sched.Wake(id); s.wakeDMF() },
 		ForgetAuth:         func() {},
 		DeploymentChanged: func(d flotilla.Deployment) {
@@ -240,6 +241,10 @@ func (s *Server) wire() {
 		}
 		h.ActionEnded = func(d flotilla.Deployment) {
 			s.DDI.ActionEndedLocal(d)
+			link.Invalidate(d.Tenant, d.DeviceID)
+		}
+		h.ActionStarted = func(d flotilla.Deployment, began time.Time) {
+			s.DDI.ActionStartedLocal(d, began)
 			link.Invalidate(d.Tenant, d.DeviceID)
 		}
 		h.ForgetAuth = link.ForgetAuth

@@ -51,13 +51,7 @@ func scanDeployment(sc interface{ Scan(...any) error }) (flotilla.Deployment, er
 	d.ArtifactID = artifactID.Int64
 	d.RolloutID, d.UpdateID = rollout.String, updateID.String
 	d.Type, d.State, d.PrevState = flotilla.DeploymentType(typ), flotilla.DeploymentState(state), flotilla.DeploymentState(prev)
-	d.ForceAt = fromNullTS(forceAt)
-	if window.Valid && window.String != "" {
-		var w flotilla.MaintenanceWindow
-		if json.Unmarshal([]byte(window.String), &w) == nil {
-			d.Window = &w
-		}
-	}
+	d.ForceAt, d.Window = fromNullTS(forceAt), windowOf(window)
 	if healthy.Valid {
 		h := healthy.Int64 == 1
 		d.Healthy = &h
@@ -65,6 +59,18 @@ func scanDeployment(sc interface{ Scan(...any) error }) (flotilla.Deployment, er
 	d.CreatedAt, d.UpdatedAt = fromTS(created), fromTS(updated)
 	d.StartedAt, d.RetrievedAt, d.FinishedAt = fromNullTS(started), fromNullTS(retrieved), fromNullTS(finished)
 	return d, nil
+}
+
+// windowOf reads a maint_window column: nil when empty.
+func windowOf(window sql.NullString) *flotilla.MaintenanceWindow {
+	if !window.Valid || window.String == "" {
+		return nil
+	}
+	var w flotilla.MaintenanceWindow
+	if json.Unmarshal([]byte(window.String), &w) != nil {
+		return nil
+	}
+	return &w
 }
 
 func nullInt(v int64) any {

@@ -157,17 +157,21 @@ func (s *Store) move(ctx context.Context, q querier, m flotilla.Move, ids []int6
 	var moved []int64
 	err := eachChunk(ids, func(part []int64) error {
 		args := append(append([]any{}, setArgs...), int64Args(part)...)
-		rows, err := q.QueryContext(ctx, s.q(`UPDATE deployments SET `+set+` WHERE id IN (`+placeholders(len(part))+`) AND state IN `+stateList(m.From())+` RETURNING id, device_id, wave`), args...)
+		rows, err := q.QueryContext(ctx, s.q(`UPDATE deployments SET `+set+` WHERE id IN (`+placeholders(len(part))+`) AND state IN `+stateList(m.From())+
+			` RETURNING id, device_id, wave, type, force_at, maint_window, delivery`), args...)
 		if err != nil {
 			return s.wrap("update deployments", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var t store.Touched
-			if err := rows.Scan(&t.ID, &t.DeviceID, &t.Wave); err != nil {
+			var typ string
+			var forceAt sql.NullInt64
+			var window sql.NullString
+			if err := rows.Scan(&t.ID, &t.DeviceID, &t.Wave, &typ, &forceAt, &window, &t.Delivery); err != nil {
 				return s.wrap("update deployments", err)
 			}
-			t.State = m.To()
+			t.State, t.Type, t.ForceAt, t.Window = m.To(), flotilla.DeploymentType(typ), fromNullTS(forceAt), windowOf(window)
 			touched = append(touched, t)
 			moved = append(moved, t.ID)
 		}
