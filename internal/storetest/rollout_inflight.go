@@ -21,12 +21,7 @@ func init() {
 // either way, and those of the next wave only when asked for.
 func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	seedTenant(t, s, "acme")
-	for i := range 12 {
-		must(t, s.CreateDevice(ctx, device("acme", fmt.Sprintf("k-%02d", i), map[string]string{"app": "kiosk"})))
-	}
-	a := artifact("acme", "fw", "3.0.0", "abc")
-	must(t, s.CreateArtifact(ctx, a))
+	a := seedKiosks(t, s, 12)
 	for _, tc := range []struct {
 		id     string
 		policy flotilla.Policy
@@ -78,4 +73,17 @@ func testRolloutSnapshotInFlight(t *testing.T, s store.Store) {
 			t.Fatalf("%s: wave 1 counts %d pending", tc.id, c)
 		}
 	}
+}
+
+// seedKiosks creates tenant acme with n devices labelled app=kiosk (k-00,
+// k-01, ...) and a release for them.
+func seedKiosks(t *testing.T, s store.Store, n int) *flotilla.Artifact {
+	ctx := context.Background()
+	seedTenant(t, s, "acme")
+	for i := range n {
+		must(t, s.CreateDevice(ctx, device("acme", fmt.Sprintf("k-%02d", i), map[string]string{"app": "kiosk"})))
+	}
+	a := artifact("acme", "fw", "3.0.0", "abc")
+	must(t, s.CreateArtifact(ctx, a))
+	return a
 }

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -22,12 +21,7 @@ func init() {
 // answer can name it without a read.
 func testRolloutReleaseNamesTheAction(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	seedTenant(t, s, "acme")
-	for i := range 3 {
-		must(t, s.CreateDevice(ctx, device("acme", fmt.Sprintf("k-%d", i), map[string]string{"app": "kiosk"})))
-	}
-	a := artifact("acme", "fw", "3.0.0", "abc")
-	must(t, s.CreateArtifact(ctx, a))
+	a := seedKiosks(t, s, 3)
 	forceAt := t0.Add(48 * time.Hour)
 	r := flotilla.Rollout{ID: "r-timed", Tenant: "acme", Name: "timed", ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Selector: "app=kiosk", Type: flotilla.TypeTimeForced, ForceAt: &forceAt, Delivery: flotilla.DeliveryPull, WaveCount: 1,
