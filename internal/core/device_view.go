@@ -42,18 +42,18 @@ func deviceView(dp store.DevicePoll, settings flotilla.TenantSettings) DeviceVie
 	v := DeviceView{Installed: dp.Installed, AttributesRequested: dp.AttributesRequested, Settings: settings}
 	// Push deliveries are the server's business, not the polling client's.
 	open := slices.DeleteFunc(dp.Open, func(d flotilla.Deployment) bool { return d.Delivery == flotilla.DeliveryPush })
-	act, waiting := -1, 0 // the action, and the deployments that could be
+	act, running := -1, 0 // the action, and the deployments that could be
 	for i := range open {
 		if open[i].State == flotilla.StateScheduled {
 			continue
 		}
-		waiting++
+		running++
 		if act < 0 || (open[i].State == flotilla.StateCancelRequested && open[act].State != flotilla.StateCancelRequested) {
 			act = i
 		}
 	}
 	if act >= 0 {
-		v.Action, v.ActionAlone = &open[act], waiting == 1
+		v.Action, v.ActionAlone = &open[act], running == 1
 	}
 	return v
 }

@@ -64,22 +64,24 @@ var cacheStart = time.Now()
 // sinceStart reads the cache's clock: monotonic, and 8 bytes an entry.
 func sinceStart(t time.Time) time.Duration { return t.Sub(cacheStart) }
 
-// version is a key's version as get read it, and when.
+// version is a key's version as get read it, and when (no earlier): an
+// answer stored under it reflects every change announced before then.
 type version struct {
 	n    uint64
 	read time.Duration
 }
 
-// get returns a usable entry and the key's version for a later put.
+// get returns a usable entry, or the key's version for a later put. The
+// clock is read only then: a poll answered from the cache needs no version.
 func (c *pollCache) get(key, base string, now time.Time) (*pollEntry, version) {
 	sh := c.shard(key)
 	sh.mu.RLock()
-	e, v := sh.entries[key], version{n: sh.versions[key], read: sinceStart(time.Now())}
+	e, n := sh.entries[key], sh.versions[key]
 	sh.mu.RUnlock()
 	if e == nil || e.base != base || (!e.until.IsZero() && !now.Before(e.until)) {
-		return nil, v
+		return nil, version{n: n, read: sinceStart(time.Now())}
 	}
-	return e, v
+	return e, version{n: n}
 }
 
 // put stores e unless the key was invalidated since version v was read.

@@ -180,7 +180,7 @@ func (s *Server) ActionStartedLocal(d flotilla.Deployment, began time.Time) {
 // A scheduled deployment changes nothing a device is told, so an answer
 // without an action read before the release is the device without d.
 func afterStart(e *pollEntry, d flotilla.Deployment, began time.Duration, now time.Time) *pollEntry {
-	if e.read >= began || d.ID == 0 || d.Window != nil || d.State != flotilla.StatePending {
+	if e.read >= began || d.Window != nil {
 		return nil
 	}
 	link, until, _ := actionLink(e.base, d, now)
