@@ -13,7 +13,7 @@ import (
 // store then reads it gives; an answer that cannot be rewritten so is
 // dropped.
 func TestAnswerAfterEndIsTheRenderedOne(t *testing.T) {
-	s := &Server{core: &core.Core{Config: core.Config{PollInterval: 30 * time.Second}}, opts: Options{MaxCacheAge: time.Hour}}
+	s := renderer(time.Hour)
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	dep := func(id int64, st flotilla.DeploymentState) *flotilla.Deployment {
 		return &flotilla.Deployment{ID: id, State: st, Type: flotilla.TypeForced}
@@ -62,7 +62,7 @@ func TestAnswerAfterEndIsTheRenderedOne(t *testing.T) {
 // TestEndedInTheCache: the end rewrites the answer in place, drops one it
 // cannot rewrite, and refuses an answer computed before it.
 func TestEndedInTheCache(t *testing.T) {
-	s := &Server{core: &core.Core{Config: core.Config{PollInterval: 30 * time.Second}}}
+	s := renderer(0)
 	c, now := newPollCache(), time.Now()
 	alone := core.DeviceView{Action: &flotilla.Deployment{ID: 7, State: flotilla.StateInstalling}, ActionAlone: true}
 	waiting := core.DeviceView{Action: alone.Action}
@@ -86,4 +86,10 @@ func TestEndedInTheCache(t *testing.T) {
 	if e, _ := c.get(racing, "b", now); e != nil {
 		t.Fatal("an answer computed before the end was stored after it")
 	}
+}
+
+// renderer is a server that renders poll answers with a 30 s poll, each
+// answer kept at most maxAge (0: until invalidated), and nothing else.
+func renderer(maxAge time.Duration) *Server {
+	return &Server{core: &core.Core{Config: core.Config{PollInterval: 30 * time.Second}}, opts: Options{MaxCacheAge: maxAge}}
 }

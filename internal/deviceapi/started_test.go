@@ -13,7 +13,7 @@ import (
 // lifetime, what rendering the device as the store then reads it gives;
 // an answer that cannot be rewritten so is dropped.
 func TestAnswerAfterStartIsTheRenderedOne(t *testing.T) {
-	s := &Server{core: &core.Core{Config: core.Config{PollInterval: 30 * time.Second}}, opts: Options{MaxCacheAge: time.Hour}}
+	s := renderer(time.Hour)
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	soon, past := now.Add(10*time.Minute), now.Add(-time.Minute)
 	released := func(typ flotilla.DeploymentType, forceAt *time.Time) flotilla.Deployment {
@@ -64,7 +64,7 @@ func TestAnswerAfterStartIsTheRenderedOne(t *testing.T) {
 // place, drops the answer read after it began, and refuses an answer
 // computed before it; the rewritten answer's end is rewritten in turn.
 func TestStartedInTheCache(t *testing.T) {
-	s := &Server{core: &core.Core{Config: core.Config{PollInterval: 30 * time.Second}}}
+	s := renderer(0)
 	c, now := newPollCache(), time.Now()
 	early, late, racing := cacheKey("t", "early"), cacheKey("t", "late"), cacheKey("t", "racing")
 	_, v := c.get(early, "b", now)
