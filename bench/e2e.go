@@ -169,7 +169,9 @@ func e2e(ctx context.Context, o opts, name string, devices, waves int, poll time
 	o.logf("simulator's request errors: %d before the rollout, %d since it started (to within 5 s)", errors0, simErrors(simOut.String())-errors0)
 	// What the database did for each device-deployment, as the server
 	// counts its store operations: unlike CPU, not moved by the machine.
-	o.logf("store operations per device-deployment: %s", opsPer(ops0, f.storeOps(), devices))
+	ops1 := f.storeOps()
+	o.logf("store operations per device-deployment: %s", opsPer(ops0, ops1, devices))
+	o.logf("rollout-wide reads: %s", opsCount(ops0, ops1, "rollout snapshot", "count waves", "get rollout"))
 	o.logf("rollout %s in %s: %v; server CPU per device-deployment %s", ro.Status, wall.Round(time.Millisecond), ro.Counts,
 		(serverCPU / time.Duration(devices)).Round(time.Microsecond))
 	if timedOut {

@@ -286,3 +286,14 @@ func opsPer(before, after map[string]int, n int) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// opsCount says how many times each named store operation ran between
+// before and after: the rollout-wide reads (its snapshot, its counts)
+// are too few per device-deployment for opsPer.
+func opsCount(before, after map[string]int, names ...string) string {
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %d", name, after[name]-before[name])
+	}
+	return strings.Join(parts, ", ")
+}

@@ -70,8 +70,11 @@ func (s *Store) displayWaves(ctx context.Context, r flotilla.Rollout) ([]flotill
 }
 
 // fillCounts fills waves' counts: from the cache when reuse is positive
-// and an entry younger than reuse fits them, otherwise read (and, with
-// reuse, kept).
+// and an entry younger than reuse fits them, otherwise read. Counts read
+// for display are kept, and so are the scheduler's (reuse 0, outside a
+// transaction) for a rollout large enough to be cached: its snapshot
+// counts at every look, and what it read is as current as a display read
+// made then, so a dashboard need not read the same counts again.
 func (s *Store) fillCounts(ctx context.Context, q querier, r flotilla.Rollout, waves []flotilla.Wave, reuse time.Duration) error {
 	now := time.Now()
 	use := reuse > 0
@@ -86,8 +89,11 @@ func (s *Store) fillCounts(ctx context.Context, q querier, r flotilla.Rollout, w
 			return nil
 		}
 	}
-	if err := s.countWaves(ctx, q, r.ID, waves); err != nil || !use {
+	if err := s.countWaves(ctx, q, r.ID, waves); err != nil {
 		return err
+	}
+	if !use && (q != s.rd || s.CountsMaxAge < 0 || r.Total < cmp.Or(s.CountsCacheFrom, DefaultCountsCacheFrom)) {
+		return nil
 	}
 	c := cachedCounts{at: now, version: r.Version, status: r.Status, waves: make([]waveCounts, len(waves))}
 	for i, w := range waves {

@@ -130,6 +130,7 @@ func (s *Store) waveRows(ctx context.Context, q querier, r flotilla.Rollout) (wa
 // countWaves reads the counts of a started rollout's waves: by state,
 // waiting and unhealthy.
 func (s *Store) countWaves(ctx context.Context, q querier, id string, waves []flotilla.Wave) error {
+	defer s.observe("count waves", time.Now())
 	rows, err := q.QueryContext(ctx, s.q(`SELECT wave, state, COUNT(*) FROM deployments WHERE rollout_id = ? AND retried = 0 GROUP BY wave, state`), id)
 	if err != nil {
 		return s.wrap("count waves", err)

@@ -16,8 +16,8 @@ func init() {
 }
 
 // A large rollout's counts, read for display, may be reused for a while;
-// the scheduler's snapshot always counts, and a change of the rollout's or
-// a wave's status reads them again.
+// the scheduler's snapshot always counts, and display reuses what it
+// counted; a change of the rollout's or a wave's status reads them again.
 func testRolloutCountsForDisplay(t *testing.T, s store.Store) {
 	ss, ok := s.(*sqlstore.Store)
 	if !ok {
@@ -44,6 +44,8 @@ func testRolloutCountsForDisplay(t *testing.T, s store.Store) {
 	snap, err := s.RolloutSnapshot(ctx, r.ID, t0.Add(3*time.Minute), store.SnapshotReads{})
 	must(t, err)
 	wantCounts(t, "the scheduler's snapshot", snap.Waves[0].Counts, map[flotilla.DeploymentState]int{sched: 2, canceled: 1})
+	counts, _ = waveCounts(t, s, r.ID)
+	wantCounts(t, "the snapshot's counts, kept for display", counts[0], map[flotilla.DeploymentState]int{sched: 2, canceled: 1})
 
 	ss.CountsMaxAge = time.Nanosecond
 	counts, _ = waveCounts(t, s, r.ID)
