@@ -62,11 +62,17 @@ func (c cachedCounts) fits(r flotilla.Rollout, waves []flotilla.Wave) bool {
 // displayWaves is waves for GetRollout: counts of a large rollout may be
 // up to CountsMaxAge old.
 func (s *Store) displayWaves(ctx context.Context, r flotilla.Rollout) ([]flotilla.Wave, error) {
-	maxAge, from := cmp.Or(s.CountsMaxAge, DefaultCountsMaxAge), cmp.Or(s.CountsCacheFrom, DefaultCountsCacheFrom)
-	if r.Total < from {
-		maxAge = 0
+	return s.countedWaves(ctx, s.rd, r, s.countsReuse(r))
+}
+
+// countsReuse is how old r's cached counts may be when read for display:
+// 0 (never cached) for a rollout of fewer than CountsCacheFrom devices, or
+// with a negative CountsMaxAge.
+func (s *Store) countsReuse(r flotilla.Rollout) time.Duration {
+	if s.CountsMaxAge < 0 || r.Total < cmp.Or(s.CountsCacheFrom, DefaultCountsCacheFrom) {
+		return 0
 	}
-	return s.countedWaves(ctx, s.rd, r, maxAge)
+	return cmp.Or(s.CountsMaxAge, DefaultCountsMaxAge)
 }
 
 // fillCounts fills waves' counts: from the cache when reuse is positive
@@ -92,7 +98,7 @@ func (s *Store) fillCounts(ctx context.Context, q querier, r flotilla.Rollout, w
 	if err := s.countWaves(ctx, q, r.ID, waves); err != nil {
 		return err
 	}
-	if !use && (q != s.rd || s.CountsMaxAge < 0 || r.Total < cmp.Or(s.CountsCacheFrom, DefaultCountsCacheFrom)) {
+	if !use && (q != s.rd || s.countsReuse(r) == 0) {
 		return nil
 	}
 	c := cachedCounts{at: now, version: r.Version, status: r.Status, waves: make([]waveCounts, len(waves))}

@@ -78,14 +78,20 @@ func testRolloutEvenSnapshot(t *testing.T, s store.Store) {
 // even waves and takes its snapshot in the database.
 func evenRollout(t *testing.T, s store.Store, id, sel string, waves int, a *flotilla.Artifact, p flotilla.Policy) flotilla.Rollout {
 	t.Helper()
-	r := flotilla.Rollout{ID: id, Tenant: "acme", Name: id, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+	return createEven(t, s, flotilla.Rollout{ID: id, Tenant: "acme", Name: id, ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Selector: sel, Type: flotilla.TypeForced, Delivery: flotilla.DeliveryPull, WaveCount: waves, Policy: p,
-		Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0}
+		Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0})
+}
+
+// createEven creates r and materializes its members in r.WaveCount even
+// waves.
+func createEven(t *testing.T, s store.Store, r flotilla.Rollout) flotilla.Rollout {
+	t.Helper()
 	must(t, s.CreateRollout(context.Background(), &r))
-	done, err := s.MaterializeEvenRollout(context.Background(), r.ID, waves, t0)
+	done, err := s.MaterializeEvenRollout(context.Background(), r.ID, r.WaveCount, t0)
 	must(t, err)
 	if !done {
-		t.Fatalf("%q in %d waves: not taken in the database", sel, waves)
+		t.Fatalf("%q in %d waves: not taken in the database", r.Selector, r.WaveCount)
 	}
 	return r
 }

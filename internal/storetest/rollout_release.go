@@ -23,14 +23,10 @@ func testRolloutReleaseNamesTheAction(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	a := seedKiosks(t, s, 3)
 	forceAt := t0.Add(48 * time.Hour)
-	r := flotilla.Rollout{ID: "r-timed", Tenant: "acme", Name: "timed", ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
+	r := createEven(t, s, flotilla.Rollout{ID: "r-timed", Tenant: "acme", Name: "timed", ArtifactID: a.ID, ArtifactName: a.Name, ArtifactVersion: a.Version,
 		Selector: "app=kiosk", Type: flotilla.TypeTimeForced, ForceAt: &forceAt, Delivery: flotilla.DeliveryPull, WaveCount: 1,
 		Window: &flotilla.MaintenanceWindow{Schedule: "0 0 2 * * ?", Duration: "02:00:00", Timezone: "UTC"},
-		Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0}
-	must(t, s.CreateRollout(ctx, &r))
-	if done, err := s.MaterializeEvenRollout(ctx, r.ID, 1, t0); err != nil || !done {
-		t.Fatalf("materialize: %v, %v", done, err)
-	}
+		Status: flotilla.RolloutCreating, CreatedAt: t0, UpdatedAt: t0})
 	_, err := s.StartRollout(ctx, "acme", r.ID, t0)
 	must(t, err)
 	_, err = s.ClaimRollouts(ctx, "me", t0, t0.Add(time.Minute), 10)
